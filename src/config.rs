@@ -1,0 +1,304 @@
+//! Settings: an optional TOML file (`--config`, default `./accessbot.toml`
+//! when present) overlaid by environment variables, which win.
+//!
+//! Secrets are wrapped in [`Secret`] so no `{:?}` or log line can print them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::parse_duration;
+
+/// A value that must never reach a log, an error message or a page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The only way to read the value; grep for it to audit every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything `accessbot serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+    /// Base URL of the Slack Web API, without a trailing slash.
+    pub api_url: String,
+    pub audit_channel: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub runbooks: PathBuf,
+    /// Requester -> manager, for approver kind `manager`.
+    pub directory: BTreeMap<String, String>,
+    /// Slack custom profile field ID whose value is the manager's user ID.
+    pub manager_field: Option<String>,
+    /// How long before a grant ends the requester is warned (capped at a fifth of the grant).
+    pub expiry_warning: Duration,
+    /// First retry interval for failed revokes, grants and Slack deliveries.
+    pub retry_base: Duration,
+    /// Longest retry interval; backoff doubles up to this.
+    pub retry_max: Duration,
+}
+
+/// Why the configuration cannot be used; each says which setting and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing setting {env}: {hint}")]
+    Missing { env: &'static str, hint: &'static str },
+    #[error("invalid setting {env}: {reason}")]
+    Invalid { env: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// The file's shape; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    slack_signing_secret: Option<String>,
+    slack_bot_token: Option<String>,
+    slack_api_url: Option<String>,
+    audit_channel: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    runbooks: Option<PathBuf>,
+    manager_field: Option<String>,
+    expiry_warning: Option<String>,
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+    #[serde(default)]
+    directory: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads `path` (or `./accessbot.toml` when it exists), then applies the
+    /// process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_with(path, &env)
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_with(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let default = Path::new("accessbot.toml");
+        let file = match path {
+            Some(p) => read_file(p)?,
+            None if default.exists() => read_file(default)?,
+            None => FileConfig::default(),
+        };
+        let pick = |name: &str, from_file: Option<String>| -> Option<String> {
+            env.get(name)
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+                .or(from_file)
+        };
+
+        let signing_secret = pick("SLACK_SIGNING_SECRET", file.slack_signing_secret).ok_or(
+            ConfigError::Missing {
+                env: "SLACK_SIGNING_SECRET",
+                hint: "copy the Signing Secret from your Slack app's Basic Information page",
+            },
+        )?;
+        let bot_token =
+            pick("SLACK_BOT_TOKEN", file.slack_bot_token).ok_or(ConfigError::Missing {
+                env: "SLACK_BOT_TOKEN",
+                hint: "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page",
+            })?;
+        let audit_channel = pick("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel).ok_or(
+            ConfigError::Missing {
+                env: "ACCESSBOT_AUDIT_CHANNEL",
+                hint: "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there",
+            },
+        )?;
+        if !looks_like_channel(&audit_channel) {
+            return Err(ConfigError::Invalid {
+                env: "ACCESSBOT_AUDIT_CHANNEL",
+                reason: format!(
+                    "`{audit_channel}` is not a channel ID; use the ID (C... or G...), not the name"
+                ),
+            });
+        }
+        let api_url = pick("SLACK_API_URL", file.slack_api_url)
+            .unwrap_or_else(|| "https://slack.com/api".to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                env: "SLACK_API_URL",
+                reason: format!("`{api_url}` is not an http(s) URL"),
+            });
+        }
+        let listen_text =
+            pick("ACCESSBOT_LISTEN", file.listen).unwrap_or_else(|| "0.0.0.0:3000".to_string());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            env: "ACCESSBOT_LISTEN",
+            reason: format!("`{listen_text}` is not an address; write host:port, e.g. 0.0.0.0:3000"),
+        })?;
+        let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
+        let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
+        let manager_field = pick("ACCESSBOT_MANAGER_FIELD", file.manager_field);
+        let expiry_warning = pick_duration(
+            "ACCESSBOT_EXPIRY_WARNING",
+            pick("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning),
+            "10m",
+        )?;
+        let retry_base = pick_duration(
+            "ACCESSBOT_RETRY_BASE",
+            pick("ACCESSBOT_RETRY_BASE", file.retry_base),
+            "1s",
+        )?;
+        let retry_max = pick_duration(
+            "ACCESSBOT_RETRY_MAX",
+            pick("ACCESSBOT_RETRY_MAX", file.retry_max),
+            "5m",
+        )?;
+        Ok(Config {
+            signing_secret: Secret::new(signing_secret),
+            bot_token: Secret::new(bot_token),
+            api_url,
+            audit_channel,
+            listen,
+            data_dir,
+            runbooks,
+            directory: file.directory,
+            manager_field,
+            expiry_warning,
+            retry_base,
+            retry_max: retry_max.max(retry_base),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    // toml's message quotes the offending line, which could hold a secret;
+    // keep only its first line (the position and the kind of error).
+    toml::from_str(&text).map_err(|e: toml::de::Error| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.message().to_string(),
+    })
+}
+
+fn pick_path(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    from_file: Option<PathBuf>,
+    default: &str,
+) -> PathBuf {
+    env.get(name)
+        .filter(|v| !v.trim().is_empty())
+        .map(PathBuf::from)
+        .or(from_file)
+        .unwrap_or_else(|| PathBuf::from(default))
+}
+
+fn pick_duration(
+    env: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    parse_duration(&text).map_err(|e| ConfigError::Invalid {
+        env,
+        reason: e.to_string(),
+    })
+}
+
+fn looks_like_channel(id: &str) -> bool {
+    id.len() >= 2
+        && matches!(id.as_bytes()[0], b'C' | b'G' | b'D')
+        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("SLACK_SIGNING_SECRET", "sss"),
+        ("SLACK_BOT_TOKEN", "xoxb-1"),
+        ("ACCESSBOT_AUDIT_CHANNEL", "C0AUDIT"),
+    ];
+
+    #[test]
+    fn environment_alone_is_enough_and_defaults_apply() {
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert_eq!(c.api_url, "https://slack.com/api");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.expiry_warning, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn missing_secret_is_named_and_not_printed() {
+        let e = Config::load_with(
+            Some(Path::new("/dev/null")),
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-secret-value")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SLACK_SIGNING_SECRET"), "{e}");
+        assert!(!e.contains("xoxb-secret-value"));
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_environment() {
+        let dir = std::env::temp_dir().join(format!("accessbot-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("accessbot.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\naudit_channel = \"C0FILE\"\n[directory]\nU0A = \"U0B\"\n",
+        )
+        .unwrap();
+        let mut e = env(BASE);
+        e.remove("ACCESSBOT_AUDIT_CHANNEL");
+        let c = Config::load_with(Some(&path), &e).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.audit_channel, "C0FILE");
+        assert_eq!(c.directory.get("U0A").map(String::as_str), Some("U0B"));
+        e.insert("ACCESSBOT_AUDIT_CHANNEL".into(), "C0ENV".into());
+        assert_eq!(Config::load_with(Some(&path), &e).unwrap().audit_channel, "C0ENV");
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("xoxb-123");
+        assert!(!format!("{s:?} {s}").contains("xoxb"));
+    }
+}

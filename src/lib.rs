@@ -1,0 +1,30 @@
+//! accessbot: just-in-time access through Slack.
+//!
+//! # Layout
+//! - [`config`]: settings from `accessbot.toml` and the environment; secrets as [`config::Secret`].
+//! - [`duration`]: the one parser and formatter for `30m`, `4h`, `1d`.
+//! - [`runbook`]: the runbook files: format, loading, validation (`accessbot check`).
+//! - [`policy`]: who may request, who approves in which stage, when a request is decided.
+//! - [`store`]: everything durable, in sled: requests, deadlines, intents, outbox, audit log.
+//! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, Block Kit views.
+//! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
+//! - [`workflow`]: the request lifecycle: create, approve, deny, grant, revoke, expire.
+//! - [`outbox`]: delivers queued Slack messages in order, retrying until Slack takes them.
+//! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
+//! - [`audit`]: the tamper-evident audit log and its notices to the audit channel.
+//! - [`http`]: the axum routes Slack calls, and `/healthz`, `/metrics`.
+//! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
+
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod duration;
+pub mod expiry;
+pub mod grant;
+pub mod http;
+pub mod outbox;
+pub mod policy;
+pub mod runbook;
+pub mod slack;
+pub mod store;
+pub mod workflow;

@@ -1,0 +1,473 @@
+//! Everything durable, in one sled database: access requests, their
+//! deadlines, the Slack outbox, the audit log and the replay guard.
+//!
+//! Nothing outside this module touches sled. A state change, the deadline it
+//! implies, the Slack messages it causes and its audit events are written in
+//! one transaction, so a crash can never keep one without the others; callers
+//! then [`Store::flush`] before they tell anyone it happened.
+
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+pub use records::*;
+
+/// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {0} is in use by another accessbot process; stop it first or set ACCESSBOT_DATA_DIR to another directory")]
+    Locked(PathBuf),
+    #[error("the database in {dir} cannot be read ({detail}); the files were left as they are: restore a backup or move the directory away to start empty")]
+    Corrupt { dir: PathBuf, detail: String },
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("stored record {key} cannot be decoded: {reason}")]
+    Codec { key: String, reason: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// What a state change causes besides the new record.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub outbox: Vec<OutboxItem>,
+    /// Audit events without seq/hash; the store numbers and chains them.
+    pub audit: Vec<NewAuditEvent>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.outbox.is_empty() && self.audit.is_empty()
+    }
+}
+
+/// An audit event before the store gives it its place in the chain.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub kind: String,
+    pub request_id: String,
+    pub runbook: String,
+    pub actor: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// The sled database and its trees.
+pub struct Store {
+    db: sled::Db,
+    requests: sled::Tree,
+    /// (due ms, request id) -> (); the timer loop's queue.
+    due: sled::Tree,
+    /// request id -> due key, so a request has at most one entry in `due`.
+    due_index: sled::Tree,
+    outbox: sled::Tree,
+    audit: sled::Tree,
+    meta: sled::Tree,
+    /// Replay guard: signature or event id -> (first seen ms, cached answer).
+    seen: sled::Tree,
+    /// Serialises read-modify-write of requests so two approvals at the same
+    /// instant are applied one after the other.
+    write_lock: Mutex<()>,
+}
+
+const AUDIT_HEAD: &[u8] = b"audit_head";
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Err(StoreError::Db(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            )));
+        }
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| classify_open_error(dir, e))?;
+        let open = |name: &str| db.open_tree(name).map_err(|e| classify_open_error(dir, e));
+        let store = Store {
+            requests: open("requests")?,
+            due: open("due")?,
+            due_index: open("due_index")?,
+            outbox: open("outbox")?,
+            audit: open("audit")?,
+            meta: open("meta")?,
+            seen: open("seen")?,
+            db,
+            write_lock: Mutex::new(()),
+        };
+        // Read every request once so a damaged record stops the start, not a
+        // later approval.
+        for item in store.requests.iter() {
+            let (k, v) = item.map_err(|e| classify_open_error(dir, e))?;
+            decode::<AccessRequest>(&k, &v).map_err(|e| StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Makes every write so far durable. Concurrent callers share the work
+    /// of one flush (sled writes the log once up to the newest entry).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        match self.requests.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode(id.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every request, oldest first by creation.
+    pub fn all_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.requests.iter() {
+            let (k, v) = item?;
+            out.push(decode::<AccessRequest>(&k, &v)?);
+        }
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+
+    /// Stores a new request with its effects.
+    pub fn insert(&self, req: &AccessRequest, effects: Effects) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.requests.contains_key(req.id.as_bytes())? {
+            return Err(StoreError::Db(format!("request {} already exists", req.id)));
+        }
+        self.commit(req, &effects)
+    }
+
+    /// Reads the request, lets `change` modify a copy and decide the effects,
+    /// and commits both at once. When `change` returns `Err`, nothing is written.
+    pub fn update<T, E>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut AccessRequest) -> Result<(T, Effects), E>,
+    ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut req) = self.get(id)? else {
+            return Err(StoreError::Db(format!("request {id} not found")));
+        };
+        match change(&mut req) {
+            Ok((value, effects)) => {
+                self.commit(&req, &effects)?;
+                Ok(Ok((value, req)))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Queues effects that belong to no state change (e.g. a refusal).
+    pub fn enqueue(&self, effects: Effects) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        (&self.outbox, &self.audit, &self.meta)
+            .transaction(|(outbox, audit, meta)| {
+                write_effects(outbox, audit, meta, &effects)?;
+                Ok(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn commit(&self, req: &AccessRequest, effects: &Effects) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(req).map_err(|e| StoreError::Codec {
+            key: req.id.clone(),
+            reason: e.to_string(),
+        })?;
+        let due_key = req.next_due().map(|at| due_key(at, &req.id));
+        (
+            &self.requests,
+            &self.due,
+            &self.due_index,
+            &self.outbox,
+            &self.audit,
+            &self.meta,
+        )
+            .transaction(|(requests, due, due_index, outbox, audit, meta)| {
+                requests.insert(req.id.as_bytes(), value.as_slice())?;
+                if let Some(old) = due_index.get(req.id.as_bytes())? {
+                    due.remove(old)?;
+                }
+                match &due_key {
+                    Some(k) => {
+                        due.insert(k.as_slice(), &[])?;
+                        due_index.insert(req.id.as_bytes(), k.as_slice())?;
+                    }
+                    None => {
+                        due_index.remove(req.id.as_bytes())?;
+                    }
+                }
+                write_effects(outbox, audit, meta, effects)?;
+                Ok(())
+            })
+            .map_err(tx_error)
+    }
+
+    /// IDs of requests whose next deadline is at or before `now`.
+    pub fn due_at(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let end = (now.timestamp_millis().max(0) as u64 + 1).to_be_bytes();
+        let mut ids = Vec::new();
+        for item in self.due.range(..end.as_slice()) {
+            let (k, _) = item?;
+            ids.push(String::from_utf8_lossy(&k[8..]).into_owned());
+        }
+        Ok(ids)
+    }
+
+    /// The earliest deadline of any request.
+    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.due.first()?.map(|(k, _)| ms_to_time(&k)))
+    }
+
+    // ---- outbox ----
+
+    /// The oldest `limit` outbox entries, in the order they were queued.
+    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter().take(limit) {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            out.push((seq, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    pub fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.outbox.remove(seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn outbox_put(&self, seq: u64, item: &OutboxItem) -> Result<(), StoreError> {
+        self.outbox
+            .insert(seq.to_be_bytes(), encode(item)?)
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
+    /// Remembers a delivered DM on its request so it can be updated later.
+    pub fn remember_message(&self, request_id: &str, msg: MessageRef) -> Result<(), StoreError> {
+        if self.get(request_id)?.is_none() {
+            return Ok(());
+        }
+        self.update(request_id, |req| {
+            req.messages.push(msg);
+            Ok::<_, std::convert::Infallible>(((), Effects::default()))
+        })?
+        .map(|_| ())
+        .map_err(|never| match never {})
+    }
+
+    // ---- audit ----
+
+    /// The whole audit log, in order.
+    pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.audit.iter() {
+            let (k, v) = item?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Checks the hash chain; returns the number of events, or the first
+    /// sequence number where the chain breaks.
+    pub fn verify_audit(&self) -> Result<Result<u64, u64>, StoreError> {
+        let events = self.audit_events()?;
+        Ok(verify_chain(&events))
+    }
+
+    // ---- replay guard ----
+
+    /// Records `key` as seen at `now`; returns the answer stored the first
+    /// time if it was seen before.
+    pub fn seen_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.seen.get(key)?.map(|v| v.get(8..).unwrap_or_default().to_vec()))
+    }
+
+    pub fn remember_seen(
+        &self,
+        key: &[u8],
+        now: DateTime<Utc>,
+        answer: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut v = (now.timestamp_millis() as u64).to_be_bytes().to_vec();
+        v.extend_from_slice(answer);
+        self.seen.insert(key, v)?;
+        Ok(())
+    }
+
+    /// Forgets replay-guard entries older than `before`.
+    pub fn prune_seen(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let cutoff = before.timestamp_millis().max(0) as u64;
+        let mut removed = 0;
+        for item in self.seen.iter() {
+            let (k, v) = item?;
+            let at = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if at < cutoff {
+                self.seen.remove(k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn write_effects(
+    outbox: &TransactionalTree,
+    audit: &TransactionalTree,
+    meta: &TransactionalTree,
+    effects: &Effects,
+) -> TxResult<()> {
+    for item in &effects.outbox {
+        let seq = outbox.generate_id()?;
+        let v = encode(item).map_err(ConflictableTransactionError::Abort)?;
+        outbox.insert(&seq.to_be_bytes(), v)?;
+    }
+    if effects.audit.is_empty() {
+        return Ok(());
+    }
+    let (mut seq, mut prev) = match meta.get(AUDIT_HEAD)? {
+        Some(v) => {
+            serde_json::from_slice::<(u64, String)>(&v).map_err(|e| {
+                ConflictableTransactionError::Abort(StoreError::Codec {
+                    key: "audit_head".into(),
+                    reason: e.to_string(),
+                })
+            })?
+        }
+        None => (0, String::new()),
+    };
+    for e in &effects.audit {
+        seq += 1;
+        let mut event = AuditEvent {
+            seq,
+            at: Utc::now(),
+            kind: e.kind.clone(),
+            request_id: e.request_id.clone(),
+            runbook: e.runbook.clone(),
+            actor: e.actor.clone(),
+            subject: e.subject.clone(),
+            detail: e.detail.clone(),
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        };
+        event.hash = audit_hash(&event);
+        prev = event.hash.clone();
+        let v = encode(&event).map_err(ConflictableTransactionError::Abort)?;
+        audit.insert(&seq.to_be_bytes(), v)?;
+    }
+    let head = serde_json::to_vec(&(seq, prev)).expect("a tuple always encodes");
+    meta.insert(AUDIT_HEAD, head)?;
+    Ok(())
+}
+
+/// SHA-256 over the previous hash and the event's fields, in a fixed order.
+pub fn audit_hash(e: &AuditEvent) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        e.prev_hash.as_str(),
+        &e.seq.to_string(),
+        &e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        &e.kind,
+        &e.request_id,
+        &e.runbook,
+        &e.actor,
+        &e.subject,
+        &e.detail,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// `Ok(count)` when every event links to the one before; `Err(seq)` of the first that does not.
+pub fn verify_chain(events: &[AuditEvent]) -> Result<u64, u64> {
+    let mut prev = String::new();
+    for (i, e) in events.iter().enumerate() {
+        if e.seq != i as u64 + 1 || e.prev_hash != prev || audit_hash(e) != e.hash {
+            return Err(e.seq);
+        }
+        prev = e.hash.clone();
+    }
+    Ok(events.len() as u64)
+}
+
+fn due_key(at: DateTime<Utc>, id: &str) -> Vec<u8> {
+    let mut k = (at.timestamp_millis().max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn ms_to_time(k: &[u8]) -> DateTime<Utc> {
+    let ms = u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]));
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .unwrap_or_default()
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Codec {
+        key: "<new>".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Codec {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
+    let text = e.to_string();
+    match e {
+        sled::Error::Io(ref io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || text.contains("lock") =>
+        {
+            StoreError::Locked(dir.to_path_buf())
+        }
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: text,
+        },
+        sled::Error::Io(_) => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: text,
+        },
+        _ => StoreError::Db(text),
+    }
+}

@@ -1,0 +1,285 @@
+//! The records accessbot keeps: access requests with their approvals and
+//! timers, queued Slack operations, and audit events.
+//!
+//! They are plain serde types stored as JSON so an operator can read a dump;
+//! every field that later versions add must have a `#[serde(default)]`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a request is in its life. Terminal states never change again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for approvals (stage `current_stage`).
+    Pending,
+    /// Approved; the grant is recorded as an intent and runs (again after a crash).
+    Granting,
+    /// Granted until `expires_at`.
+    Active,
+    /// The revoke is recorded as an intent and runs until it succeeds.
+    Revoking,
+    Revoked,
+    Denied,
+    /// Nobody decided before `approval_deadline`.
+    Expired,
+    /// The grant failed; nothing stays granted.
+    Failed,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Revoked | Status::Denied | Status::Expired | Status::Failed
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pending => "pending approval",
+            Status::Granting => "being granted",
+            Status::Active => "active",
+            Status::Revoking => "being revoked",
+            Status::Revoked => "revoked",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One approval stage with its approvers resolved to user IDs when the
+/// request was made, so later changes to groups cannot widen who may approve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageState {
+    pub name: String,
+    pub approvers: Vec<String>,
+    pub required: u32,
+}
+
+/// One approval given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub user: String,
+    pub stage: usize,
+    pub at: DateTime<Utc>,
+}
+
+/// A Slack message we posted and may need to update later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRef {
+    /// The user the DM went to.
+    pub user: String,
+    /// What the message is for, e.g. "approval", "grant", "review".
+    pub purpose: String,
+    pub channel: String,
+    pub ts: String,
+}
+
+/// An extension asked for while the grant is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtensionRequest {
+    pub duration_secs: u64,
+    pub asked_at: DateTime<Utc>,
+    pub approvers: Vec<String>,
+}
+
+/// A request for access and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub id: String,
+    pub runbook_id: String,
+    /// Copied from the runbook so messages still read right if the runbook changes.
+    pub runbook_title: String,
+    pub system: String,
+    pub requester: String,
+    pub duration_secs: u64,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub status: Status,
+    pub stages: Vec<StageState>,
+    pub current_stage: usize,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// Who denied, revoked early, or which rule auto-approved.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    pub approval_deadline: DateTime<Utc>,
+    #[serde(default)]
+    pub remind_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub escalate_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub granted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub warn_at: Option<DateTime<Utc>>,
+    /// When the next grant or revoke attempt is due (Granting, Revoking).
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended, in words: "expired", "revoked early by <@U1>", the grant error.
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    #[serde(default)]
+    pub messages: Vec<MessageRef>,
+    #[serde(default)]
+    pub break_glass: bool,
+    /// For break-glass: set once an approver acknowledged or flagged it.
+    #[serde(default)]
+    pub review: Option<String>,
+    #[serde(default)]
+    pub extension: Option<ExtensionRequest>,
+    /// Total granted time including approved extensions.
+    #[serde(default)]
+    pub total_secs: u64,
+}
+
+impl AccessRequest {
+    /// The next moment the timer loop must look at this request, if any.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let candidates: &[Option<DateTime<Utc>>] = match self.status {
+            Status::Pending => &[
+                Some(self.approval_deadline),
+                self.remind_at,
+                self.escalate_at,
+            ],
+            Status::Active => &[self.expires_at, self.warn_at],
+            Status::Granting | Status::Revoking => &[self.retry_at],
+            _ => &[],
+        };
+        candidates.iter().flatten().min().copied()
+    }
+
+    /// Everyone who may approve at the current stage.
+    pub fn current_approvers(&self) -> &[String] {
+        self.stages
+            .get(self.current_stage)
+            .map(|s| s.approvers.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Everyone designated to approve in any stage.
+    pub fn all_approvers(&self) -> impl Iterator<Item = &String> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.stages
+            .iter()
+            .flat_map(|s| s.approvers.iter())
+            .filter(move |u| seen.insert(u.as_str()))
+    }
+
+    pub fn has_approved(&self, user: &str) -> bool {
+        self.approvals.iter().any(|a| a.user == user)
+    }
+
+    pub fn approvals_in_stage(&self, stage: usize) -> u32 {
+        self.approvals.iter().filter(|a| a.stage == stage).count() as u32
+    }
+
+    pub fn message_for(&self, user: &str, purpose: &str) -> Option<&MessageRef> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.user == user && m.purpose == purpose)
+    }
+}
+
+/// A Slack Web API operation waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SlackOp {
+    /// chat.postMessage to a channel.
+    Post {
+        channel: String,
+        text: String,
+        blocks: serde_json::Value,
+    },
+    /// conversations.open + chat.postMessage; with `purpose`, the message is
+    /// remembered on the request so it can be updated later.
+    Dm {
+        user: String,
+        text: String,
+        blocks: serde_json::Value,
+        #[serde(default)]
+        purpose: Option<String>,
+    },
+    /// chat.update of the DM remembered for (`user`, `purpose`).
+    UpdateDm {
+        user: String,
+        purpose: String,
+        text: String,
+        blocks: serde_json::Value,
+    },
+    /// chat.postEphemeral.
+    Ephemeral {
+        channel: String,
+        user: String,
+        text: String,
+    },
+    /// views.publish of a user's App Home.
+    PublishHome { user: String, view: serde_json::Value },
+}
+
+impl SlackOp {
+    /// The Web API method that delivers it (the first, for two-step ops).
+    pub fn method(&self) -> &'static str {
+        match self {
+            SlackOp::Post { .. } => "chat.postMessage",
+            SlackOp::Dm { .. } => "conversations.open",
+            SlackOp::UpdateDm { .. } => "chat.update",
+            SlackOp::Ephemeral { .. } => "chat.postEphemeral",
+            SlackOp::PublishHome { .. } => "views.publish",
+        }
+    }
+}
+
+/// An outbox entry: the op, the request it belongs to (delivery is in order
+/// per request), and its retry state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Request ID, or another key that orders related messages.
+    pub order_key: String,
+    pub op: SlackOp,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    pub fn new(order_key: impl Into<String>, op: SlackOp) -> Self {
+        OutboxItem {
+            order_key: order_key.into(),
+            op,
+            attempts: 0,
+            not_before: None,
+            last_error: None,
+        }
+    }
+}
+
+/// One line of the audit log. `hash` chains it to the line before, so any
+/// edit or deletion shows when the chain is verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// requested, approved, denied, granted, revoked, failed, expired, ...
+    pub kind: String,
+    pub request_id: String,
+    pub runbook: String,
+    /// Who acted: a user ID, "accessbot", or an auto-approval rule.
+    pub actor: String,
+    /// Whose access it is.
+    pub subject: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
