@@ -66,7 +66,10 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("missing setting {env}: {hint}")]
-    Missing { env: &'static str, hint: &'static str },
+    Missing {
+        env: &'static str,
+        hint: &'static str,
+    },
     #[error("invalid setting {env}: {reason}")]
     Invalid { env: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
@@ -157,7 +160,9 @@ impl Config {
             pick("ACCESSBOT_LISTEN", file.listen).unwrap_or_else(|| "0.0.0.0:3000".to_string());
         let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
             env: "ACCESSBOT_LISTEN",
-            reason: format!("`{listen_text}` is not an address; write host:port, e.g. 0.0.0.0:3000"),
+            reason: format!(
+                "`{listen_text}` is not an address; write host:port, e.g. 0.0.0.0:3000"
+            ),
         })?;
         let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
         let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
@@ -235,7 +240,9 @@ fn pick_duration(
 fn looks_like_channel(id: &str) -> bool {
     id.len() >= 2
         && matches!(id.as_bytes()[0], b'C' | b'G' | b'D')
-        && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -293,7 +300,10 @@ mod tests {
         assert_eq!(c.audit_channel, "C0FILE");
         assert_eq!(c.directory.get("U0A").map(String::as_str), Some("U0B"));
         e.insert("ACCESSBOT_AUDIT_CHANNEL".into(), "C0ENV".into());
-        assert_eq!(Config::load_with(Some(&path), &e).unwrap().audit_channel, "C0ENV");
+        assert_eq!(
+            Config::load_with(Some(&path), &e).unwrap().audit_channel,
+            "C0ENV"
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if n == 0 {
         return Err(DurationError::Zero(t.to_string()));
     }
-    let secs = n.checked_mul(per_unit).ok_or_else(|| DurationError::TooLong(shorten(t)))?;
+    let secs = n
+        .checked_mul(per_unit)
+        .ok_or_else(|| DurationError::TooLong(shorten(t)))?;
     let d = Duration::from_secs(secs);
     if d > MAX_DURATION {
         return Err(DurationError::TooLong(shorten(t)));

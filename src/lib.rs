@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`config`]: settings from `accessbot.toml` and the environment; secrets as [`config::Secret`].
+//! - [`crashpoint`]: named points where tests make the process die, to prove recovery.
 //! - [`duration`]: the one parser and formatter for `30m`, `4h`, `1d`.
 //! - [`runbook`]: the runbook files: format, loading, validation (`accessbot check`).
+//! - [`command`]: the text after `/access`, parsed.
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
 //! - [`store`]: everything durable, in sled: requests, deadlines, intents, outbox, audit log.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, Block Kit views.
@@ -17,7 +19,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod command;
 pub mod config;
+pub mod crashpoint;
 pub mod duration;
 pub mod expiry;
 pub mod grant;

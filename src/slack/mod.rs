@@ -2,4 +2,9 @@
 //! API client and the Block Kit views. Nothing outside this module builds
 //! Slack JSON or speaks Slack's HTTP.
 
+pub mod blocks;
+pub mod client;
+pub mod payload;
 pub mod signature;
+
+pub use client::{SlackClient, SlackError, UserInfo};

@@ -79,7 +79,12 @@ mod tests {
     const BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
     const SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
-    fn check(ts: Option<&str>, sig: Option<&str>, body: &str, now: i64) -> Result<(), SignatureError> {
+    fn check(
+        ts: Option<&str>,
+        sig: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> Result<(), SignatureError> {
         verify_at(&Secret::new(SECRET), ts, sig, body.as_bytes(), now)
     }
 
@@ -92,14 +97,38 @@ mod tests {
     #[test]
     fn refusals() {
         let now = 1531420618;
-        assert_eq!(check(None, Some(SIG), BODY, now), Err(SignatureError::MissingTimestamp));
-        assert_eq!(check(Some(TS), None, BODY, now), Err(SignatureError::MissingSignature));
-        assert_eq!(check(Some("abc"), Some(SIG), BODY, now), Err(SignatureError::BadTimestamp));
-        assert_eq!(check(Some(TS), Some(SIG), BODY, now + 301), Err(SignatureError::Stale(301)));
-        assert_eq!(check(Some(TS), Some(SIG), BODY, now - 301), Err(SignatureError::Stale(-301)));
-        assert_eq!(check(Some(TS), Some(SIG), "x", now), Err(SignatureError::Mismatch));
-        assert_eq!(check(Some(TS), Some("v0=zz"), BODY, now), Err(SignatureError::Mismatch));
-        assert_eq!(check(Some(TS), Some(&SIG.replace("v0", "v1")), BODY, now), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(None, Some(SIG), BODY, now),
+            Err(SignatureError::MissingTimestamp)
+        );
+        assert_eq!(
+            check(Some(TS), None, BODY, now),
+            Err(SignatureError::MissingSignature)
+        );
+        assert_eq!(
+            check(Some("abc"), Some(SIG), BODY, now),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            check(Some(TS), Some(SIG), BODY, now + 301),
+            Err(SignatureError::Stale(301))
+        );
+        assert_eq!(
+            check(Some(TS), Some(SIG), BODY, now - 301),
+            Err(SignatureError::Stale(-301))
+        );
+        assert_eq!(
+            check(Some(TS), Some(SIG), "x", now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(Some(TS), Some("v0=zz"), BODY, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(Some(TS), Some(&SIG.replace("v0", "v1")), BODY, now),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(check(Some(TS), Some(SIG), BODY, now + 300), Ok(()));
     }
 }

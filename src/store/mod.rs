@@ -302,7 +302,10 @@ impl Store {
     /// Records `key` as seen at `now`; returns the answer stored the first
     /// time if it was seen before.
     pub fn seen_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.seen.get(key)?.map(|v| v.get(8..).unwrap_or_default().to_vec()))
+        Ok(self
+            .seen
+            .get(key)?
+            .map(|v| v.get(8..).unwrap_or_default().to_vec()))
     }
 
     pub fn remember_seen(
@@ -352,14 +355,12 @@ fn write_effects(
         return Ok(());
     }
     let (mut seq, mut prev) = match meta.get(AUDIT_HEAD)? {
-        Some(v) => {
-            serde_json::from_slice::<(u64, String)>(&v).map_err(|e| {
-                ConflictableTransactionError::Abort(StoreError::Codec {
-                    key: "audit_head".into(),
-                    reason: e.to_string(),
-                })
-            })?
-        }
+        Some(v) => serde_json::from_slice::<(u64, String)>(&v).map_err(|e| {
+            ConflictableTransactionError::Abort(StoreError::Codec {
+                key: "audit_head".into(),
+                reason: e.to_string(),
+            })
+        })?,
         None => (0, String::new()),
     };
     for e in &effects.audit {

@@ -138,6 +138,13 @@ pub struct AccessRequest {
     /// Total granted time including approved extensions.
     #[serde(default)]
     pub total_secs: u64,
+    /// The grant failed and the revoke now running only cleans up; the
+    /// request ends as Failed, not Revoked.
+    #[serde(default)]
+    pub grant_failed: bool,
+    /// The auto-approval rule that approved it, if one did.
+    #[serde(default)]
+    pub auto_rule: Option<String>,
 }
 
 impl AccessRequest {
@@ -222,7 +229,10 @@ pub enum SlackOp {
         text: String,
     },
     /// views.publish of a user's App Home.
-    PublishHome { user: String, view: serde_json::Value },
+    PublishHome {
+        user: String,
+        view: serde_json::Value,
+    },
 }
 
 impl SlackOp {

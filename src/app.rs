@@ -1,0 +1,150 @@
+//! Start-up, running and shutdown of `accessbot serve`.
+//!
+//! Start-up refuses to run on anything it cannot trust (missing settings,
+//! an invalid runbook, a locked or unreadable database) with one clear line.
+//! Running means three loops beside the HTTP server: the outbox, the timer
+//! and the replay-guard pruner. Shutdown (SIGTERM or Ctrl-C) stops accepting
+//! requests, lets in-flight handlers and provider runs finish, flushes sled
+//! and returns, well within 10 seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::grant::Providers;
+use crate::http::{self, AppState, Metrics};
+use crate::outbox::Outbox;
+use crate::policy::People;
+use crate::runbook::{self, Problem};
+use crate::slack::SlackClient;
+use crate::store::{Store, StoreError};
+use crate::workflow::{Timing, Workflow};
+
+/// How long shutdown waits for in-flight work before giving up on it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Why `serve` could not start. Each is one line an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("runbooks are invalid ({} problem(s)); run `accessbot check --runbooks {dir}` for the list. First: {first}", problems.len())]
+    Runbooks { dir: String, first: String, problems: Vec<Problem> },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {reason}; set ACCESSBOT_LISTEN to a free address")]
+    Bind { addr: String, reason: String },
+}
+
+/// Runs the bot until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let catalog = runbook::load_dir(&config.runbooks).map_err(|problems| StartError::Runbooks {
+        dir: config.runbooks.display().to_string(),
+        first: problems.first().map(|p| p.to_string()).unwrap_or_default(),
+        problems,
+    })?;
+    tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
+    let people = People::new(slack.clone(), config.directory.clone(), config.manager_field.clone());
+    let providers = Providers::with_builtin();
+    // providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(slack.clone())));
+    let timing = Timing {
+        expiry_warning: config.expiry_warning,
+        retry_base: config.retry_base,
+        retry_max: config.retry_max,
+    };
+    let runbook_dir = std::fs::canonicalize(&config.runbooks).unwrap_or_else(|_| config.runbooks.clone());
+    let workflow = Arc::new(Workflow::new(
+        Arc::clone(&store),
+        Arc::new(catalog),
+        slack.clone(),
+        people,
+        providers,
+        config.audit_channel.clone(),
+        runbook_dir,
+        timing.clone(),
+    ));
+
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind {
+        addr: config.listen.to_string(),
+        reason: e.to_string(),
+    })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: config.listen.to_string(),
+        reason: e.to_string(),
+    })?;
+
+    let cancel = CancellationToken::new();
+    let outbox = Outbox::new(Arc::clone(&store), slack, timing, Arc::clone(&workflow.outbox_wake));
+    let delivery = Arc::clone(&outbox.health);
+    let loops = tokio_util::task::TaskTracker::new();
+    loops.spawn(outbox.run(cancel.clone()));
+    loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
+    loops.spawn(prune_replay_guard(Arc::clone(&store), cancel.clone()));
+    let resumed = workflow.recover()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed grants and revokes interrupted by the last stop");
+    }
+
+    let state = AppState {
+        workflow: Arc::clone(&workflow),
+        signing_secret: config.signing_secret.clone(),
+        delivery,
+        metrics: Arc::new(Metrics::default()),
+    };
+    tracing::info!("accessbot listening on {addr}");
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal());
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "HTTP server stopped with an error");
+    }
+
+    tracing::info!("shutting down: finishing in-flight work");
+    workflow.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, workflow.tasks.wait()).await.is_err() {
+        tracing::warn!("in-flight grants or revokes did not finish in time; they resume at the next start");
+    }
+    // Give the outbox a last chance to send what the finished work queued.
+    workflow.wake();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    loops.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), loops.wait()).await;
+    store.flush().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Replay-guard entries only matter while Slack would still accept the
+/// signature (5 minutes); keep them 10 minutes, then forget them.
+async fn prune_replay_guard(store: Arc<Store>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::minutes(10);
+        if let Err(e) = store.prune_seen(cutoff) {
+            tracing::warn!(error = %e, "could not prune the replay guard");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The text after `/access`, parsed into a [`Command`]. Pure and total: any
+//! input, however odd, gives a command or a [`CommandError`] that says how to
+//! write it right.
+
+use crate::duration::{parse_duration, DurationError};
+use std::time::Duration;
+
+/// The longest command text we read; Slack itself caps it near 4,000.
+pub const MAX_TEXT: usize = 4000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/access` alone: open the request modal.
+    Modal,
+    Help,
+    List,
+    Status,
+    Request {
+        runbook: String,
+        duration: Option<Duration>,
+        reason: String,
+    },
+    Revoke {
+        request_id: String,
+    },
+    Extend {
+        request_id: String,
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown subcommand `{0}`. Try `/access help`, or just `/access` to open the request form.")]
+    Unknown(String),
+    #[error("which runbook? Write `/access request <runbook-id> [duration] [reason]`; `/access list` shows the ids.")]
+    MissingRunbook,
+    #[error("which request? Write `/access {0} <request-id>`; `/access status` shows your request ids.")]
+    MissingRequestId(&'static str),
+    #[error("how much longer? Write `/access extend <request-id> <duration>`, e.g. `/access extend ar-1234 1h`.")]
+    MissingDuration,
+    #[error("{0}")]
+    Duration(#[from] DurationError),
+    #[error("the command is too long ({0} characters); keep the reason under 1000 characters")]
+    TooLong(usize),
+}
+
+/// Usage, shown by `/access help` and after a mistake.
+pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
+• `/access`: open the request form (easiest)\n\
+• `/access list`: what you can request\n\
+• `/access request <runbook-id> [duration] [reason]`: e.g. `/access request billing-admin 2h month-end refunds`\n\
+• `/access status`: your pending requests and active access\n\
+• `/access extend <request-id> <duration>`: ask for more time\n\
+• `/access revoke <request-id>`: end access now\n\
+Durations are a number and a unit: `30m`, `2h`, `1d`.";
+
+pub fn parse(text: &str) -> Result<Command, CommandError> {
+    let chars = text.chars().count();
+    if chars > MAX_TEXT {
+        return Err(CommandError::TooLong(chars));
+    }
+    // Slack may send non-breaking spaces and other odd whitespace; treat any
+    // whitespace or control character as a separator.
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() || c.is_whitespace() { ' ' } else { c })
+        .collect();
+    let mut words = cleaned.split(' ').filter(|w| !w.is_empty());
+    let Some(sub) = words.next() else {
+        return Ok(Command::Modal);
+    };
+    match sub.to_lowercase().as_str() {
+        "help" | "-h" | "--help" | "?" => Ok(Command::Help),
+        "list" | "ls" => Ok(Command::List),
+        "status" => Ok(Command::Status),
+        "request" | "req" => {
+            let runbook = words
+                .next()
+                .ok_or(CommandError::MissingRunbook)?
+                .to_lowercase();
+            let rest: Vec<&str> = words.collect();
+            // The duration is optional: a first word that parses is the duration,
+            // anything else starts the reason.
+            let (duration, reason_words) = match rest.first().map(|w| parse_duration(w)) {
+                Some(Ok(d)) => (Some(d), &rest[1..]),
+                Some(Err(_)) if looks_like_duration(rest[0]) => {
+                    return Err(parse_duration(rest[0]).unwrap_err().into())
+                }
+                _ => (None, &rest[..]),
+            };
+            Ok(Command::Request {
+                runbook,
+                duration,
+                reason: reason_words.join(" "),
+            })
+        }
+        "revoke" | "release" | "end" => Ok(Command::Revoke {
+            request_id: words
+                .next()
+                .ok_or(CommandError::MissingRequestId("revoke"))?
+                .to_lowercase(),
+        }),
+        "extend" => {
+            let request_id = words
+                .next()
+                .ok_or(CommandError::MissingRequestId("extend"))?
+                .to_lowercase();
+            let duration = parse_duration(words.next().ok_or(CommandError::MissingDuration)?)?;
+            Ok(Command::Extend {
+                request_id,
+                duration,
+            })
+        }
+        other => Err(CommandError::Unknown(
+            other.chars().take(30).collect::<String>(),
+        )),
+    }
+}
+
+/// A word that was meant as a duration (`0h`, `10w`, `99999d`) rather than
+/// the first word of a reason: digits followed by one letter.
+fn looks_like_duration(word: &str) -> bool {
+    let mut chars = word.chars();
+    let last = chars.next_back();
+    let digits: String = chars.collect();
+    !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && last.is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<Command, ()>) {
+        assert_eq!(parse(input).map_err(|_| ()), expected, "parse({input:?})");
+    }
+
+    #[test]
+    fn table() {
+        check("", Ok(Command::Modal));
+        check("   ", Ok(Command::Modal));
+        check("help", Ok(Command::Help));
+        check("LIST", Ok(Command::List));
+        check("status", Ok(Command::Status));
+        check(
+            "request billing-admin 2h month end refunds",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(7200)),
+                reason: "month end refunds".into(),
+            }),
+        );
+        check(
+            "request Billing-Admin fix\u{00a0}refund",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: None,
+                reason: "fix refund".into(),
+            }),
+        );
+        check("request", Err(()));
+        check("request x 0h why", Err(()));
+        check("request x 10w why", Err(()));
+        check("revoke AR-12", Ok(Command::Revoke { request_id: "ar-12".into() }));
+        check("revoke", Err(()));
+        check(
+            "extend ar-1 30m",
+            Ok(Command::Extend {
+                request_id: "ar-1".into(),
+                duration: Duration::from_secs(1800),
+            }),
+        );
+        check("extend ar-1", Err(()));
+        check("extend ar-1 soon", Err(()));
+        check("frobnicate", Err(()));
+        check(&"x".repeat(10_000), Err(()));
+        check("request x 1h \u{0000}\u{202e}", Ok(Command::Request {
+            runbook: "x".into(),
+            duration: Some(Duration::from_secs(3600)),
+            reason: "\u{202e}".into(),
+        }));
+    }
+}

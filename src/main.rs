@@ -1,0 +1,134 @@
+//! The `accessbot` binary: parses the command line, sets up logging, and
+//! runs `serve`, `check` or `audit`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use accessbot::config::Config;
+use accessbot::runbook;
+use accessbot::store::{verify_chain, Store};
+
+#[derive(Parser)]
+#[command(name = "accessbot", version, about = "Just-in-time access through Slack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the bot.
+    Serve {
+        /// Config file (default: ./accessbot.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate every runbook; exits non-zero naming each problem.
+    Check {
+        #[arg(long, env = "ACCESSBOT_RUNBOOKS", default_value = "./runbooks")]
+        runbooks: PathBuf,
+    },
+    /// Export the audit log as JSON lines and verify its hash chain (run it
+    /// while the bot is stopped, or on a copy of the data directory).
+    Audit {
+        #[arg(long, env = "ACCESSBOT_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Only verify the chain; print nothing but the result.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sled=warn,hyper=warn".into()),
+        )
+        .init();
+    match cli.command {
+        Cmd::Serve { config } => serve(config),
+        Cmd::Check { runbooks } => check(&runbooks),
+        Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    let config = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(accessbot::app::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match runbook::load_dir(dir) {
+        Ok(catalog) => {
+            println!("{} runbooks OK in {}", catalog.runbooks.len(), dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "{} problem(s) found; fix them and run `accessbot check --runbooks {}` again",
+                problems.len(),
+                dir.display()
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn audit(dir: &std::path::Path, verify_only: bool) -> ExitCode {
+    let store = match Store::open(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let events = match store.audit_events() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !verify_only {
+        for e in &events {
+            println!("{}", serde_json::to_string(e).expect("audit events encode"));
+        }
+    }
+    match verify_chain(&events) {
+        Ok(n) => {
+            eprintln!("audit log intact: {n} events, hash chain verified");
+            ExitCode::SUCCESS
+        }
+        Err(seq) => {
+            eprintln!("audit log TAMPERED: the hash chain breaks at event {seq}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Delivers queued Slack operations: in queue order per request, retried
+//! with backoff on 5xx, 429 (honouring Retry-After) and timeouts, across
+//! restarts because the queue lives in sled. Errors that cannot succeed on a
+//! retry (`channel_not_found`, `not_in_channel`, `invalid_auth`) are logged
+//! loudly, kept for `/healthz`, and dropped from the queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::slack::{SlackClient, SlackError};
+use crate::store::{MessageRef, OutboxItem, SlackOp, Store};
+use crate::workflow::{backoff, Timing};
+
+/// How many queued entries one pass looks at.
+const BATCH: usize = 256;
+
+/// What `/healthz` reports about Slack delivery.
+#[derive(Debug, Default)]
+pub struct DeliveryHealth {
+    /// Recent permanent failures: "chat.postMessage: channel_not_found (channel C0AUDIT)".
+    pub permanent_errors: Mutex<Vec<String>>,
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryHealth {
+    fn record_permanent(&self, what: String) {
+        let mut v = self.permanent_errors.lock().expect("health lock");
+        if !v.contains(&what) {
+            v.push(what);
+        }
+        if v.len() > 20 {
+            v.remove(0);
+        }
+    }
+}
+
+/// The delivery loop.
+pub struct Outbox {
+    store: Arc<Store>,
+    slack: SlackClient,
+    timing: Timing,
+    wake: Arc<Notify>,
+    pub health: Arc<DeliveryHealth>,
+    /// A method Slack rate limited, and when it may be called again.
+    paused: HashMap<&'static str, Instant>,
+    /// DM channels already opened, per user.
+    dm_channels: HashMap<String, String>,
+}
+
+enum Delivery {
+    Done,
+    Retry(SlackError),
+    Permanent(SlackError),
+}
+
+impl Outbox {
+    pub fn new(store: Arc<Store>, slack: SlackClient, timing: Timing, wake: Arc<Notify>) -> Outbox {
+        Outbox {
+            store,
+            slack,
+            timing,
+            wake,
+            health: Arc::new(DeliveryHealth::default()),
+            paused: HashMap::new(),
+            dm_channels: HashMap::new(),
+        }
+    }
+
+    /// Runs until `cancel`, then returns (undelivered entries stay queued
+    /// for the next start).
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let sleep_for = match self.pass().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+        }
+    }
+
+    /// Delivers what can be delivered now; returns how long to sleep.
+    async fn pass(&mut self) -> Result<Duration, crate::store::StoreError> {
+        let mut idle = Duration::from_secs(30);
+        let batch = self.store.outbox_batch(BATCH)?;
+        // A request whose earlier message is waiting blocks its later ones.
+        let mut blocked: HashSet<String> = HashSet::new();
+        let now = Utc::now();
+        for (seq, mut item) in batch {
+            if blocked.contains(&item.order_key) {
+                continue;
+            }
+            if let Some(at) = item.not_before.filter(|t| *t > now) {
+                blocked.insert(item.order_key.clone());
+                idle = idle.min((at - now).to_std().unwrap_or_default());
+                continue;
+            }
+            if let Some(until) = self.paused.get(item.op.method()) {
+                let left = until.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    blocked.insert(item.order_key.clone());
+                    idle = idle.min(left);
+                    continue;
+                }
+            }
+            match self.deliver(&item).await {
+                Delivery::Done => {
+                    self.store.outbox_remove(seq)?;
+                    self.health
+                        .delivered
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Delivery::Retry(e) => {
+                    item.attempts += 1;
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or_else(|| backoff(&self.timing, item.attempts));
+                    if let Some(ra) = e.retry_after() {
+                        let method = item.op.method();
+                        self.paused.insert(method, Instant::now() + ra);
+                    }
+                    tracing::warn!(error = %e, attempts = item.attempts, retry_in = ?wait, order_key = %item.order_key, "Slack delivery failed; will retry");
+                    item.not_before = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    item.last_error = Some(e.to_string());
+                    self.store.outbox_put(seq, &item)?;
+                    self.health
+                        .retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    blocked.insert(item.order_key.clone());
+                    idle = idle.min(wait);
+                }
+                Delivery::Permanent(e) => {
+                    let target = match &item.op {
+                        SlackOp::Post { channel, .. } | SlackOp::Ephemeral { channel, .. } => {
+                            format!("channel {channel}")
+                        }
+                        SlackOp::Dm { user, .. }
+                        | SlackOp::UpdateDm { user, .. }
+                        | SlackOp::PublishHome { user, .. } => format!("user {user}"),
+                    };
+                    tracing::error!(error = %e, %target, order_key = %item.order_key, "Slack refused a message and a retry cannot help; it is dropped. Fix the app's setup (is the bot invited to the channel? is the token valid?)");
+                    self.health.record_permanent(format!("{e} ({target})"));
+                    self.store.outbox_remove(seq)?;
+                }
+            }
+        }
+        if self.store.outbox_len() > 0 && idle > Duration::from_secs(1) {
+            idle = Duration::from_secs(1);
+        }
+        Ok(idle)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %item.order_key, method = item.op.method()))]
+    async fn deliver(&mut self, item: &OutboxItem) -> Delivery {
+        let result = match &item.op {
+            SlackOp::Post {
+                channel,
+                text,
+                blocks,
+            } => self
+                .slack
+                .post_message(channel, text, blocks)
+                .await
+                .map(|_| ()),
+            SlackOp::Dm {
+                user,
+                text,
+                blocks,
+                purpose,
+            } => self.dm(&item.order_key, user, text, blocks, purpose.as_deref()).await,
+            SlackOp::UpdateDm {
+                user,
+                purpose,
+                text,
+                blocks,
+            } => match self.store.get(&item.order_key) {
+                Ok(Some(req)) => match req.message_for(user, purpose) {
+                    Some(m) => self.slack.update_message(&m.channel, &m.ts, text, blocks).await,
+                    // The DM never went out (e.g. Slack refused it): nothing to update.
+                    None => Ok(()),
+                },
+                _ => Ok(()),
+            },
+            SlackOp::Ephemeral {
+                channel,
+                user,
+                text,
+            } => self.slack.post_ephemeral(channel, user, text).await,
+            SlackOp::PublishHome { user, view } => self.slack.views_publish(user, view).await,
+        };
+        match result {
+            Ok(()) => Delivery::Done,
+            Err(e) if e.is_retryable() => Delivery::Retry(e),
+            // An edited message that no longer exists is not worth a retry, nor an alarm.
+            Err(e) if e.api_error() == Some("message_not_found") => Delivery::Done,
+            Err(e) => Delivery::Permanent(e),
+        }
+    }
+
+    async fn dm(
+        &mut self,
+        request_id: &str,
+        user: &str,
+        text: &str,
+        blocks: &serde_json::Value,
+        purpose: Option<&str>,
+    ) -> Result<(), SlackError> {
+        let channel = match self.dm_channels.get(user) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.slack.open_dm(user).await?;
+                self.dm_channels.insert(user.to_string(), c.clone());
+                c
+            }
+        };
+        let (channel, ts) = self.slack.post_message(&channel, text, blocks).await?;
+        if let Some(purpose) = purpose {
+            let msg = MessageRef {
+                user: user.to_string(),
+                purpose: purpose.to_string(),
+                channel,
+                ts,
+            };
+            if let Err(e) = self.store.remember_message(request_id, msg) {
+                tracing::error!(error = %e, "could not remember a posted DM; its buttons will not be updated");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! Block Kit: every message, modal and Home tab the bot shows, built in one
+//! place so the limits in SLACK.md (text lengths, block counts) are enforced
+//! once. User-supplied text is escaped so a reason cannot mention `@channel`
+//! or forge a link.
+
+use serde_json::{json, Value};
+
+use crate::duration::format_duration;
+use crate::runbook::Runbook;
+use crate::store::{AccessRequest, Status};
+
+/// Action IDs of our buttons and menus.
+pub mod action {
+    pub const APPROVE: &str = "approve";
+    pub const DENY: &str = "deny";
+    pub const EXTEND: &str = "extend";
+    pub const RELEASE: &str = "release";
+    pub const EXTENSION_APPROVE: &str = "extension_approve";
+    pub const EXTENSION_DENY: &str = "extension_deny";
+    pub const REVIEW_ACK: &str = "review_ack";
+    pub const REVIEW_FLAG: &str = "review_flag";
+    pub const RUNBOOK_SELECT: &str = "runbook_select";
+    pub const DURATION_INPUT: &str = "duration_input";
+    pub const REASON_INPUT: &str = "reason_input";
+}
+
+/// Block IDs and callback ID of the request modal.
+pub mod modal {
+    pub const CALLBACK_ID: &str = "access_request";
+    pub const RUNBOOK: &str = "runbook";
+    pub const DURATION: &str = "duration";
+    pub const REASON: &str = "reason";
+    pub const PREVIEW: &str = "preview";
+}
+
+/// A message: the notification text and its blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Msg {
+    pub text: String,
+    pub blocks: Value,
+}
+
+/// Escapes the three characters Slack's mrkdwn treats as control characters.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// User text made safe for mrkdwn, control characters removed, at most `max` chars.
+pub fn user_text(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    truncate(&escape(&clean), max)
+}
+
+fn mention(user: &str) -> String {
+    format!("<@{user}>")
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}})
+}
+
+fn context(text: &str) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]})
+}
+
+fn header(text: &str) -> Value {
+    json!({"type": "header", "text": {"type": "plain_text", "text": truncate(text, 150), "emoji": true}})
+}
+
+fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Value {
+    let mut b = json!({
+        "type": "button",
+        "text": {"type": "plain_text", "text": truncate(text, 75), "emoji": true},
+        "action_id": action_id,
+        "value": truncate(value, 2000),
+    });
+    if let Some(s) = style {
+        b["style"] = json!(s);
+    }
+    b
+}
+
+fn actions(block_id: &str, elements: Vec<Value>) -> Value {
+    json!({"type": "actions", "block_id": truncate(block_id, 255), "elements": elements})
+}
+
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    // Slack renders this in each reader's own time zone.
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        at.timestamp(),
+        at.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn duration_of(req: &AccessRequest) -> String {
+    format_duration(std::time::Duration::from_secs(req.duration_secs))
+}
+
+/// The facts every message about a request shows.
+fn request_fields(req: &AccessRequest) -> Value {
+    let reason = if req.reason.is_empty() {
+        "_none given_".to_string()
+    } else {
+        user_text(&req.reason, 1900)
+    };
+    json!({"type": "section", "fields": [
+        {"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(&req.requester))},
+        {"type": "mrkdwn", "text": format!("*Runbook*\n{}", user_text(&req.runbook_title, 200))},
+        {"type": "mrkdwn", "text": format!("*System*\n{}", user_text(&req.system, 200))},
+        {"type": "mrkdwn", "text": format!("*Duration*\n{}", duration_of(req))},
+        {"type": "mrkdwn", "text": format!("*Reason*\n{reason}")},
+        {"type": "mrkdwn", "text": format!("*Request*\n`{}`", req.id)},
+    ]})
+}
+
+/// The DM an approver gets, with Approve / Deny.
+pub fn approval_request(req: &AccessRequest, note: &str) -> Msg {
+    let text = format!(
+        "{} asks for {} ({}) for {}",
+        mention(&req.requester),
+        req.runbook_title,
+        req.system,
+        duration_of(req)
+    );
+    let mut blocks = vec![header("Access request"), request_fields(req)];
+    if !note.is_empty() {
+        blocks.push(context(note));
+    }
+    blocks.push(actions(
+        &format!("decide:{}", req.id),
+        vec![
+            button("Approve", action::APPROVE, &req.id, Some("primary")),
+            button("Deny", action::DENY, &req.id, Some("danger")),
+        ],
+    ));
+    Msg {
+        text: truncate(&text, 3000),
+        blocks: json!(blocks),
+    }
+}
+
+/// The approver DM once the request is decided: the outcome, no buttons.
+pub fn approval_closed(req: &AccessRequest, outcome: &str) -> Msg {
+    Msg {
+        text: format!("Access request {}: {}", req.id, outcome),
+        blocks: json!([
+            header("Access request"),
+            request_fields(req),
+            section(outcome)
+        ]),
+    }
+}
+
+/// A plain notice, optionally with buttons acting on the request.
+pub fn notice(text: &str, buttons: &[(&str, &str)], request_id: &str) -> Msg {
+    let mut blocks = vec![section(text)];
+    if !buttons.is_empty() {
+        blocks.push(actions(
+            &format!("grant:{request_id}"),
+            buttons
+                .iter()
+                .map(|(label, id)| button(label, id, request_id, None))
+                .collect(),
+        ));
+    }
+    Msg {
+        text: truncate(text, 3000),
+        blocks: json!(blocks),
+    }
+}
+
+/// The DM approvers get when the requester asks for more time.
+pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg {
+    let text = format!(
+        "{} asks to extend {} ({}) by {}",
+        mention(&req.requester),
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
+        format_duration(extra)
+    );
+    Msg {
+        text: truncate(&text, 3000),
+        blocks: json!([
+            header("Extension request"),
+            section(&text),
+            request_fields(req),
+            actions(
+                &format!("extend:{}", req.id),
+                vec![
+                    button("Approve extension", action::EXTENSION_APPROVE, &req.id, Some("primary")),
+                    button("Deny extension", action::EXTENSION_DENY, &req.id, Some("danger")),
+                ]
+            ),
+        ]),
+    }
+}
+
+/// The requester's DM when access is granted: instructions, expiry, Extend / Release.
+pub fn granted(req: &AccessRequest, instructions: &str) -> Msg {
+    let until = req.expires_at.map(time).unwrap_or_default();
+    let text = format!(
+        ":white_check_mark: Your access to *{}* ({}) is granted until {until}.\n{}",
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
+        user_text(instructions, 2000),
+    );
+    notice(
+        &text,
+        &[("Extend", action::EXTEND), ("Release now", action::RELEASE)],
+        &req.id,
+    )
+}
+
+/// The requester's warning shortly before the grant ends.
+pub fn expiry_warning(req: &AccessRequest) -> Msg {
+    let until = req.expires_at.map(time).unwrap_or_default();
+    notice(
+        &format!(
+            ":hourglass: Your access to *{}* ends at {until}. Extend it if you still need it, or release it now if you are done.",
+            user_text(&req.runbook_title, 200)
+        ),
+        &[("Extend", action::EXTEND), ("Release now", action::RELEASE)],
+        &req.id,
+    )
+}
+
+/// The after-the-fact review a break-glass grant asks of its approvers.
+pub fn break_glass_review(req: &AccessRequest) -> Msg {
+    let text = format!(
+        ":rotating_light: *Break-glass access* was granted at once to {} for {} ({}) for {}. Please review it.",
+        mention(&req.requester),
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
+        duration_of(req)
+    );
+    Msg {
+        text: truncate(&text, 3000),
+        blocks: json!([
+            section(&text),
+            request_fields(req),
+            actions(
+                &format!("review:{}", req.id),
+                vec![
+                    button("Acknowledge", action::REVIEW_ACK, &req.id, Some("primary")),
+                    button(
+                        "Flag for follow-up",
+                        action::REVIEW_FLAG,
+                        &req.id,
+                        Some("danger")
+                    ),
+                ]
+            ),
+        ]),
+    }
+}
+
+/// The notice posted to the audit channel for one event.
+pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
+    let icon = match kind {
+        "requested" => ":inbox_tray:",
+        "approved" | "auto_approved" | "stage_approved" => ":ballot_box_with_check:",
+        "granted" | "extended" => ":white_check_mark:",
+        "denied" => ":no_entry:",
+        "revoked" | "released" => ":lock:",
+        "expired" => ":hourglass:",
+        "break_glass" | "review_flagged" => ":rotating_light:",
+        "failed" | "revoke_failed" | "grant_failed" => ":x:",
+        _ => ":memo:",
+    };
+    let text = format!("{icon} *{kind}* `{}` {line}", req.id);
+    Msg {
+        text: truncate(&text, 3000),
+        blocks: json!([
+            section(&text),
+            context(&format!(
+                "{} · {} · requester {} · {}",
+                user_text(&req.runbook_title, 200),
+                user_text(&req.system, 200),
+                mention(&req.requester),
+                duration_of(req)
+            )),
+        ]),
+    }
+}
+
+/// The answer to a slash command: ephemeral text.
+pub fn ephemeral(text: &str) -> Value {
+    json!({"response_type": "ephemeral", "text": truncate(text, 3000)})
+}
+
+/// `{"response_action": "errors", ...}` for a modal submission.
+pub fn view_errors(errors: &[(&str, String)]) -> Value {
+    let map: serde_json::Map<String, Value> = errors
+        .iter()
+        .map(|(block, msg)| (block.to_string(), json!(truncate(msg, 150))))
+        .collect();
+    json!({"response_action": "errors", "errors": map})
+}
+
+/// The `/access` modal: pick a runbook, a duration and a reason. With a
+/// runbook selected, `preview` lines say who will approve, in which stages.
+pub fn request_modal(
+    runbooks: &[&Runbook],
+    selected: Option<&Runbook>,
+    preview: &[String],
+) -> Value {
+    let options: Vec<Value> = runbooks
+        .iter()
+        .take(100)
+        .map(|r| {
+            json!({
+                "text": {"type": "plain_text", "text": truncate(&r.title, 75)},
+                "description": {"type": "plain_text", "text": truncate(&r.system, 75)},
+                "value": truncate(&r.id, 150),
+            })
+        })
+        .collect();
+    let mut select = json!({
+        "type": "static_select",
+        "action_id": action::RUNBOOK_SELECT,
+        "placeholder": {"type": "plain_text", "text": "Choose what you need"},
+        "options": options,
+    });
+    let mut duration = json!({
+        "type": "plain_text_input",
+        "action_id": action::DURATION_INPUT,
+        "placeholder": {"type": "plain_text", "text": "e.g. 30m, 2h, 1d"},
+    });
+    let mut reason_optional = false;
+    if let Some(r) = selected {
+        if let Some(opt) = select["options"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["value"] == r.id.as_str()))
+            .cloned()
+        {
+            select["initial_option"] = opt;
+        }
+        duration["initial_value"] =
+            json!(format_duration(r.request.default_duration).replace(' ', ""));
+        reason_optional = !r.request.require_reason;
+    }
+    let mut blocks = vec![
+        json!({"type": "input", "block_id": modal::RUNBOOK, "dispatch_action": true,
+               "label": {"type": "plain_text", "text": "What do you need access to?"}, "element": select}),
+    ];
+    if let Some(r) = selected {
+        let mut text = format!(
+            "*{}* ({})\n{}",
+            user_text(&r.title, 200),
+            user_text(&r.system, 200),
+            user_text(&r.description, 1000)
+        );
+        for line in preview {
+            text.push('\n');
+            text.push_str(line);
+        }
+        blocks.push(json!({"type": "section", "block_id": modal::PREVIEW,
+            "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}}));
+    }
+    blocks.push(json!({"type": "input", "block_id": modal::DURATION,
+        "label": {"type": "plain_text", "text": "For how long?"},
+        "hint": {"type": "plain_text", "text": "A number and a unit: m for minutes, h for hours, d for days."},
+        "element": duration}));
+    blocks.push(json!({"type": "input", "block_id": modal::REASON, "optional": reason_optional,
+        "label": {"type": "plain_text", "text": "Why do you need it?"},
+        "element": {"type": "plain_text_input", "action_id": action::REASON_INPUT, "multiline": true, "max_length": 1000}}));
+    json!({
+        "type": "modal",
+        "callback_id": modal::CALLBACK_ID,
+        "title": {"type": "plain_text", "text": "Request access"},
+        "submit": {"type": "plain_text", "text": "Request"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    })
+}
+
+/// One line about a request, for `/access status` and the Home tab.
+pub fn status_line(req: &AccessRequest) -> String {
+    let when = match req.status {
+        Status::Active => req
+            .expires_at
+            .map(|t| format!(" until {}", time(t)))
+            .unwrap_or_default(),
+        Status::Pending => format!(" (expires {} if undecided)", time(req.approval_deadline)),
+        _ => String::new(),
+    };
+    format!(
+        "`{}` *{}* ({}), {}: {}{when}",
+        req.id,
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
+        duration_of(req),
+        req.status.label(),
+    )
+}
+
+/// The App Home tab: what you have, what is pending, and how to ask.
+pub fn home_view(lines: &[String]) -> Value {
+    let mut blocks = vec![
+        header("accessbot"),
+        section("Type `/access` anywhere to ask for temporary access. Approvers get a message; access ends on its own when the time is up."),
+        json!({"type": "divider"}),
+    ];
+    if lines.is_empty() {
+        blocks.push(section(
+            "You have no pending requests and no active access.",
+        ));
+    }
+    for l in lines.iter().take(90) {
+        blocks.push(section(l));
+    }
+    json!({"type": "home", "blocks": blocks})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_defuses_mentions_and_links() {
+        assert_eq!(
+            escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
+        assert_eq!(user_text("a\u{0007}b", 10), "a b");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}
