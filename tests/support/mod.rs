@@ -1,0 +1,572 @@
+//! What every end-to-end test shares: [`TestApp::spawn`] starts the real
+//! `accessbot` binary on a free port with a fresh data directory, its own
+//! runbooks and a [`FakeSlack`], and returns a handle that sends correctly
+//! signed Slack requests, kills and restarts the process, and reads what the
+//! bot did (Slack calls, provider runs, logs). Logs print only with `TEST_LOG`.
+
+#![allow(dead_code)]
+
+pub mod fake_slack;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+#[allow(unused_imports)]
+pub use fake_slack::{Call, FakeSlack};
+
+pub const SECRET: &str = "test-signing-secret-8f742231b10e";
+pub const TOKEN: &str = "xoxb-test-token-1234567890-abcdef";
+pub const AUDIT: &str = "C0AUDIT";
+pub const ALICE: &str = "U0ALICE";
+pub const BOB: &str = "U0BOB";
+pub const CAROL: &str = "U0CAROL";
+pub const OWNER: &str = "U0OWNER";
+pub const MALLORY: &str = "U0MALLORY";
+pub const DAVE: &str = "U0DAVE";
+
+/// A runbook for tests: `billing-admin`, approvers Bob and Carol, one
+/// approval, granted by `provider.sh`. `extra` replaces or adds TOML lines.
+pub fn runbook(id: &str, body: &str) -> (String, String) {
+    (format!("{id}.toml"), body.to_string())
+}
+
+pub const BILLING: &str = r#"
+id = "billing-admin"
+title = "Billing portal admin"
+description = "Refunds and plan changes"
+system = "Billing portal"
+owner = "U0OWNER"
+instructions = "Sign in at https://billing.example.com; access ends automatically."
+
+[request]
+allowed = ["*"]
+default_duration = "3s"
+max_duration = "1h"
+require_reason = true
+
+[approval]
+approvers = ["U0BOB", "U0CAROL"]
+required = 1
+approval_timeout = "1h"
+
+[grant]
+provider = "command"
+grant = ["./provider.sh", "grant"]
+revoke = ["./provider.sh", "revoke"]
+timeout = "5s"
+"#;
+
+/// Everything a test can vary before the bot starts.
+pub struct Setup {
+    pub runbooks: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+    pub config_toml: Option<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            runbooks: vec![runbook("billing-admin", BILLING)],
+            env: vec![],
+            config_toml: None,
+        }
+    }
+}
+
+impl Setup {
+    pub fn with_runbook(mut self, id: &str, toml: &str) -> Self {
+        self.runbooks.push(runbook(id, toml));
+        self
+    }
+    pub fn only_runbook(mut self, id: &str, toml: &str) -> Self {
+        self.runbooks = vec![runbook(id, toml)];
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config_toml = Some(toml.to_string());
+        self
+    }
+}
+
+pub struct TestApp {
+    pub slack: FakeSlack,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub root: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub runbook_dir: PathBuf,
+    pub state_dir: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub logs: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+/// The provider script every test runbook uses: records each run in
+/// `state/calls`, fails while `state/fail_<action>` holds a positive count,
+/// sleeps while `state/slow_<action>` exists.
+fn provider_script(state: &Path) -> String {
+    let s = state.display();
+    format!(
+        r#"#!/bin/sh
+S="{s}"
+echo "$1 $ACCESSBOT_REQUEST_ID $ACCESSBOT_USER_ID $ACCESSBOT_USER_EMAIL $ACCESSBOT_EXPIRES_AT" >> "$S/calls"
+if [ -f "$S/slow_$1" ]; then sleep "$(cat "$S/slow_$1")"; fi
+if [ -f "$S/fail_$1" ]; then
+  n=$(cat "$S/fail_$1")
+  if [ "$n" -gt 0 ]; then
+    echo $((n-1)) > "$S/fail_$1"
+    echo "simulated $1 failure" >&2
+    exit 1
+  fi
+fi
+echo "$1 $ACCESSBOT_REQUEST_ID" >> "$S/done"
+exit 0
+"#
+    )
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Setup::default()).await
+    }
+
+    pub async fn spawn_with(setup: Setup) -> TestApp {
+        let slack = FakeSlack::start(TOKEN).await;
+        for (id, name) in [
+            (ALICE, "Alice Finance"),
+            (BOB, "Bob Lead"),
+            (CAROL, "Carol Lead"),
+            (OWNER, "Olga Owner"),
+            (MALLORY, "Mallory"),
+            (DAVE, "Dave Support"),
+        ] {
+            let email = format!("{}@example.com", name.split(' ').next().unwrap().to_lowercase());
+            slack.add_user(id, name, &email);
+        }
+        let root = tempfile::tempdir().expect("temp dir");
+        let data_dir = root.path().join("data");
+        let runbook_dir = root.path().join("runbooks");
+        let state_dir = root.path().join("state");
+        std::fs::create_dir_all(&runbook_dir).unwrap();
+        std::fs::create_dir_all(&state_dir).unwrap();
+        for (name, body) in &setup.runbooks {
+            std::fs::write(runbook_dir.join(name), body).unwrap();
+        }
+        let script = runbook_dir.join("provider.sh");
+        std::fs::write(&script, provider_script(&state_dir)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("SLACK_SIGNING_SECRET".into(), SECRET.into()),
+            ("SLACK_BOT_TOKEN".into(), TOKEN.into()),
+            ("SLACK_API_URL".into(), slack.url()),
+            ("ACCESSBOT_AUDIT_CHANNEL".into(), AUDIT.into()),
+            ("ACCESSBOT_LISTEN".into(), "127.0.0.1:0".into()),
+            ("ACCESSBOT_DATA_DIR".into(), data_dir.display().to_string()),
+            ("ACCESSBOT_RUNBOOKS".into(), runbook_dir.display().to_string()),
+            ("ACCESSBOT_RETRY_BASE".into(), "1s".into()),
+            ("ACCESSBOT_RETRY_MAX".into(), "2s".into()),
+        ];
+        if let Some(cfg) = &setup.config_toml {
+            std::fs::write(root.path().join("accessbot.toml"), cfg).unwrap();
+        }
+        for (k, v) in setup.env {
+            env.retain(|(ek, _)| *ek != k);
+            env.push((k, v));
+        }
+        let mut app = TestApp {
+            slack,
+            base: String::new(),
+            root,
+            data_dir,
+            runbook_dir,
+            state_dir,
+            env,
+            child: None,
+            logs: Arc::new(Mutex::new(String::new())),
+            http: reqwest::Client::new(),
+        };
+        app.start().await;
+        app
+    }
+
+    /// The command line `serve` runs with (the config file, when the test wrote one).
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessbot"));
+        cmd.arg("serve");
+        let cfg = self.root.path().join("accessbot.toml");
+        if cfg.exists() {
+            cmd.arg("--config").arg(cfg);
+        }
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts the binary and waits until it listens.
+    pub async fn start(&mut self) {
+        let mut child = self.command().spawn().expect("start accessbot");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::clone(&self.logs);
+        let show = std::env::var("TEST_LOG").is_ok();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if show {
+                    eprintln!("[accessbot] {line}");
+                }
+                if let Some(addr) = line.split("accessbot listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                let mut l = logs.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = rx.try_recv() {
+                self.base = format!("http://{addr}");
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("accessbot exited with {status} before listening; logs:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "accessbot did not start; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no cleanup, no flush.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    pub async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut c = self.child.take().expect("running");
+        let started = Instant::now();
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                c.kill().unwrap();
+                panic!("accessbot ignored SIGTERM for 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.start().await;
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Runs the binary with other arguments in the same environment, to completion.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessbot"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.root.path());
+        cmd.output().expect("run accessbot")
+    }
+
+    // ---- signed requests ----
+
+    pub fn sign(ts: i64, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:").as_bytes());
+        mac.update(body);
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// POSTs `body` signed as Slack would, `age` seconds ago.
+    pub async fn post_signed(&self, path: &str, content_type: &str, body: &str, age: i64) -> reqwest::Response {
+        let ts = chrono::Utc::now().timestamp() - age;
+        self.http
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", Self::sign(ts, body.as_bytes()))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("accessbot answers")
+    }
+
+    pub fn slash_body(user: &str, text: &str) -> String {
+        serde_urlencoded::to_string([
+            ("token", "deprecated"),
+            ("team_id", "T0FAKE"),
+            ("team_domain", "example"),
+            ("channel_id", "C0GENERAL"),
+            ("channel_name", "general"),
+            ("user_id", user),
+            ("user_name", "someone"),
+            ("command", "/access"),
+            ("text", text),
+            ("api_app_id", "A0ACCESS"),
+            ("response_url", "https://hooks.slack.com/commands/T0FAKE/1/x"),
+            ("trigger_id", &format!("trig.{}.{}", user, rand_suffix())),
+        ])
+        .unwrap()
+    }
+
+    /// `/access <text>` as `user`; returns the ephemeral text (or "" for an empty answer).
+    pub async fn slash(&self, user: &str, text: &str) -> String {
+        let r = self
+            .post_signed("/slack/commands", "application/x-www-form-urlencoded", &Self::slash_body(user, text), 0)
+            .await;
+        assert_eq!(r.status(), 200, "slash command answered {}", r.status());
+        let body = r.text().await.unwrap();
+        if body.is_empty() {
+            return body;
+        }
+        let v: Value = serde_json::from_str(&body).expect("JSON answer");
+        v["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn interaction_body(payload: &Value) -> String {
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+    }
+
+    pub async fn interact(&self, payload: &Value) -> reqwest::Response {
+        self.post_signed("/slack/interactions", "application/x-www-form-urlencoded", &Self::interaction_body(payload), 0)
+            .await
+    }
+
+    /// Presses a button (`approve`, `deny`, ...) with `value` as `user`, in their DM.
+    pub async fn press(&self, user: &str, action_id: &str, value: &str) -> reqwest::Response {
+        let payload = block_action(user, action_id, value);
+        let r = self.interact(&payload).await;
+        assert_eq!(r.status(), 200);
+        r
+    }
+
+    /// Submits the request modal.
+    pub async fn submit_modal(&self, user: &str, runbook: &str, duration: &str, reason: &str) -> Value {
+        let payload = json!({
+            "type": "view_submission",
+            "user": {"id": user, "username": "x", "team_id": "T0FAKE"},
+            "team": {"id": "T0FAKE"},
+            "api_app_id": "A0ACCESS",
+            "view": {
+                "id": "V0MODAL", "callback_id": "access_request", "private_metadata": "", "hash": "h1",
+                "state": {"values": {
+                    "runbook": {"runbook_select": {"type": "static_select", "selected_option": {"value": runbook}}},
+                    "duration": {"duration_input": {"type": "plain_text_input", "value": duration}},
+                    "reason": {"reason_input": {"type": "plain_text_input", "value": reason}}
+                }}
+            }
+        });
+        let r = self.interact(&payload).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// `/access request ...` that must succeed; returns the request ID.
+    pub async fn request(&self, user: &str, text: &str) -> String {
+        let answer = self.slash(user, &format!("request {text}")).await;
+        request_id_in(&answer).unwrap_or_else(|| panic!("no request id in answer: {answer}"))
+    }
+
+    // ---- what happened ----
+
+    /// Lines the provider script wrote: "grant <id> <user> <email> <expires>".
+    pub fn provider_calls(&self) -> Vec<String> {
+        read_lines(&self.state_dir.join("calls"))
+    }
+
+    /// Successful provider runs: "grant <id>" / "revoke <id>".
+    pub fn provider_done(&self) -> Vec<String> {
+        read_lines(&self.state_dir.join("done"))
+    }
+
+    /// Makes the next `n` runs of `action` (grant|revoke) fail.
+    pub fn fail_provider(&self, action: &str, n: u32) {
+        std::fs::write(self.state_dir.join(format!("fail_{action}")), n.to_string()).unwrap();
+    }
+
+    pub fn slow_provider(&self, action: &str, secs: u32) {
+        std::fs::write(self.state_dir.join(format!("slow_{action}")), secs.to_string()).unwrap();
+    }
+
+    /// Messages currently in `user`'s DM with the bot.
+    pub fn dms(&self, user: &str) -> Vec<Value> {
+        self.slack.messages_in(&format!("D{user}"))
+    }
+
+    pub fn audit_texts(&self) -> Vec<String> {
+        self.slack
+            .messages_in(AUDIT)
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits for an audit-channel message containing all of `parts`.
+    pub async fn wait_audit(&self, parts: &[&str], timeout: Duration) -> String {
+        let found = wait_until(timeout, || {
+            self.audit_texts().into_iter().find(|t| parts.iter().all(|p| t.contains(p)))
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no audit message with {parts:?}; audit channel:\n{:#?}\nlogs:\n{}", self.audit_texts(), self.logs()))
+    }
+
+    /// Waits for a DM to `user` whose text contains all of `parts`.
+    pub async fn wait_dm(&self, user: &str, parts: &[&str], timeout: Duration) -> Value {
+        let found = wait_until(timeout, || {
+            self.dms(user).into_iter().find(|m| {
+                let t = m.to_string();
+                parts.iter().all(|p| t.contains(p))
+            })
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no DM to {user} with {parts:?}; DMs:\n{:#?}\nlogs:\n{}", self.dms(user), self.logs()))
+    }
+
+    /// Waits until the provider script recorded `line` as done.
+    pub async fn wait_done(&self, line: &str, timeout: Duration) {
+        let ok = wait_until(timeout, || self.provider_done().contains(&line.to_string()).then_some(())).await;
+        assert!(ok.is_some(), "provider never did `{line}`; done: {:?}; calls: {:?}\nlogs:\n{}", self.provider_done(), self.provider_calls(), self.logs());
+    }
+
+    /// Ephemeral texts sent to `user`.
+    pub fn ephemerals(&self, user: &str) -> Vec<String> {
+        self.slack
+            .calls("chat.postEphemeral")
+            .iter()
+            .filter(|c| c.body["user"] == user)
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub async fn wait_ephemeral(&self, user: &str, part: &str, timeout: Duration) -> String {
+        wait_until(timeout, || self.ephemerals(user).into_iter().find(|t| t.contains(part)))
+            .await
+            .unwrap_or_else(|| panic!("no ephemeral to {user} containing {part:?}; got {:?}", self.ephemerals(user)))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{}", self.base, path)).send().await.unwrap()
+    }
+
+    /// Stops the bot and returns the audit log as exported by `accessbot audit`.
+    pub async fn audit_log(&mut self) -> Vec<Value> {
+        let _ = self.terminate().await;
+        let out = self.run_cli(&["audit", "--data-dir", &self.data_dir.display().to_string()]);
+        assert!(out.status.success(), "audit export failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A block_actions payload as Slack sends it for a button in a DM.
+pub fn block_action(user: &str, action_id: &str, value: &str) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "x", "team_id": "T0FAKE"},
+        "api_app_id": "A0ACCESS",
+        "team": {"id": "T0FAKE", "domain": "example"},
+        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": format!("D{user}"), "is_ephemeral": false},
+        "trigger_id": format!("trig.{}", rand_suffix()),
+        "channel": {"id": format!("D{user}"), "name": "directmessage"},
+        "response_url": "https://hooks.slack.com/actions/T0FAKE/1/x",
+        "actions": [{"action_id": action_id, "block_id": "b", "type": "button", "value": value, "action_ts": format!("{}.1", chrono::Utc::now().timestamp())}]
+    })
+}
+
+/// The first `ar-...` request ID in `text`.
+pub fn request_id_in(text: &str) -> Option<String> {
+    let start = text.find("ar-")?;
+    let id: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    (id.len() > 5).then_some(id)
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) + std::process::id() as u64 * 1_000_000
+}
+
+fn read_lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `f` every 25 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// True when a message still has buttons.
+pub fn has_buttons(msg: &Value) -> bool {
+    msg["blocks"]
+        .as_array()
+        .map(|b| b.iter().any(|b| b["type"] == "actions"))
+        .unwrap_or(false)
+}
