@@ -1,0 +1,1178 @@
+//! A fake Slack Web API that every end-to-end test shares. It owns a small
+//! real HTTP/1.1 server on 127.0.0.1 that answers `POST /api/{method}` the way
+//! Slack does (HTTP 200 with `{"ok": true, ...}` or `{"ok": false, "error"}`,
+//! 429 with `Retry-After`), keeps the workspace state those answers need
+//! (users, user groups, channel messages, views), checks Block Kit limits like
+//! Slack, and records every call it receives. Tests inject faults (errors,
+//! rate limits, HTTP errors, dropped connections, delays, a full outage) to
+//! drive the bot's retry paths. The server speaks HTTP by hand on a raw
+//! `TcpListener` rather than through axum so that it can close a connection
+//! without answering, which is what a dropped request looks like to a client.
+//!
+//! Each call is recorded, answered and applied to the fake's state in one step
+//! when the request arrives; a configured delay only holds back the bytes on
+//! the wire. So a test that sees a call in `calls()` also sees its effect in
+//! `messages_in()`, and a client that times out during a delay has still
+//! changed Slack, as it would in production.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request the fake received, whatever it was answered.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The Web API method, e.g. `chat.postMessage`; the whole path for requests outside `/api/`.
+    pub method: String,
+    /// The JSON body, a form body as an object of strings, or the raw text when it could not be parsed.
+    pub body: Value,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub at: Instant,
+    /// The body we answered: Slack JSON, an HTTP error page as a string, or `Null` when the connection was dropped.
+    pub answered: Value,
+}
+
+/// Handle on a running fake; clones share the same server and state.
+#[derive(Clone)]
+pub struct FakeSlack {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    addr: SocketAddr,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    token: String,
+    calls: Vec<Call>,
+    /// Pending faults in registration order; each is consumed by the next matching calls.
+    faults: Vec<Fault>,
+    delays: HashMap<String, Duration>,
+    down: bool,
+    users: BTreeMap<String, User>,
+    profile_fields: HashMap<String, BTreeMap<String, String>>,
+    usergroups: BTreeMap<String, Vec<String>>,
+    missing_channels: HashSet<String>,
+    not_in_channels: HashSet<String>,
+    /// Channel ID to messages in the order they were posted, each `{ts, text, blocks[, thread_ts]}`.
+    messages: HashMap<String, Vec<Value>>,
+    used_triggers: HashSet<String>,
+    views: Vec<StoredView>,
+    last_ts: u64,
+    last_view: u64,
+}
+
+struct User {
+    real_name: String,
+    email: String,
+}
+
+struct StoredView {
+    id: String,
+    hash: String,
+    /// The user whose Home tab this is, for views published with `views.publish`.
+    home_of: Option<String>,
+    view: Value,
+}
+
+struct Fault {
+    method: String,
+    remaining: usize,
+    kind: FaultKind,
+}
+
+#[derive(Clone)]
+enum FaultKind {
+    Error(String),
+    RateLimit(u64),
+    Http(u16),
+    Drop,
+}
+
+/// What goes back on the wire for one request.
+enum Reply {
+    Slack {
+        status: u16,
+        body: Value,
+        retry_after: Option<u64>,
+    },
+    Page {
+        status: u16,
+    },
+    Drop,
+}
+
+/// One HTTP request as read off a connection.
+struct Incoming {
+    http_method: String,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    keep_alive: bool,
+}
+
+/// A handler's answer: `Ok` gets `"ok": true` added, `Err` is a complete failure body.
+type Answer = Result<Value, Value>;
+
+const BOT_USER: &str = "U0ACCESSBOT";
+const TEAM: &str = "T0FAKE";
+
+impl FakeSlack {
+    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime; `token` is the only valid bot token.
+    pub async fn start(token: &str) -> FakeSlack {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("fake Slack: binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("fake Slack: local address");
+        let fake = FakeSlack {
+            shared: Arc::new(Shared {
+                addr,
+                started: Instant::now(),
+                state: Mutex::new(State {
+                    token: token.to_string(),
+                    ..State::default()
+                }),
+            }),
+        };
+        let server = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                tokio::spawn(server.clone().serve_connection(stream));
+            }
+        });
+        fake
+    }
+
+    /// The base for `SLACK_API_URL`; methods live at `{url}/{method}`.
+    pub fn url(&self) -> String {
+        format!("http://{}/api", self.shared.addr)
+    }
+
+    /// Every call to `method`, answered successfully or not, in the order received.
+    pub fn calls(&self, method: &str) -> Vec<Call> {
+        self.state()
+            .calls
+            .iter()
+            .filter(|call| call.method == method)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// Waits for a call to `method` matching `pred`; panics with the recorded calls after `timeout`.
+    pub async fn wait_for(
+        &self,
+        method: &str,
+        timeout: Duration,
+        pred: impl Fn(&Call) -> bool,
+    ) -> Call {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(call) = self.calls(method).into_iter().find(|call| pred(call)) {
+                return call;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}",
+                    self.dump(method, &format!("no matching call within {timeout:?}"))
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until at least `n` calls to `method` were received and returns all of them.
+    pub async fn wait_for_count(&self, method: &str, n: usize, timeout: Duration) -> Vec<Call> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let calls = self.calls(method);
+            if calls.len() >= n {
+                return calls;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}",
+                    self.dump(
+                        method,
+                        &format!("expected {n} calls within {timeout:?}, got {}", calls.len())
+                    )
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Makes a user exist: `users.info`, `users.profile.get` and `conversations.open` know only these.
+    pub fn add_user(&self, id: &str, real_name: &str, email: &str) {
+        self.state().users.insert(
+            id.to_string(),
+            User {
+                real_name: real_name.to_string(),
+                email: email.to_string(),
+            },
+        );
+    }
+
+    /// Sets a custom profile field, returned by `users.profile.get` as `fields[field_id] = {value, alt}`.
+    pub fn set_profile_field(&self, user: &str, field_id: &str, value: &str) {
+        self.state()
+            .profile_fields
+            .entry(user.to_string())
+            .or_default()
+            .insert(field_id.to_string(), value.to_string());
+    }
+
+    pub fn set_usergroup(&self, id: &str, users: &[&str]) {
+        let users = users.iter().map(|user| user.to_string()).collect();
+        self.state().usergroups.insert(id.to_string(), users);
+    }
+
+    /// Current members, including changes made through `usergroups.users.update`.
+    pub fn usergroup_members(&self, id: &str) -> Vec<String> {
+        self.state().usergroups.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Posting to this channel answers `channel_not_found`.
+    pub fn set_channel_missing(&self, id: &str) {
+        self.state().missing_channels.insert(id.to_string());
+    }
+
+    /// Posting to this channel answers `not_in_channel`, as when the bot was never invited.
+    pub fn set_not_in_channel(&self, id: &str) {
+        self.state().not_in_channels.insert(id.to_string());
+    }
+
+    /// The next `n` calls to `method` ("*" for any) answer 200 `{"ok": false, "error": error}`.
+    pub fn fail_next(&self, method: &str, n: usize, error: &str) {
+        self.add_fault(method, n, FaultKind::Error(error.to_string()));
+    }
+
+    /// The next `n` calls to `method` ("*" for any) answer 429 with `Retry-After: retry_after_secs`.
+    pub fn rate_limit_next(&self, method: &str, n: usize, retry_after_secs: u64) {
+        self.add_fault(method, n, FaultKind::RateLimit(retry_after_secs));
+    }
+
+    /// The next `n` calls to `method` ("*" for any) answer HTTP `status` with an HTML page, as a load balancer would.
+    pub fn http_error_next(&self, method: &str, n: usize, status: u16) {
+        self.add_fault(method, n, FaultKind::Http(status));
+    }
+
+    /// The next `n` calls to `method` ("*" for any) are read, then the connection is closed without an answer.
+    pub fn drop_next(&self, method: &str, n: usize) {
+        self.add_fault(method, n, FaultKind::Drop);
+    }
+
+    /// Every call to `method` ("*" for all; a method's own delay wins) waits this long before its answer is sent.
+    pub fn set_delay(&self, method: &str, delay: Duration) {
+        self.state().delays.insert(method.to_string(), delay);
+    }
+
+    /// While down, every request is recorded and its connection closed without an answer.
+    pub fn set_down(&self, down: bool) {
+        self.state().down = down;
+    }
+
+    /// Current messages in `channel` (after updates), each `{ts, text, blocks}` plus `thread_ts` for replies.
+    pub fn messages_in(&self, channel: &str) -> Vec<Value> {
+        self.state()
+            .messages
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn message(&self, channel: &str, ts: &str) -> Option<Value> {
+        self.messages_in(channel)
+            .into_iter()
+            .find(|message| message["ts"] == ts)
+    }
+
+    /// Current views, modals and Home tabs, in the order they were first opened, each with its `id` and `hash`.
+    pub fn views(&self) -> Vec<Value> {
+        self.state()
+            .views
+            .iter()
+            .map(|stored| stored.view.clone())
+            .collect()
+    }
+
+    /// The Home tab last published for `user`.
+    pub fn home_view(&self, user: &str) -> Option<Value> {
+        self.state()
+            .views
+            .iter()
+            .find(|stored| stored.home_of.as_deref() == Some(user))
+            .map(|stored| stored.view.clone())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the calls from the next assertion.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add_fault(&self, method: &str, n: usize, kind: FaultKind) {
+        if n > 0 {
+            self.state().faults.push(Fault {
+                method: method.to_string(),
+                remaining: n,
+                kind,
+            });
+        }
+    }
+
+    fn dump(&self, method: &str, problem: &str) -> String {
+        let state = self.state();
+        let mut out = format!("fake Slack: {method}: {problem}\n");
+        let mine: Vec<&Call> = state.calls.iter().filter(|c| c.method == method).collect();
+        out += &format!("{} recorded {method} call(s):\n", mine.len());
+        for (i, call) in mine.iter().enumerate() {
+            out += &format!(
+                "  #{i} at +{:.3}s\n    body:     {}\n    answered: {}\n",
+                call.at.duration_since(self.shared.started).as_secs_f64(),
+                call.body,
+                call.answered
+            );
+        }
+        let mut others: BTreeMap<&str, usize> = BTreeMap::new();
+        for call in state.calls.iter().filter(|c| c.method != method) {
+            *others.entry(call.method.as_str()).or_default() += 1;
+        }
+        out += &format!("other calls: {others:?}\n");
+        out
+    }
+
+    async fn serve_connection(self, mut stream: TcpStream) {
+        let mut buf = Vec::new();
+        loop {
+            let request = loop {
+                match parse_request(&buf) {
+                    Ok(Some((request, used))) => {
+                        buf.drain(..used);
+                        break request;
+                    }
+                    Ok(None) => {}
+                    Err(problem) => {
+                        let page = format!("bad request: {problem}");
+                        let bytes = http_bytes(400, "text/plain", &page, None, false);
+                        let _ = stream.write_all(&bytes).await;
+                        return;
+                    }
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let keep_alive = request.keep_alive;
+            let (reply, delay) = self.receive(&request);
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let bytes = match reply {
+                Reply::Drop => return,
+                Reply::Slack {
+                    status,
+                    body,
+                    retry_after,
+                } => http_bytes(
+                    status,
+                    "application/json; charset=utf-8",
+                    &body.to_string(),
+                    retry_after,
+                    keep_alive,
+                ),
+                Reply::Page { status } => http_bytes(
+                    status,
+                    "text/html; charset=utf-8",
+                    &error_page(status),
+                    None,
+                    keep_alive,
+                ),
+            };
+            if stream.write_all(&bytes).await.is_err() || !keep_alive {
+                return;
+            }
+        }
+    }
+
+    /// Records the call and settles its answer and effects under one lock.
+    fn receive(&self, request: &Incoming) -> (Reply, Option<Duration>) {
+        let method = match request.path.strip_prefix("/api/") {
+            Some(method) if !method.is_empty() && !method.contains('/') => method.to_string(),
+            _ => request.path.clone(),
+        };
+        let (body, body_error) = parse_body(request.content_type.as_deref(), &request.body);
+        let mut state = self.state();
+        state.calls.push(Call {
+            method: method.clone(),
+            body: body.clone(),
+            authorization: request.authorization.clone(),
+            content_type: request.content_type.clone(),
+            at: Instant::now(),
+            answered: Value::Null,
+        });
+        let (reply, delay) = if state.down {
+            (Reply::Drop, None)
+        } else {
+            let delay = state
+                .delays
+                .get(&method)
+                .or_else(|| state.delays.get("*"))
+                .copied();
+            let reply = match state.take_fault(&method) {
+                Some(FaultKind::Error(error)) => slack_reply(fail(&error)),
+                Some(FaultKind::RateLimit(secs)) => Reply::Slack {
+                    status: 429,
+                    body: fail("ratelimited"),
+                    retry_after: Some(secs),
+                },
+                Some(FaultKind::Http(status)) => Reply::Page { status },
+                Some(FaultKind::Drop) => Reply::Drop,
+                None => state.answer(&method, request, body, body_error),
+            };
+            (reply, delay)
+        };
+        let answered = match &reply {
+            Reply::Slack { body, .. } => body.clone(),
+            Reply::Page { status } => Value::String(error_page(*status)),
+            Reply::Drop => Value::Null,
+        };
+        if let Some(call) = state.calls.last_mut() {
+            call.answered = answered;
+        }
+        (reply, delay)
+    }
+}
+
+impl State {
+    fn take_fault(&mut self, method: &str) -> Option<FaultKind> {
+        let index = self
+            .faults
+            .iter()
+            .position(|fault| fault.method == "*" || fault.method == method)?;
+        let fault = &mut self.faults[index];
+        fault.remaining -= 1;
+        let kind = fault.kind.clone();
+        if fault.remaining == 0 {
+            self.faults.remove(index);
+        }
+        Some(kind)
+    }
+
+    fn answer(
+        &mut self,
+        method: &str,
+        request: &Incoming,
+        body: Value,
+        body_error: Option<&str>,
+    ) -> Reply {
+        if !request.path.starts_with("/api/") {
+            return Reply::Page { status: 404 };
+        }
+        if request.http_method != "POST" {
+            return Reply::Page { status: 405 };
+        }
+        let query: Vec<(String, String)> =
+            serde_urlencoded::from_str(&request.query).unwrap_or_default();
+        if query.iter().any(|(key, _)| key == "token") {
+            return slack_reply(fail("invalid_auth"));
+        }
+        match request.authorization.as_deref().map(str::trim) {
+            None | Some("") => return slack_reply(fail("not_authed")),
+            Some(given) if given != format!("Bearer {}", self.token) => {
+                return slack_reply(fail("invalid_auth"))
+            }
+            Some(_) => {}
+        }
+        if let Some(error) = body_error {
+            return slack_reply(fail(error));
+        }
+        let answer = match method {
+            "auth.test" => Ok(json!({
+                "url": "https://fake.slack.com/", "team": "Fake", "user": "accessbot",
+                "team_id": TEAM, "user_id": BOT_USER, "bot_id": "B0ACCESSBOT",
+            })),
+            "chat.postMessage" => self.chat_post_message(&body),
+            "chat.update" => self.chat_update(&body),
+            "chat.postEphemeral" => self.chat_post_ephemeral(&body),
+            "conversations.open" => self.conversations_open(&body),
+            "views.open" => self.views_open(&body),
+            "views.update" => self.views_update(&body),
+            "views.publish" => self.views_publish(&body),
+            "users.info" => self.users_info(&body),
+            "users.profile.get" => self.users_profile_get(&body),
+            "usergroups.users.list" => self.usergroups_users_list(&body),
+            "usergroups.users.update" => self.usergroups_users_update(&body),
+            _ => Err(fail("unknown_method")),
+        };
+        slack_reply(match answer {
+            Ok(mut value) => {
+                value["ok"] = Value::Bool(true);
+                value
+            }
+            Err(value) => value,
+        })
+    }
+
+    fn chat_post_message(&mut self, body: &Value) -> Answer {
+        let channel = self.channel(body)?;
+        let (text, blocks) = message_content(body)?;
+        let text = text.unwrap_or_default();
+        let blocks = blocks.unwrap_or_else(|| json!([]));
+        if text.is_empty() && blocks.as_array().is_none_or(Vec::is_empty) {
+            return Err(fail("no_text"));
+        }
+        let ts = self.next_ts();
+        let mut stored = json!({"ts": ts, "text": text, "blocks": blocks});
+        if let Some(thread_ts) = str_arg(body, "thread_ts") {
+            stored["thread_ts"] = json!(thread_ts);
+        }
+        let mut message = stored.clone();
+        message["type"] = json!("message");
+        message["user"] = json!(BOT_USER);
+        self.messages
+            .entry(channel.clone())
+            .or_default()
+            .push(stored);
+        Ok(json!({"channel": channel, "ts": ts, "message": message}))
+    }
+
+    /// Like Slack, a field left out of the update keeps its old value: text-only updates keep the buttons.
+    fn chat_update(&mut self, body: &Value) -> Answer {
+        let channel = self.channel(body)?;
+        let ts = str_arg(body, "ts").ok_or_else(|| fail("message_not_found"))?;
+        let (text, blocks) = message_content(body)?;
+        let stored = self
+            .messages
+            .get_mut(&channel)
+            .and_then(|messages| messages.iter_mut().find(|m| m["ts"] == ts))
+            .ok_or_else(|| fail("message_not_found"))?;
+        if text.is_none() && blocks.is_none() {
+            return Err(fail("no_text"));
+        }
+        if let Some(text) = text {
+            stored["text"] = json!(text);
+        }
+        if let Some(blocks) = blocks {
+            stored["blocks"] = blocks;
+        }
+        let stored = stored.clone();
+        Ok(json!({
+            "channel": channel, "ts": ts, "text": stored["text"],
+            "message": {"type": "message", "user": BOT_USER, "text": stored["text"], "blocks": stored["blocks"]},
+        }))
+    }
+
+    fn chat_post_ephemeral(&mut self, body: &Value) -> Answer {
+        self.channel(body)?;
+        str_arg(body, "user").ok_or_else(|| fail("user_not_found"))?;
+        let (text, blocks) = message_content(body)?;
+        let has_blocks = blocks.is_some_and(|b| b.as_array().is_some_and(|b| !b.is_empty()));
+        if text.as_deref().is_none_or(str::is_empty) && !has_blocks {
+            return Err(fail("no_text"));
+        }
+        Ok(json!({"message_ts": self.next_ts()}))
+    }
+
+    fn conversations_open(&mut self, body: &Value) -> Answer {
+        let users = id_list(body, "users");
+        let first = users
+            .first()
+            .ok_or_else(|| fail("users_list_not_supplied"))?;
+        if users.iter().any(|user| !self.users.contains_key(user)) {
+            return Err(fail("user_not_found"));
+        }
+        Ok(json!({"channel": {"id": format!("D{first}")}}))
+    }
+
+    fn views_open(&mut self, body: &Value) -> Answer {
+        let trigger = str_arg(body, "trigger_id").ok_or_else(|| fail("invalid_trigger_id"))?;
+        if self.used_triggers.contains(trigger) {
+            return Err(fail("trigger_exchanged"));
+        }
+        let view = view_arg(body)?;
+        self.used_triggers.insert(trigger.to_string());
+        let stored = self.store_view(None, view, None);
+        Ok(json!({"view": stored}))
+    }
+
+    fn views_update(&mut self, body: &Value) -> Answer {
+        let id = str_arg(body, "view_id").unwrap_or_default();
+        let current = self
+            .views
+            .iter()
+            .find(|stored| stored.id == id)
+            .ok_or_else(|| fail("not_found"))?;
+        if str_arg(body, "hash").is_some_and(|hash| hash != current.hash) {
+            return Err(fail("hash_conflict"));
+        }
+        let home_of = current.home_of.clone();
+        let view = view_arg(body)?;
+        Ok(json!({"view": self.store_view(Some(id.to_string()), view, home_of)}))
+    }
+
+    fn views_publish(&mut self, body: &Value) -> Answer {
+        let user = str_arg(body, "user_id")
+            .ok_or_else(|| {
+                invalid_arguments(vec!["[ERROR] missing required field: user_id".into()])
+            })?
+            .to_string();
+        let view = view_arg(body)?;
+        if view["type"] != "home" {
+            return Err(invalid_arguments(vec![
+                "[ERROR] views.publish only accepts views of type home [json-pointer:/view/type]"
+                    .into(),
+            ]));
+        }
+        let current = self
+            .views
+            .iter()
+            .find(|stored| stored.home_of.as_deref() == Some(user.as_str()));
+        if let (Some(current), Some(hash)) = (current, str_arg(body, "hash")) {
+            if hash != current.hash {
+                return Err(fail("hash_conflict"));
+            }
+        }
+        let id = current.map(|stored| stored.id.clone());
+        Ok(json!({"view": self.store_view(id, view, Some(user))}))
+    }
+
+    fn users_info(&mut self, body: &Value) -> Answer {
+        let (id, user) = self.user(body)?;
+        let name = user.email.split('@').next().unwrap_or_default();
+        Ok(json!({"user": {
+            "id": id, "team_id": TEAM, "name": name, "deleted": false, "is_bot": false,
+            "real_name": user.real_name,
+            "profile": {"email": user.email, "real_name": user.real_name, "display_name": user.real_name},
+        }}))
+    }
+
+    fn users_profile_get(&mut self, body: &Value) -> Answer {
+        let (id, user) = self.user(body)?;
+        let fields: Map<String, Value> = self
+            .profile_fields
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|(field, value)| (field.clone(), json!({"value": value, "alt": ""})))
+            .collect();
+        Ok(json!({"profile": {
+            "real_name": user.real_name, "display_name": user.real_name,
+            "email": user.email, "fields": fields,
+        }}))
+    }
+
+    fn usergroups_users_list(&mut self, body: &Value) -> Answer {
+        let id = str_arg(body, "usergroup").unwrap_or_default();
+        let users = self
+            .usergroups
+            .get(id)
+            .ok_or_else(|| fail("no_such_subteam"))?;
+        Ok(json!({"users": users}))
+    }
+
+    fn usergroups_users_update(&mut self, body: &Value) -> Answer {
+        let id = str_arg(body, "usergroup").unwrap_or_default().to_string();
+        if !self.usergroups.contains_key(&id) {
+            return Err(fail("no_such_subteam"));
+        }
+        let users = id_list(body, "users");
+        let looks_like_user = |user: &String| user.starts_with('U') || user.starts_with('W');
+        // Slack cannot leave a group empty and refuses anything that is not a user ID.
+        if users.is_empty() || !users.iter().all(looks_like_user) {
+            return Err(fail("invalid_users"));
+        }
+        self.usergroups.insert(id.clone(), users.clone());
+        Ok(json!({"usergroup": {"id": id, "users": users, "user_count": users.len()}}))
+    }
+
+    fn channel(&self, body: &Value) -> Result<String, Value> {
+        let channel = str_arg(body, "channel").ok_or_else(|| fail("channel_not_found"))?;
+        if self.not_in_channels.contains(channel) {
+            return Err(fail("not_in_channel"));
+        }
+        if self.missing_channels.contains(channel) || !channel.starts_with(['C', 'G', 'D']) {
+            return Err(fail("channel_not_found"));
+        }
+        Ok(channel.to_string())
+    }
+
+    fn user(&self, body: &Value) -> Result<(String, &User), Value> {
+        let id = str_arg(body, "user").unwrap_or_default();
+        let user = self.users.get(id).ok_or_else(|| fail("user_not_found"))?;
+        Ok((id.to_string(), user))
+    }
+
+    /// Stores a view under `id` (a new ID when `None`) with a fresh hash and returns it as Slack shows it.
+    fn store_view(
+        &mut self,
+        id: Option<String>,
+        mut view: Value,
+        home_of: Option<String>,
+    ) -> Value {
+        self.last_view += 1;
+        let hash = format!("1700000000.{:08x}", self.last_view);
+        let id = id.unwrap_or_else(|| format!("V{:010}", self.last_view));
+        view["id"] = json!(id);
+        view["hash"] = json!(hash);
+        let stored = StoredView {
+            id: id.clone(),
+            hash,
+            home_of,
+            view: view.clone(),
+        };
+        match self.views.iter_mut().find(|old| old.id == id) {
+            Some(old) => *old = stored,
+            None => self.views.push(stored),
+        }
+        view
+    }
+
+    /// Slack-style timestamps: unique, increasing, six decimals.
+    fn next_ts(&mut self) -> String {
+        self.last_ts += 1;
+        let micros = 1_700_000_000_000_000 + self.last_ts * 100;
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    }
+}
+
+fn fail(error: &str) -> Value {
+    json!({"ok": false, "error": error})
+}
+
+fn fail_with(error: &str, messages: Vec<String>) -> Value {
+    json!({"ok": false, "error": error, "response_metadata": {"messages": messages}})
+}
+
+fn invalid_arguments(messages: Vec<String>) -> Value {
+    fail_with("invalid_arguments", messages)
+}
+
+fn slack_reply(body: Value) -> Reply {
+    Reply::Slack {
+        status: 200,
+        body,
+        retry_after: None,
+    }
+}
+
+/// A non-empty string argument.
+fn str_arg<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .filter(|value| !value.is_empty())
+}
+
+/// A structured argument, which form bodies (and some JSON clients) send as a JSON string.
+fn json_arg(body: &Value, key: &str) -> Result<Option<Value>, String> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| format!("[ERROR] {key} is not valid JSON: {e}")),
+        Some(value) => Ok(Some(value.clone())),
+    }
+}
+
+/// IDs given as a comma-separated string or as an array of strings.
+fn id_list(body: &Value, key: &str) -> Vec<String> {
+    let ids: Vec<String> = match body.get(key) {
+        Some(Value::String(text)) => text.split(',').map(str::to_string).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    ids.into_iter()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// The `text` (cut at 40,000 characters like Slack) and the checked `blocks` of a chat.* call.
+fn message_content(body: &Value) -> Result<(Option<String>, Option<Value>), Value> {
+    let text = body
+        .get("text")
+        .and_then(Value::as_str)
+        .map(|text| text.chars().take(40_000).collect());
+    let blocks = json_arg(body, "blocks").map_err(|e| fail_with("invalid_blocks", vec![e]))?;
+    if let Some(blocks) = &blocks {
+        let errors = block_kit_errors(blocks, 50, "/blocks");
+        if !errors.is_empty() {
+            return Err(fail_with("invalid_blocks", errors));
+        }
+    }
+    Ok((text, blocks))
+}
+
+/// The checked `view` of a views.* call.
+fn view_arg(body: &Value) -> Result<Value, Value> {
+    let view = json_arg(body, "view")
+        .map_err(|e| invalid_arguments(vec![e]))?
+        .ok_or_else(|| invalid_arguments(vec!["[ERROR] missing required field: view".into()]))?;
+    let mut errors = Vec::new();
+    let kind = view.get("type").and_then(Value::as_str);
+    if !matches!(kind, Some("modal" | "home")) {
+        errors.push("[ERROR] must be modal or home [json-pointer:/view/type]".to_string());
+    }
+    if kind == Some("modal") && view.get("title").is_none() {
+        errors.push("[ERROR] missing required field: title [json-pointer:/view]".to_string());
+    }
+    let has_input = view["blocks"]
+        .as_array()
+        .is_some_and(|blocks| blocks.iter().any(|block| block["type"] == "input"));
+    if kind == Some("modal") && has_input && view.get("submit").is_none() {
+        errors.push(
+            "[ERROR] submit is required when an input block is present [json-pointer:/view/submit]"
+                .to_string(),
+        );
+    }
+    for (field, max) in [("title", 24), ("submit", 24), ("close", 24)] {
+        check_len(
+            &mut errors,
+            &view[field]["text"],
+            &format!("/view/{field}/text"),
+            max,
+        );
+    }
+    for (field, max) in [
+        ("private_metadata", 3000),
+        ("callback_id", 255),
+        ("external_id", 255),
+    ] {
+        check_len(&mut errors, &view[field], &format!("/view/{field}"), max);
+    }
+    match view.get("blocks") {
+        Some(blocks) => errors.extend(block_kit_errors(blocks, 100, "/view/blocks")),
+        None => errors.push("[ERROR] missing required field: blocks [json-pointer:/view]".into()),
+    }
+    if errors.is_empty() {
+        Ok(view)
+    } else {
+        Err(invalid_arguments(errors))
+    }
+}
+
+/// Slack's Block Kit limits, as `[ERROR] … [json-pointer:…]` messages like Slack's own.
+fn block_kit_errors(blocks: &Value, max_blocks: usize, at: &str) -> Vec<String> {
+    fn walk(value: &Value, at: &str, errors: &mut Vec<String>) {
+        match value {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{at}/{i}"), errors);
+                }
+            }
+            Value::Object(object) => {
+                for key in ["action_id", "block_id"] {
+                    check_len(errors, &value[key], &format!("{at}/{key}"), 255);
+                }
+                let text_at = format!("{at}/text/text");
+                match value["type"].as_str() {
+                    Some("section") => {
+                        check_len(errors, &value["text"]["text"], &text_at, 3000);
+                        let fields = value["fields"].as_array().map(Vec::as_slice);
+                        if fields.is_some_and(|fields| fields.len() > 10) {
+                            errors.push(format!(
+                                "[ERROR] must be less than 11 items [json-pointer:{at}/fields]"
+                            ));
+                        }
+                        for (i, field) in fields.unwrap_or_default().iter().enumerate() {
+                            check_len(
+                                errors,
+                                &field["text"],
+                                &format!("{at}/fields/{i}/text"),
+                                2000,
+                            );
+                        }
+                    }
+                    Some("header") => check_len(errors, &value["text"]["text"], &text_at, 150),
+                    Some("button") => {
+                        check_len(errors, &value["text"]["text"], &text_at, 75);
+                        check_len(errors, &value["value"], &format!("{at}/value"), 2000);
+                    }
+                    Some("actions") => {
+                        let elements = value["elements"].as_array().map(Vec::as_slice);
+                        let elements = elements.unwrap_or_default();
+                        if elements.len() > 25 {
+                            errors.push(format!(
+                                "[ERROR] must be less than 26 items [json-pointer:{at}/elements]"
+                            ));
+                        }
+                        let mut seen = HashSet::new();
+                        for (i, element) in elements.iter().enumerate() {
+                            if let Some(id) = element["action_id"].as_str() {
+                                if !seen.insert(id) {
+                                    errors.push(format!("[ERROR] action_id `{id}` is not unique in this block [json-pointer:{at}/elements/{i}/action_id]"));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                for (key, child) in object {
+                    let child_at = format!("{at}/{key}");
+                    let options: &[Value] = match (key.as_str(), child) {
+                        ("options" | "initial_options", Value::Array(options)) => options,
+                        ("initial_option", option) => std::slice::from_ref(option),
+                        _ => &[],
+                    };
+                    for (i, option) in options.iter().enumerate() {
+                        let option_at = match key.as_str() {
+                            "initial_option" => child_at.clone(),
+                            _ => format!("{child_at}/{i}"),
+                        };
+                        check_len(
+                            errors,
+                            &option["text"]["text"],
+                            &format!("{option_at}/text/text"),
+                            75,
+                        );
+                        check_len(errors, &option["value"], &format!("{option_at}/value"), 150);
+                    }
+                    walk(child, &child_at, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let Some(list) = blocks.as_array() else {
+        return vec![format!("[ERROR] must be an array [json-pointer:{at}]")];
+    };
+    let mut errors = Vec::new();
+    if list.len() > max_blocks {
+        errors.push(format!(
+            "[ERROR] must be less than {} items [json-pointer:{at}]",
+            max_blocks + 1
+        ));
+    }
+    let mut block_ids = HashSet::new();
+    for (i, block) in list.iter().enumerate() {
+        if !block.is_object() || !block["type"].is_string() {
+            errors.push(format!(
+                "[ERROR] each block must be an object with a string type [json-pointer:{at}/{i}]"
+            ));
+            continue;
+        }
+        if let Some(id) = block["block_id"].as_str() {
+            if !block_ids.insert(id) {
+                errors.push(format!(
+                    "[ERROR] block_id `{id}` is used twice [json-pointer:{at}/{i}/block_id]"
+                ));
+            }
+        }
+        walk(block, &format!("{at}/{i}"), &mut errors);
+    }
+    errors
+}
+
+/// Adds an error when `value` is a string longer than `max` characters.
+fn check_len(errors: &mut Vec<String>, value: &Value, at: &str, max: usize) {
+    if value
+        .as_str()
+        .is_some_and(|text| text.chars().count() > max)
+    {
+        errors.push(format!(
+            "[ERROR] must be less than {} characters [json-pointer:{at}]",
+            max + 1
+        ));
+    }
+}
+
+/// The body as recorded, and the Slack error to answer when it cannot be used.
+fn parse_body(content_type: Option<&str>, raw: &[u8]) -> (Value, Option<&'static str>) {
+    let text = String::from_utf8_lossy(raw);
+    let essence = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|ct| ct.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") if text.trim().is_empty() => (json!({}), None),
+        Some("application/json") => match serde_json::from_str::<Value>(&text) {
+            Ok(value @ Value::Object(_)) => (value, None),
+            Ok(value) => (value, Some("invalid_arguments")),
+            Err(_) => (Value::String(text.into_owned()), Some("invalid_json")),
+        },
+        Some("application/x-www-form-urlencoded") => {
+            match serde_urlencoded::from_str::<Vec<(String, String)>>(&text) {
+                Ok(pairs) => {
+                    let object = pairs.into_iter().map(|(k, v)| (k, Value::String(v)));
+                    (Value::Object(object.collect()), None)
+                }
+                Err(_) => (Value::String(text.into_owned()), Some("invalid_form_data")),
+            }
+        }
+        _ => (Value::String(text.into_owned()), Some("invalid_form_data")),
+    }
+}
+
+/// Parses one complete request from the front of `buf`, returning it and the bytes it used,
+/// or `None` when more bytes are needed.
+fn parse_request(buf: &[u8]) -> Result<Option<(Incoming, usize)>, String> {
+    const MAX_HEAD: usize = 64 * 1024;
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        return if buf.len() > MAX_HEAD {
+            Err("header section too large".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "header is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(http_method), Some(target), Some(version)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("malformed request line `{request_line}`"));
+    };
+    let mut headers = HashMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("malformed header `{line}`"))?;
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    let header = |name: &str| headers.get(name).cloned();
+    let connection = header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let keep_alive = match version {
+        "HTTP/1.0" => connection.contains("keep-alive"),
+        _ => !connection.contains("close"),
+    };
+    let mut pos = head_end + 4;
+    let chunked =
+        header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        let mut body = Vec::new();
+        loop {
+            let Some(line_end) = find(&buf[pos..], b"\r\n") else {
+                return Ok(None);
+            };
+            let size_line = String::from_utf8_lossy(&buf[pos..pos + line_end]);
+            let size_text = size_line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| format!("bad chunk size `{size_text}`"))?;
+            pos += line_end + 2;
+            if size == 0 {
+                // Skip trailers up to and including the empty line that ends the message.
+                loop {
+                    let Some(line_end) = find(&buf[pos..], b"\r\n") else {
+                        return Ok(None);
+                    };
+                    pos += line_end + 2;
+                    if line_end == 0 {
+                        break;
+                    }
+                }
+                break body;
+            }
+            if buf.len() < pos + size + 2 {
+                return Ok(None);
+            }
+            body.extend_from_slice(&buf[pos..pos + size]);
+            pos += size + 2;
+        }
+    } else {
+        let length: usize = match header("content-length") {
+            Some(text) => text
+                .parse()
+                .map_err(|_| format!("bad Content-Length `{text}`"))?,
+            None => 0,
+        };
+        if buf.len() < pos + length {
+            return Ok(None);
+        }
+        let body = buf[pos..pos + length].to_vec();
+        pos += length;
+        body
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let request = Incoming {
+        http_method: http_method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
+        body,
+        keep_alive,
+    };
+    Ok(Some((request, pos)))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+fn error_page(status: u16) -> String {
+    let title = format!("{status} {}", reason(status));
+    format!("<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>")
+}
+
+fn http_bytes(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    retry_after: Option<u64>,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
+    if let Some(secs) = retry_after {
+        head += &format!("Retry-After: {secs}\r\n");
+    }
+    if !keep_alive {
+        head += "Connection: close\r\n";
+    }
+    head += "\r\n";
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.as_bytes());
+    bytes
+}
