@@ -48,8 +48,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let store = Arc::new(Store::open(&config.data_dir)?);
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
     let people = People::new(slack.clone(), config.directory.clone(), config.manager_field.clone());
-    let providers = Providers::with_builtin();
-    // providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(slack.clone())));
+    let mut providers = Providers::with_builtin();
+    providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(slack.clone())));
     let timing = Timing {
         expiry_warning: config.expiry_warning,
         retry_base: config.retry_base,

@@ -8,5 +8,5 @@
 mod load;
 mod model;
 
-pub use load::{load_dir, Catalog, Problem};
+pub use load::{load_dir, load_file, parse_runbook, Catalog, Problem};
 pub use model::*;

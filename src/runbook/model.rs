@@ -107,6 +107,9 @@ pub enum GrantSpec {
         grant: Vec<String>,
         revoke: Vec<String>,
         timeout: Duration,
+        /// Names of accessbot's environment variables passed on to the
+        /// program, usually its secrets; the environment is otherwise cleared.
+        env: Vec<String>,
     },
     /// POSTs signed JSON to a URL; the HMAC key is read from the env var `secret_env`.
     Webhook {

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+pub use crate::audit::{audit_hash, verify_chain};
 pub use records::*;
 
 /// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
@@ -385,38 +385,6 @@ fn write_effects(
     let head = serde_json::to_vec(&(seq, prev)).expect("a tuple always encodes");
     meta.insert(AUDIT_HEAD, head)?;
     Ok(())
-}
-
-/// SHA-256 over the previous hash and the event's fields, in a fixed order.
-pub fn audit_hash(e: &AuditEvent) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        e.prev_hash.as_str(),
-        &e.seq.to_string(),
-        &e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        &e.kind,
-        &e.request_id,
-        &e.runbook,
-        &e.actor,
-        &e.subject,
-        &e.detail,
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
-/// `Ok(count)` when every event links to the one before; `Err(seq)` of the first that does not.
-pub fn verify_chain(events: &[AuditEvent]) -> Result<u64, u64> {
-    let mut prev = String::new();
-    for (i, e) in events.iter().enumerate() {
-        if e.seq != i as u64 + 1 || e.prev_hash != prev || audit_hash(e) != e.hash {
-            return Err(e.seq);
-        }
-        prev = e.hash.clone();
-    }
-    Ok(events.len() as u64)
 }
 
 fn due_key(at: DateTime<Utc>, id: &str) -> Vec<u8> {

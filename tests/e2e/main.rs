@@ -6,4 +6,5 @@ mod support;
 
 mod check;
 mod core;
+mod faults;
 mod policies;

@@ -36,10 +36,6 @@ revoke = ["./provider.sh", "revoke"]
     )
 }
 
-fn approve_buttons(m: &Value) -> bool {
-    m.to_string().contains("\"action_id\":\"approve\"")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_then_owner_in_two_stages() {
     let stages = r#"

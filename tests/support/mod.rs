@@ -256,6 +256,45 @@ impl TestApp {
         }
     }
 
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.remove_env(k);
+        self.env.push((k.to_string(), v.to_string()));
+    }
+
+    pub fn remove_env(&mut self, k: &str) {
+        self.env.retain(|(ek, _)| ek != k);
+    }
+
+    /// Waits for the process to exit on its own (e.g. at a crash point).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "accessbot did not exit; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `serve` expecting it to refuse to start; returns (exit code, stderr).
+    pub fn serve_once(&self) -> (Option<i32>, String) {
+        let mut cmd = self.command();
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start accessbot");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("accessbot started although it should have refused to");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// SIGKILL: no cleanup, no flush.
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

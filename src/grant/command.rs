@@ -1,0 +1,406 @@
+//! The `command` provider: runs the runbook's `grant` or `revoke` program and
+//! treats exit code 0 as success. It owns everything about that child process:
+//! where the program is found, the environment it sees (cleared first, so the
+//! bot's own secrets such as `SLACK_BOT_TOKEN` never reach a script), how much
+//! of its output is kept, and killing it together with everything it started
+//! when it runs past the runbook's `timeout`.
+//!
+//! The child runs in its own process group so a timeout can kill the whole
+//! tree, not just the shell at its top. `libc` is not a normal dependency, so
+//! the group is killed by running `/bin/kill -KILL -- -PGID`; the child itself
+//! is also killed directly, so a missing `/bin/kill` still stops the program.
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::{printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, GrantProvider};
+use crate::runbook::GrantSpec;
+
+/// How much of stdout and of stderr is kept, from the end: enough to explain
+/// a failure, small enough that a chatty script cannot exhaust memory.
+const OUTPUT_KEPT: usize = 4096;
+/// How much of the stderr tail goes into the error people see.
+const STDERR_IN_ERROR: usize = 500;
+/// After the program exits, how long to wait for its output pipes to close.
+/// Something it left running in the background may hold them open forever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+/// Used only when the bot itself runs without `PATH`.
+const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Runs programs named by `GrantSpec::Command`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandProvider;
+
+impl CommandProvider {
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl GrantProvider for CommandProvider {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn run<'a>(
+        &'a self,
+        spec: &'a GrantSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        Box::pin(run_command(spec, action, ctx))
+    }
+}
+
+#[tracing::instrument(
+    skip_all,
+    fields(provider = "command", request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
+)]
+async fn run_command(
+    spec: &GrantSpec,
+    action: Action,
+    ctx: &GrantContext,
+) -> Result<(), GrantError> {
+    let GrantSpec::Command {
+        grant,
+        revoke,
+        timeout,
+        ..
+    } = spec
+    else {
+        return Err(GrantError::Misconfigured {
+            provider: "command",
+            problem: format!(
+                "the runbook's grant uses provider `{}`",
+                spec.provider_name()
+            ),
+        });
+    };
+    let argv = match action {
+        Action::Grant => grant,
+        Action::Revoke => revoke,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(GrantError::Misconfigured {
+            provider: "command",
+            problem: format!("the `{action}` command is empty"),
+        });
+    };
+
+    // Absolute, because the program path is joined to it and the child
+    // changes into it before exec: a relative directory would apply twice.
+    let runbook_dir =
+        std::path::absolute(&ctx.runbook_dir).unwrap_or_else(|_| ctx.runbook_dir.clone());
+    let program_path = resolve_program(program, &runbook_dir);
+
+    let mut command = Command::new(&program_path);
+    command
+        .args(args)
+        .current_dir(&runbook_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    set_environment(&mut command, spec, action, ctx);
+
+    let started = Instant::now();
+    let result = match command.spawn() {
+        Err(source) => Err(GrantError::Spawn {
+            program: program_path,
+            runbook_dir,
+            source,
+        }),
+        Ok(child) => match supervise(child, *timeout).await {
+            None => Err(GrantError::TimedOut {
+                what: format!("`{program}` ({action})"),
+                after: *timeout,
+            }),
+            Some(finished) => finished.into_result(program),
+        },
+    };
+    let duration_ms = elapsed_ms(started);
+    match &result {
+        Ok(()) => {
+            tracing::info!(%program, %action, request_id = %ctx.request_id, duration_ms, "grant command succeeded")
+        }
+        Err(error) => {
+            tracing::warn!(%program, %action, request_id = %ctx.request_id, duration_ms, %error, "grant command failed")
+        }
+    }
+    result
+}
+
+/// How a program that ended within its timeout ended, and the tails of its output.
+struct Finished {
+    status: std::io::Result<ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Finished {
+    fn into_result(self, program: &str) -> Result<(), GrantError> {
+        let exit = match self.status {
+            Ok(status) if status.success() => return Ok(()),
+            Ok(status) => exit_reason(status),
+            Err(wait_error) => {
+                tracing::warn!(error = %wait_error, "could not wait for grant command");
+                ExitReason::Unknown
+            }
+        };
+        // Only on failure and only when asked for: stdout may hold whatever
+        // the script created, so it never reaches the error people see.
+        tracing::debug!(stdout = %printable(&self.stdout), "grant command output");
+        Err(GrantError::Failed {
+            program: program.to_string(),
+            exit,
+            stderr_tail: printable(tail_of(&self.stderr, STDERR_IN_ERROR)),
+        })
+    }
+}
+
+/// Waits for the child and collects its output; `None` when it ran past
+/// `timeout`, in which case it and its whole process group have been killed.
+async fn supervise(mut child: Child, timeout: Duration) -> Option<Finished> {
+    let mut group = ProcessGroup::new(child.id());
+    let stdout = OutputTail::capture(child.stdout.take());
+    let stderr = OutputTail::capture(child.stderr.take());
+
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status,
+        Err(_elapsed) => {
+            group.kill();
+            // Also directly, in case `/bin/kill` could not run.
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(OUTPUT_GRACE, child.wait()).await;
+            return None;
+        }
+    };
+    if status.is_ok() {
+        // Reaped: from now on the group id may be reused, so never kill it.
+        group.disarm();
+    }
+    Some(Finished {
+        status,
+        stdout: stdout.finish().await,
+        stderr: stderr.finish().await,
+    })
+}
+
+/// `./scripts/grant.sh` and `scripts/grant.sh` are relative to the runbook
+/// directory; a bare name like `aws` is looked up in `PATH`; absolute paths
+/// are used as they are.
+fn resolve_program(program: &str, runbook_dir: &Path) -> PathBuf {
+    let path = Path::new(program);
+    if path.is_relative() && program.contains('/') {
+        let rest: PathBuf = path
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        runbook_dir.join(rest)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Starts from nothing and adds only what a script needs: the bot's secrets
+/// must not be inherited. Variables named in the runbook are copied first so
+/// they can never override the `ACCESSBOT_*` values.
+fn set_environment(command: &mut Command, spec: &GrantSpec, action: Action, ctx: &GrantContext) {
+    command.env_clear();
+    command.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| FALLBACK_PATH.into()),
+    );
+    if let Some(home) = std::env::var_os("HOME") {
+        command.env("HOME", home);
+    }
+    command.env("LANG", "C.UTF-8");
+    for name in passed_through(spec) {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let expires_at = ctx.expires_at_rfc3339();
+    let vars: [(&str, &OsStr); 7] = [
+        ("ACCESSBOT_ACTION", action.as_str().as_ref()),
+        ("ACCESSBOT_REQUEST_ID", ctx.request_id.as_ref()),
+        ("ACCESSBOT_RUNBOOK", ctx.runbook_id.as_ref()),
+        ("ACCESSBOT_USER_ID", ctx.user_id.as_ref()),
+        (
+            "ACCESSBOT_USER_EMAIL",
+            ctx.user_email.as_deref().unwrap_or("").as_ref(),
+        ),
+        ("ACCESSBOT_EXPIRES_AT", expires_at.as_ref()),
+        ("ACCESSBOT_REASON", ctx.reason.as_ref()),
+    ];
+    command.envs(vars);
+}
+
+/// Names of the bot's environment variables the runbook asks to pass on.
+fn passed_through(spec: &GrantSpec) -> &[String] {
+    match spec {
+        GrantSpec::Command { env, .. } => env,
+        _ => &[],
+    }
+}
+
+fn exit_reason(status: ExitStatus) -> ExitReason {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitReason::Code(code),
+        (None, Some(signal)) => ExitReason::Signal(signal),
+        (None, None) => ExitReason::Unknown,
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The last `max` bytes, starting on a character boundary where the text is UTF-8.
+fn tail_of(bytes: &[u8], max: usize) -> &[u8] {
+    let mut start = bytes.len().saturating_sub(max);
+    let limit = (start + 3).min(bytes.len());
+    while start < limit && (bytes[start] & 0b1100_0000) == 0b1000_0000 {
+        start += 1;
+    }
+    &bytes[start..]
+}
+
+/// Reads one output pipe to its end in the background, keeping only the
+/// last [`OUTPUT_KEPT`] bytes.
+struct OutputTail {
+    kept: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl OutputTail {
+    fn capture(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> Self {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let reader = pipe.map(|mut pipe| {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 8192];
+                loop {
+                    match pipe.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                            kept.extend_from_slice(&chunk[..n]);
+                            let excess = kept.len().saturating_sub(OUTPUT_KEPT);
+                            kept.drain(..excess);
+                        }
+                    }
+                }
+            })
+        });
+        Self { kept, reader }
+    }
+
+    /// Waits up to [`OUTPUT_GRACE`] for the pipe to close, then returns what was kept.
+    async fn finish(mut self) -> Vec<u8> {
+        if let Some(mut reader) = self.reader.take() {
+            if tokio::time::timeout(OUTPUT_GRACE, &mut reader)
+                .await
+                .is_err()
+            {
+                reader.abort();
+            }
+        }
+        std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for OutputTail {
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+}
+
+/// The child's process group, killed when a run times out or is abandoned
+/// (the future dropped), so nothing the script started outlives it.
+struct ProcessGroup {
+    /// `None` once killed or once the leader was reaped, after which the id
+    /// may belong to someone else.
+    id: Option<u32>,
+}
+
+impl ProcessGroup {
+    fn new(id: Option<u32>) -> Self {
+        Self { id }
+    }
+
+    fn disarm(&mut self) {
+        self.id = None;
+    }
+
+    /// Blocks for the few milliseconds `/bin/kill` takes; this only happens
+    /// on a timeout or an abandoned run, never on the normal path.
+    fn kill(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let result = std::process::Command::new("/bin/kill")
+            .args(["-KILL", "--", &format!("-{id}")])
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match result {
+            Ok(status) if status.success() => {}
+            // The group is already gone: nothing left to kill.
+            Ok(status) => {
+                tracing::debug!(process_group = id, %status, "/bin/kill found nothing to kill")
+            }
+            Err(error) => {
+                tracing::warn!(process_group = id, %error, "could not run /bin/kill; only the program itself was killed")
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_programs() {
+        let dir = Path::new("/srv/runbooks");
+        let check = |program: &str, expected: &str| {
+            assert_eq!(
+                resolve_program(program, dir),
+                PathBuf::from(expected),
+                "{program}"
+            )
+        };
+        check("./scripts/grant.sh", "/srv/runbooks/scripts/grant.sh");
+        check("scripts/grant.sh", "/srv/runbooks/scripts/grant.sh");
+        check("../bin/grant", "/srv/runbooks/../bin/grant");
+        check("/usr/local/bin/grant", "/usr/local/bin/grant");
+        check("aws", "aws");
+    }
+
+    #[test]
+    fn tail_starts_on_a_character_boundary() {
+        assert_eq!(tail_of(b"hello", 10), b"hello");
+        assert_eq!(tail_of(b"hello", 3), b"llo");
+        // "é" is two bytes; cutting inside it skips the orphaned byte.
+        assert_eq!(tail_of("aéb".as_bytes(), 2), b"b");
+        assert_eq!(tail_of("aéb".as_bytes(), 3), "éb".as_bytes());
+    }
+}
