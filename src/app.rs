@@ -30,7 +30,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("runbooks are invalid ({} problem(s)); run `accessbot check --runbooks {dir}` for the list. First: {first}", problems.len())]
-    Runbooks { dir: String, first: String, problems: Vec<Problem> },
+    Runbooks {
+        dir: String,
+        first: String,
+        problems: Vec<Problem>,
+    },
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {reason}; set ACCESSBOT_LISTEN to a free address")]
@@ -47,15 +51,22 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
     let store = Arc::new(Store::open(&config.data_dir)?);
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
-    let people = People::new(slack.clone(), config.directory.clone(), config.manager_field.clone());
+    let people = People::new(
+        slack.clone(),
+        config.directory.clone(),
+        config.manager_field.clone(),
+    );
     let mut providers = Providers::with_builtin();
-    providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(slack.clone())));
+    providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(
+        slack.clone(),
+    )));
     let timing = Timing {
         expiry_warning: config.expiry_warning,
         retry_base: config.retry_base,
         retry_max: config.retry_max,
     };
-    let runbook_dir = std::fs::canonicalize(&config.runbooks).unwrap_or_else(|_| config.runbooks.clone());
+    let runbook_dir =
+        std::fs::canonicalize(&config.runbooks).unwrap_or_else(|_| config.runbooks.clone());
     let workflow = Arc::new(Workflow::new(
         Arc::clone(&store),
         Arc::new(catalog),
@@ -67,17 +78,24 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         timing.clone(),
     ));
 
-    let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind {
-        addr: config.listen.to_string(),
-        reason: e.to_string(),
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind {
         addr: config.listen.to_string(),
         reason: e.to_string(),
     })?;
 
     let cancel = CancellationToken::new();
-    let outbox = Outbox::new(Arc::clone(&store), slack, timing, Arc::clone(&workflow.outbox_wake));
+    let outbox = Outbox::new(
+        Arc::clone(&store),
+        slack,
+        timing,
+        Arc::clone(&workflow.outbox_wake),
+    );
     let delivery = Arc::clone(&outbox.health);
     let loops = tokio_util::task::TaskTracker::new();
     loops.spawn(outbox.run(cancel.clone()));
@@ -85,7 +103,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     loops.spawn(prune_replay_guard(Arc::clone(&store), cancel.clone()));
     let resumed = workflow.recover()?;
     if resumed > 0 {
-        tracing::info!(resumed, "resumed grants and revokes interrupted by the last stop");
+        tracing::info!(
+            resumed,
+            "resumed grants and revokes interrupted by the last stop"
+        );
     }
 
     let state = AppState {
@@ -95,15 +116,21 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         metrics: Arc::new(Metrics::default()),
     };
     tracing::info!("accessbot listening on {addr}");
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal());
+    let server =
+        axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal());
     if let Err(e) = server.await {
         tracing::error!(error = %e, "HTTP server stopped with an error");
     }
 
     tracing::info!("shutting down: finishing in-flight work");
     workflow.tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, workflow.tasks.wait()).await.is_err() {
-        tracing::warn!("in-flight grants or revokes did not finish in time; they resume at the next start");
+    if tokio::time::timeout(SHUTDOWN_GRACE, workflow.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight grants or revokes did not finish in time; they resume at the next start"
+        );
     }
     // Give the outbox a last chance to send what the finished work queued.
     workflow.wake();

@@ -40,7 +40,6 @@ pub fn verify_chain(events: &[AuditEvent]) -> Result<u64, u64> {
     Ok(events.len() as u64)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,11 +31,15 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    #[error("unknown subcommand `{0}`. Try `/access help`, or just `/access` to open the request form.")]
+    #[error(
+        "unknown subcommand `{0}`. Try `/access help`, or just `/access` to open the request form."
+    )]
     Unknown(String),
     #[error("which runbook? Write `/access request <runbook-id> [duration] [reason]`; `/access list` shows the ids.")]
     MissingRunbook,
-    #[error("which request? Write `/access {0} <request-id>`; `/access status` shows your request ids.")]
+    #[error(
+        "which request? Write `/access {0} <request-id>`; `/access status` shows your request ids."
+    )]
     MissingRequestId(&'static str),
     #[error("how much longer? Write `/access extend <request-id> <duration>`, e.g. `/access extend ar-1234 1h`.")]
     MissingDuration,
@@ -64,7 +68,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     // whitespace or control character as a separator.
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_control() || c.is_whitespace() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     let mut words = cleaned.split(' ').filter(|w| !w.is_empty());
     let Some(sub) = words.next() else {
@@ -163,7 +173,12 @@ mod tests {
         check("request", Err(()));
         check("request x 0h why", Err(()));
         check("request x 10w why", Err(()));
-        check("revoke AR-12", Ok(Command::Revoke { request_id: "ar-12".into() }));
+        check(
+            "revoke AR-12",
+            Ok(Command::Revoke {
+                request_id: "ar-12".into(),
+            }),
+        );
         check("revoke", Err(()));
         check(
             "extend ar-1 30m",
@@ -176,10 +191,13 @@ mod tests {
         check("extend ar-1 soon", Err(()));
         check("frobnicate", Err(()));
         check(&"x".repeat(10_000), Err(()));
-        check("request x 1h \u{0000}\u{202e}", Ok(Command::Request {
-            runbook: "x".into(),
-            duration: Some(Duration::from_secs(3600)),
-            reason: "\u{202e}".into(),
-        }));
+        check(
+            "request x 1h \u{0000}\u{202e}",
+            Ok(Command::Request {
+                runbook: "x".into(),
+                duration: Some(Duration::from_secs(3600)),
+                reason: "\u{202e}".into(),
+            }),
+        );
     }
 }

@@ -56,7 +56,8 @@ pub struct Config {
     pub manager_field: Option<String>,
     /// How long before a grant ends the requester is warned (capped at a fifth of the grant).
     pub expiry_warning: Duration,
-    /// First retry interval for failed revokes, grants and Slack deliveries.
+    /// First retry interval for failed revokes and Slack deliveries (a failed
+    /// grant is not retried: it is cleaned up and reported).
     pub retry_base: Duration,
     /// Longest retry interval; backoff doubles up to this.
     pub retry_max: Duration,

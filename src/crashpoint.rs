@@ -8,13 +8,20 @@
 use std::sync::OnceLock;
 
 /// The crash points, in the order a request meets them.
-pub const POINTS: &[&str] = &["before_grant", "after_grant", "before_revoke", "after_revoke"];
+pub const POINTS: &[&str] = &[
+    "before_grant",
+    "after_grant",
+    "before_revoke",
+    "after_revoke",
+];
 
 pub fn hit(point: &str) {
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
     let target = TARGET.get_or_init(|| std::env::var("ACCESSBOT_CRASH_AT").ok());
     if target.as_deref() == Some(point) {
-        eprintln!("accessbot: crash point {point} reached; aborting as asked by ACCESSBOT_CRASH_AT");
+        eprintln!(
+            "accessbot: crash point {point} reached; aborting as asked by ACCESSBOT_CRASH_AT"
+        );
         std::process::abort();
     }
 }

@@ -92,7 +92,10 @@ async fn signed(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: B
         &body,
         Utc::now().timestamp(),
     ) {
-        state.metrics.rejected_signatures.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .rejected_signatures
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(reason = %e, "refused a request without a valid Slack signature");
         return reject(StatusCode::UNAUTHORIZED, "invalid or stale Slack signature");
     }
@@ -121,7 +124,10 @@ async fn signed(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: B
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "replay guard unavailable");
-            return reject(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry");
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry",
+            );
         }
     }
     let answer: Answer = match endpoint {
@@ -155,7 +161,12 @@ async fn signed(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: B
     };
     let (status, stored) = answer.encode();
     if status == StatusCode::OK {
-        if let Err(e) = state.workflow.store.remember_seen(replay_key.as_bytes(), Utc::now(), &stored) {
+        if let Err(e) =
+            state
+                .workflow
+                .store
+                .remember_seen(replay_key.as_bytes(), Utc::now(), &stored)
+        {
             tracing::error!(error = %e, "could not record a delivery in the replay guard");
         }
     }
@@ -276,7 +287,11 @@ async fn handle_command(state: &AppState, cmd: SlashCommand) -> Answer {
                         blocks::user_text(&r.description, 300),
                         format_duration(r.request.default_duration),
                         format_duration(r.request.max_duration),
-                        if r.request.require_reason { "; reason required" } else { "" }
+                        if r.request.require_reason {
+                            "; reason required"
+                        } else {
+                            ""
+                        }
                     )
                 })
                 .collect();
@@ -290,7 +305,9 @@ async fn handle_command(state: &AppState, cmd: SlashCommand) -> Answer {
                     .collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::error!(error = %e, "could not list requests");
-                    return say("accessbot could not read its records just now; try again in a moment.");
+                    return say(
+                        "accessbot could not read its records just now; try again in a moment.",
+                    );
                 }
             };
             if mine.is_empty() {
@@ -402,7 +419,13 @@ async fn handle_actions(state: &AppState, a: BlockActions) -> Answer {
     };
     if act.action_id == action::RUNBOOK_SELECT {
         if let (Some(view), Some(sel)) = (&a.view, &act.selected_option) {
-            spawn_preview(state, user, view.id.clone(), view.hash.clone(), sel.value.clone());
+            spawn_preview(
+                state,
+                user,
+                view.id.clone(),
+                view.hash.clone(),
+                sel.value.clone(),
+            );
         }
         return Answer::Empty;
     }
@@ -413,11 +436,21 @@ async fn handle_actions(state: &AppState, a: BlockActions) -> Answer {
             .await
             .map_err(|e| e.to_string()),
         action::EXTENSION_APPROVE | action::EXTENSION_DENY => wf
-            .decide_extension(user, &request_id, act.action_id == action::EXTENSION_APPROVE)
+            .decide_extension(
+                user,
+                &request_id,
+                act.action_id == action::EXTENSION_APPROVE,
+            )
             .await
             .map_err(|e| e.to_string()),
-        action::RELEASE => wf.revoke_now(user, &request_id).await.map_err(|e| e.to_string()),
-        action::EXTEND => wf.extend(user, &request_id, None).await.map_err(|e| e.to_string()),
+        action::RELEASE => wf
+            .revoke_now(user, &request_id)
+            .await
+            .map_err(|e| e.to_string()),
+        action::EXTEND => wf
+            .extend(user, &request_id, None)
+            .await
+            .map_err(|e| e.to_string()),
         action::REVIEW_ACK | action::REVIEW_FLAG => wf
             .review(user, &request_id, act.action_id == action::REVIEW_FLAG)
             .await
@@ -431,13 +464,23 @@ async fn handle_actions(state: &AppState, a: BlockActions) -> Answer {
         Ok(t) => t,
         Err(e) => format!(":no_entry_sign: {e}"),
     };
-    let order_key = if request_id.is_empty() { "replies" } else { &request_id };
+    let order_key = if request_id.is_empty() {
+        "replies"
+    } else {
+        &request_id
+    };
     tell(state, order_key, a.channel_id(), user, text);
     Answer::Empty
 }
 
 /// Updates the open modal with who will approve the chosen runbook.
-fn spawn_preview(state: &AppState, user: &str, view_id: String, hash: Option<String>, runbook: String) {
+fn spawn_preview(
+    state: &AppState,
+    user: &str,
+    view_id: String,
+    hash: Option<String>,
+    runbook: String,
+) {
     let wf = Arc::clone(&state.workflow);
     let user = user.to_string();
     wf.clone().tasks.spawn(async move {
@@ -447,7 +490,11 @@ fn spawn_preview(state: &AppState, user: &str, view_id: String, hash: Option<Str
         };
         let lines = preview_lines(&wf, rb, &user).await;
         let view = blocks::request_modal(&requestable, Some(rb), &lines);
-        if let Err(e) = wf.slack.views_update(&view_id, hash.as_deref(), &view).await {
+        if let Err(e) = wf
+            .slack
+            .views_update(&view_id, hash.as_deref(), &view)
+            .await
+        {
             tracing::warn!(error = %e, "could not update the request modal preview");
         }
     });
@@ -459,7 +506,11 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
         "*Duration:* default {}, at most {}. *Reason:* {}.",
         format_duration(rb.request.default_duration),
         format_duration(rb.request.max_duration),
-        if rb.request.require_reason { "required" } else { "optional" }
+        if rb.request.require_reason {
+            "required"
+        } else {
+            "optional"
+        }
     )];
     if rb.break_glass {
         lines.push(":rotating_light: *Break-glass:* access is granted at once; approvers and the owner review it afterwards.".into());
@@ -470,7 +521,11 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
                 let names: Vec<String> = s.approvers.iter().map(|u| format!("<@{u}>")).collect();
                 lines.push(format!(
                     "*{}* ({} of {}): {}",
-                    if stages.len() > 1 { format!("Stage {}: {}", i + 1, blocks::user_text(&s.name, 60)) } else { "Approvers".into() },
+                    if stages.len() > 1 {
+                        format!("Stage {}: {}", i + 1, blocks::user_text(&s.name, 60))
+                    } else {
+                        "Approvers".into()
+                    },
                     s.required,
                     s.approvers.len(),
                     names.join(", ")
@@ -479,7 +534,11 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
         }
         Err(e) => lines.push(format!(":warning: {e}")),
     }
-    if let Ok(Some(rule)) = wf.people.auto_approve_rule(rb, user, rb.request.default_duration).await {
+    if let Ok(Some(rule)) = wf
+        .people
+        .auto_approve_rule(rb, user, rb.request.default_duration)
+        .await
+    {
         lines.push(format!(
             ":zap: You are covered by auto-approval rule `{}` for up to {}.",
             blocks::user_text(&rule.name, 60),
@@ -496,18 +555,29 @@ async fn handle_submission(state: &AppState, v: ViewSubmission) -> Answer {
     }
     let wf = &state.workflow;
     let values = &v.view.state;
-    let runbook = values.value(modal::RUNBOOK, action::RUNBOOK_SELECT).unwrap_or_default();
-    let duration_text = values.value(modal::DURATION, action::DURATION_INPUT).unwrap_or_default();
-    let reason = values.value(modal::REASON, action::REASON_INPUT).unwrap_or_default();
+    let runbook = values
+        .value(modal::RUNBOOK, action::RUNBOOK_SELECT)
+        .unwrap_or_default();
+    let duration_text = values
+        .value(modal::DURATION, action::DURATION_INPUT)
+        .unwrap_or_default();
+    let reason = values
+        .value(modal::REASON, action::REASON_INPUT)
+        .unwrap_or_default();
     if runbook.is_empty() {
-        return Answer::Json(blocks::view_errors(&[(modal::RUNBOOK, "Choose what you need access to.".into())]));
+        return Answer::Json(blocks::view_errors(&[(
+            modal::RUNBOOK,
+            "Choose what you need access to.".into(),
+        )]));
     }
     let duration = if duration_text.trim().is_empty() {
         None
     } else {
         match parse_duration(&duration_text) {
             Ok(d) => Some(d),
-            Err(e) => return Answer::Json(blocks::view_errors(&[(modal::DURATION, e.to_string())])),
+            Err(e) => {
+                return Answer::Json(blocks::view_errors(&[(modal::DURATION, e.to_string())]))
+            }
         }
     };
     let n = NewRequest {
@@ -535,8 +605,13 @@ fn handle_event(state: &AppState, e: EventBody, is_retry: bool) -> Answer {
                 Ok(None) => {}
                 Err(_) => return Answer::Empty,
             }
-            let _ = state.workflow.store.remember_seen(key.as_bytes(), Utc::now(), b"");
-            if event["type"] == "app_home_opened" && event["tab"].as_str().unwrap_or("home") == "home" {
+            let _ = state
+                .workflow
+                .store
+                .remember_seen(key.as_bytes(), Utc::now(), b"");
+            if event["type"] == "app_home_opened"
+                && event["tab"].as_str().unwrap_or("home") == "home"
+            {
                 if let Some(user) = event["user"].as_str() {
                     publish_home(state, user);
                 }
@@ -577,7 +652,12 @@ fn publish_home(state: &AppState, user: &str) {
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
-    let errors = s.delivery.permanent_errors.lock().expect("health lock").clone();
+    let errors = s
+        .delivery
+        .permanent_errors
+        .lock()
+        .expect("health lock")
+        .clone();
     let status = if errors.is_empty() { "ok" } else { "degraded" };
     Json(json!({
         "status": status,
@@ -589,28 +669,73 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let m = &s.metrics;
-    let counts = s.workflow.store.all_requests().unwrap_or_default().into_iter().fold(
-        std::collections::BTreeMap::<&'static str, u64>::new(),
-        |mut acc, r| {
-            *acc.entry(r.status.label()).or_default() += 1;
-            acc
-        },
-    );
+    let counts = s
+        .workflow
+        .store
+        .all_requests()
+        .unwrap_or_default()
+        .into_iter()
+        .fold(
+            std::collections::BTreeMap::<&'static str, u64>::new(),
+            |mut acc, r| {
+                *acc.entry(r.status.label()).or_default() += 1;
+                acc
+            },
+        );
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, v: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
     };
-    counter("accessbot_commands_total", "Slash commands received.", m.commands.load(Ordering::Relaxed));
-    counter("accessbot_interactions_total", "Interactivity payloads received.", m.interactions.load(Ordering::Relaxed));
-    counter("accessbot_events_total", "Events API deliveries received.", m.events.load(Ordering::Relaxed));
-    counter("accessbot_rejected_signatures_total", "Requests refused for a bad or stale signature.", m.rejected_signatures.load(Ordering::Relaxed));
-    counter("accessbot_replays_total", "Repeated deliveries answered from the replay guard.", m.replays.load(Ordering::Relaxed));
-    counter("accessbot_bad_payloads_total", "Malformed payloads refused.", m.bad_payloads.load(Ordering::Relaxed));
-    counter("accessbot_slack_delivered_total", "Slack messages delivered from the outbox.", s.delivery.delivered.load(Ordering::Relaxed));
-    counter("accessbot_slack_retries_total", "Slack deliveries retried.", s.delivery.retried.load(Ordering::Relaxed));
+    counter(
+        "accessbot_commands_total",
+        "Slash commands received.",
+        m.commands.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_interactions_total",
+        "Interactivity payloads received.",
+        m.interactions.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_events_total",
+        "Events API deliveries received.",
+        m.events.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_rejected_signatures_total",
+        "Requests refused for a bad or stale signature.",
+        m.rejected_signatures.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_replays_total",
+        "Repeated deliveries answered from the replay guard.",
+        m.replays.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_bad_payloads_total",
+        "Malformed payloads refused.",
+        m.bad_payloads.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_slack_delivered_total",
+        "Slack messages delivered from the outbox.",
+        s.delivery.delivered.load(Ordering::Relaxed),
+    );
+    counter(
+        "accessbot_slack_retries_total",
+        "Slack deliveries retried.",
+        s.delivery.retried.load(Ordering::Relaxed),
+    );
     out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
-    out.push_str(&format!("accessbot_outbox_pending {}\n", s.workflow.store.outbox_len()));
-    out.push_str("# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n");
+    out.push_str(&format!(
+        "accessbot_outbox_pending {}\n",
+        s.workflow.store.outbox_len()
+    ));
+    out.push_str(
+        "# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n",
+    );
     for (status, n) in counts {
         out.push_str(&format!("accessbot_requests{{status=\"{status}\"}} {n}\n"));
     }

@@ -11,7 +11,11 @@ use accessbot::runbook;
 use accessbot::store::{verify_chain, Store};
 
 #[derive(Parser)]
-#[command(name = "accessbot", version, about = "Just-in-time access through Slack")]
+#[command(
+    name = "accessbot",
+    version,
+    about = "Just-in-time access through Slack"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -84,7 +88,11 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match runbook::load_dir(dir) {
         Ok(catalog) => {
-            println!("{} runbooks OK in {}", catalog.runbooks.len(), dir.display());
+            println!(
+                "{} runbooks OK in {}",
+                catalog.runbooks.len(),
+                dir.display()
+            );
             ExitCode::SUCCESS
         }
         Err(problems) => {

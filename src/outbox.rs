@@ -132,7 +132,8 @@ impl Outbox {
                         self.paused.insert(method, Instant::now() + ra);
                     }
                     tracing::warn!(error = %e, attempts = item.attempts, retry_in = ?wait, order_key = %item.order_key, "Slack delivery failed; will retry");
-                    item.not_before = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    item.not_before =
+                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
                     item.last_error = Some(e.to_string());
                     self.store.outbox_put(seq, &item)?;
                     self.health
@@ -179,7 +180,10 @@ impl Outbox {
                 text,
                 blocks,
                 purpose,
-            } => self.dm(&item.order_key, user, text, blocks, purpose.as_deref()).await,
+            } => {
+                self.dm(&item.order_key, user, text, blocks, purpose.as_deref())
+                    .await
+            }
             SlackOp::UpdateDm {
                 user,
                 purpose,
@@ -187,7 +191,11 @@ impl Outbox {
                 blocks,
             } => match self.store.get(&item.order_key) {
                 Ok(Some(req)) => match req.message_for(user, purpose) {
-                    Some(m) => self.slack.update_message(&m.channel, &m.ts, text, blocks).await,
+                    Some(m) => {
+                        self.slack
+                            .update_message(&m.channel, &m.ts, text, blocks)
+                            .await
+                    }
                     // The DM never went out (e.g. Slack refused it): nothing to update.
                     None => Ok(()),
                 },

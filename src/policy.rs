@@ -21,6 +21,10 @@ use crate::store::{AccessRequest, Approval, StageState, Status};
 /// How long a user group's member list is reused before asking Slack again.
 const GROUP_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Lookups happen while Slack waits for our answer (3 seconds), so each
+/// one gets at most this long.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// Why people could not be resolved; the message is for the requester.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ResolveError {
@@ -36,6 +40,8 @@ pub enum ResolveError {
     Group { group: String, source: SlackError },
     #[error("Slack could not look up your manager ({0}); try again in a minute")]
     Profile(SlackError),
+    #[error("Slack did not answer in time while looking up {what}; nothing was requested, try again in a minute")]
+    SlackSlow { what: String },
 }
 
 /// Resolves groups and managers to user IDs.
@@ -67,14 +73,31 @@ impl People {
                 return Ok(members.clone());
             }
         }
-        let members = self
-            .slack
-            .usergroup_members(group)
-            .await
-            .map_err(|source| ResolveError::Group {
-                group: group.to_string(),
-                source,
-            })?;
+        let fetched =
+            tokio::time::timeout(LOOKUP_TIMEOUT, self.slack.usergroup_members(group)).await;
+        let members = match fetched {
+            Ok(Ok(members)) => members,
+            failed => {
+                // A member list a little out of date beats refusing everyone
+                // while Slack has a bad minute.
+                if let Some((_, stale)) = self.groups.lock().expect("cache lock").get(group) {
+                    tracing::warn!(
+                        group,
+                        "Slack did not list the user group; using the last known members"
+                    );
+                    return Ok(stale.clone());
+                }
+                return Err(match failed {
+                    Ok(Err(source)) => ResolveError::Group {
+                        group: group.to_string(),
+                        source,
+                    },
+                    _ => ResolveError::SlackSlow {
+                        what: format!("the members of user group {group}"),
+                    },
+                });
+            }
+        };
         self.groups
             .lock()
             .expect("cache lock")
@@ -88,12 +111,17 @@ impl People {
             return Ok(Some(m.clone()));
         }
         match &self.manager_field {
-            Some(field) => self
-                .slack
-                .profile_field(user, field)
-                .await
-                .map(|v| v.map(|s| s.trim_start_matches("<@").trim_end_matches('>').to_string()))
-                .map_err(ResolveError::Profile),
+            Some(field) => {
+                tokio::time::timeout(LOOKUP_TIMEOUT, self.slack.profile_field(user, field))
+                    .await
+                    .map_err(|_| ResolveError::SlackSlow {
+                        what: "your manager".to_string(),
+                    })?
+                    .map(|v| {
+                        v.map(|s| s.trim_start_matches("<@").trim_end_matches('>').to_string())
+                    })
+                    .map_err(ResolveError::Profile)
+            }
             None => Ok(None),
         }
     }
@@ -398,15 +426,27 @@ mod tests {
     fn two_stages_in_order_and_once_per_person() {
         let now = Utc::now();
         let mut r = request(vec![(&["UMGR", "UOWN"], 1), (&["UOWN"], 1)]);
-        assert_eq!(apply_approval(&mut r, "UOWN2", false, now), Err(Refusal::NotApprover("AR-1".into())));
+        assert_eq!(
+            apply_approval(&mut r, "UOWN2", false, now),
+            Err(Refusal::NotApprover("AR-1".into()))
+        );
         assert_eq!(
             apply_approval(&mut r, "UMGR", false, now),
             Ok(ApprovalOutcome::StageComplete { next_stage: 1 })
         );
-        assert_eq!(apply_approval(&mut r, "UMGR", false, now), Err(Refusal::AlreadyApproved("AR-1".into())));
-        assert_eq!(apply_approval(&mut r, "UOWN", false, now), Ok(ApprovalOutcome::Approved));
+        assert_eq!(
+            apply_approval(&mut r, "UMGR", false, now),
+            Err(Refusal::AlreadyApproved("AR-1".into()))
+        );
+        assert_eq!(
+            apply_approval(&mut r, "UOWN", false, now),
+            Ok(ApprovalOutcome::Approved)
+        );
         assert_eq!(r.status, Status::Granting);
-        assert!(matches!(apply_approval(&mut r, "UOWN", false, now), Err(Refusal::NotPending { .. })));
+        assert!(matches!(
+            apply_approval(&mut r, "UOWN", false, now),
+            Err(Refusal::NotPending { .. })
+        ));
     }
 
     #[test]
@@ -414,24 +454,45 @@ mod tests {
         let now = Utc::now();
         let mut r = request(vec![(&["UA", "UB"], 1), (&["UA", "UB"], 1)]);
         apply_approval(&mut r, "UA", false, now).unwrap();
-        assert_eq!(apply_approval(&mut r, "UA", false, now), Err(Refusal::AlreadyApproved("AR-1".into())));
-        assert_eq!(apply_approval(&mut r, "UB", false, now), Ok(ApprovalOutcome::Approved));
+        assert_eq!(
+            apply_approval(&mut r, "UA", false, now),
+            Err(Refusal::AlreadyApproved("AR-1".into()))
+        );
+        assert_eq!(
+            apply_approval(&mut r, "UB", false, now),
+            Ok(ApprovalOutcome::Approved)
+        );
     }
 
     #[test]
     fn self_approval_and_required_counts() {
         let now = Utc::now();
         let mut r = request(vec![(&["UREQ", "UA", "UB"], 2)]);
-        assert_eq!(apply_approval(&mut r, "UREQ", false, now), Err(Refusal::SelfApproval));
-        assert_eq!(apply_approval(&mut r, "UA", false, now), Ok(ApprovalOutcome::Counted { remaining: 1 }));
-        assert_eq!(apply_approval(&mut r, "UB", false, now), Ok(ApprovalOutcome::Approved));
+        assert_eq!(
+            apply_approval(&mut r, "UREQ", false, now),
+            Err(Refusal::SelfApproval)
+        );
+        assert_eq!(
+            apply_approval(&mut r, "UA", false, now),
+            Ok(ApprovalOutcome::Counted { remaining: 1 })
+        );
+        assert_eq!(
+            apply_approval(&mut r, "UB", false, now),
+            Ok(ApprovalOutcome::Approved)
+        );
     }
 
     #[test]
     fn denial_needs_a_current_approver() {
         let mut r = request(vec![(&["UA"], 1), (&["UB"], 1)]);
-        assert_eq!(apply_denial(&mut r, "UB"), Err(Refusal::NotCurrentStage("AR-1".into())));
-        assert_eq!(apply_denial(&mut r, "UX"), Err(Refusal::NotApprover("AR-1".into())));
+        assert_eq!(
+            apply_denial(&mut r, "UB"),
+            Err(Refusal::NotCurrentStage("AR-1".into()))
+        );
+        assert_eq!(
+            apply_denial(&mut r, "UX"),
+            Err(Refusal::NotApprover("AR-1".into()))
+        );
         assert_eq!(apply_denial(&mut r, "UA"), Ok(()));
         assert_eq!(r.status, Status::Denied);
     }

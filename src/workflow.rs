@@ -40,7 +40,11 @@ pub enum RequestError {
     #[error("duration: {0}")]
     Duration(#[from] DurationError),
     #[error("{asked} is longer than the maximum of {max} for `{id}`; ask for {max} or less")]
-    OverMax { id: String, asked: String, max: String },
+    OverMax {
+        id: String,
+        asked: String,
+        max: String,
+    },
     #[error("`{0}` needs a reason: say why you need the access, e.g. `/access request {0} 1h month-end refunds`")]
     ReasonRequired(String),
     #[error("the reason is too long ({0} characters); keep it under 1000")]
@@ -403,7 +407,12 @@ impl Workflow {
             if req.has_approved(u) {
                 continue;
             }
-            fx.dm(req, u, blocks::approval_request(req, line.trim()), Some(APPROVAL));
+            fx.dm(
+                req,
+                u,
+                blocks::approval_request(req, line.trim()),
+                Some(APPROVAL),
+            );
         }
     }
 
@@ -555,7 +564,10 @@ impl Workflow {
 
     /// Claims the right to run a provider for `id` in this process.
     fn claim(&self, id: &str) -> bool {
-        self.running.lock().expect("running lock").insert(id.to_string())
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id.to_string())
     }
 
     fn unclaim(&self, id: &str) {
@@ -572,8 +584,10 @@ impl Workflow {
             let cleanup = match this.run_grant(&id).await {
                 Ok(cleanup) => cleanup,
                 Err(e) => {
-                    tracing::error!(request_id = %id, error = %e, "grant bookkeeping failed");
-                    false
+                    tracing::error!(request_id = %id, error = %e, "grant bookkeeping failed; trying again later");
+                    this.unclaim(&id);
+                    this.again_later(id, Self::spawn_grant);
+                    return;
                 }
             };
             this.unclaim(&id);
@@ -589,11 +603,26 @@ impl Workflow {
         let id = id.to_string();
         self.tasks.spawn(async move {
             if this.claim(&id) {
-                if let Err(e) = this.run_revoke(&id).await {
-                    tracing::error!(request_id = %id, error = %e, "revoke bookkeeping failed");
-                }
+                let result = this.run_revoke(&id).await;
                 this.unclaim(&id);
+                if let Err(e) = result {
+                    tracing::error!(request_id = %id, error = %e, "revoke bookkeeping failed; trying again later");
+                    this.again_later(id, Self::spawn_revoke);
+                }
             }
+        });
+    }
+
+    /// When the store failed while recording a grant or revoke, the intent
+    /// is still in sled (a restart would resume it); this resumes it in the
+    /// running process too, after the longest retry interval. The wait is
+    /// not tracked, so it never holds up shutdown.
+    fn again_later(self: &Arc<Self>, id: String, spawn: fn(&Arc<Self>, &str)) {
+        let this = Arc::clone(self);
+        let wait = self.timing.retry_max;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            spawn(&this, &id);
         });
     }
 
@@ -667,9 +696,7 @@ impl Workflow {
                         req.status = Status::Active;
                         req.granted_at = Some(now);
                         req.expires_at = Some(expires_at);
-                        let lead = warning.min(Duration::from_secs(req.duration_secs / 5));
-                        req.warn_at = (lead >= Duration::from_secs(1))
-                            .then(|| expires_at - chrono_dur(lead));
+                        req.warn_at = warn_time(expires_at, req.duration_secs, warning);
                         fx.audit(
                             "granted",
                             req,
@@ -757,17 +784,37 @@ impl Workflow {
                         let why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
                         if req.grant_failed {
                             req.status = Status::Failed;
-                            fx.audit("revoked", req, "accessbot", "clean-up after the failed grant done; nothing is granted".into());
+                            fx.audit(
+                                "revoked",
+                                req,
+                                "accessbot",
+                                "clean-up after the failed grant done; nothing is granted".into(),
+                            );
                         } else {
                             req.status = Status::Revoked;
-                            fx.audit("revoked", req, "accessbot", format!("access of {} revoked ({why})", who(&req.requester)));
+                            fx.audit(
+                                "revoked",
+                                req,
+                                "accessbot",
+                                format!("access of {} revoked ({why})", who(&req.requester)),
+                            );
                             let text = format!(
                                 ":lock: Your access to *{}* (request `{}`) has ended ({why}).",
                                 blocks::user_text(&req.runbook_title, 200),
                                 req.id
                             );
-                            fx.update_dm(req, &req.requester, GRANT, blocks::notice(&text, &[], &req.id));
-                            fx.dm(req, &req.requester, blocks::notice(&text, &[], &req.id), None);
+                            fx.update_dm(
+                                req,
+                                &req.requester,
+                                GRANT,
+                                blocks::notice(&text, &[], &req.id),
+                            );
+                            fx.dm(
+                                req,
+                                &req.requester,
+                                blocks::notice(&text, &[], &req.id),
+                                None,
+                            );
                         }
                     }
                     Err(e) => {
@@ -798,7 +845,11 @@ impl Workflow {
     /// Ends an active grant now (`/access revoke`, the Release button), or
     /// withdraws one's own pending request.
     #[tracing::instrument(skip(self))]
-    pub async fn revoke_now(self: &Arc<Self>, user: &str, request_id: &str) -> Result<String, Refusal> {
+    pub async fn revoke_now(
+        self: &Arc<Self>,
+        user: &str,
+        request_id: &str,
+    ) -> Result<String, Refusal> {
         let Some(current) = self.get(request_id)? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
@@ -815,8 +866,17 @@ impl Workflow {
                 req.status = Status::Denied;
                 req.decided_by = Some(user.to_string());
                 req.ended_at = Some(Utc::now());
-                fx.audit("withdrawn", req, user, format!("withdrawn by {}", who(user)));
-                Self::close_approval_dms(&mut fx, req, &format!(":leftwards_arrow_with_hook: Withdrawn by {}", who(user)));
+                fx.audit(
+                    "withdrawn",
+                    req,
+                    user,
+                    format!("withdrawn by {}", who(user)),
+                );
+                Self::close_approval_dms(
+                    &mut fx,
+                    req,
+                    &format!(":leftwards_arrow_with_hook: Withdrawn by {}", who(user)),
+                );
                 return fx.done("Your request is withdrawn.".to_string());
             }
             if !(is_requester || user == owner || req.all_approvers().any(|u| u == user)) {
@@ -835,7 +895,16 @@ impl Workflow {
             } else {
                 format!("revoked early by {}", who(user))
             };
-            fx.audit(if is_requester { "released" } else { "revoke_requested" }, req, user, why.clone());
+            fx.audit(
+                if is_requester {
+                    "released"
+                } else {
+                    "revoke_requested"
+                },
+                req,
+                user,
+                why.clone(),
+            );
             req.end_reason = Some(why);
             fx.done("Revoking now; you will get a message when it is done.".to_string())
         })??;
@@ -883,6 +952,7 @@ impl Workflow {
             .map(|s| s.approvers.clone())
             .unwrap_or_default();
         let audit_channel = self.audit_channel.clone();
+        let warning = self.timing.expiry_warning;
         let (answer, _) = self.store.update(request_id, |req| {
             let mut fx = Fx::new(&audit_channel);
             if req.status != Status::Active {
@@ -898,12 +968,16 @@ impl Workflow {
                 )));
             }
             if let Some(rule) = auto {
-                apply_extension(req, extra);
+                apply_extension(req, extra, warning);
                 fx.audit(
                     "extended",
                     req,
                     &format!("rule:{}", rule.name),
-                    format!("extended by {} (auto-approved by rule `{}`)", format_duration(extra), rule.name),
+                    format!(
+                        "extended by {} (auto-approved by rule `{}`)",
+                        format_duration(extra),
+                        rule.name
+                    ),
                 );
                 return fx.done(format!("Extended by {}.", format_duration(extra)));
             }
@@ -919,7 +993,12 @@ impl Workflow {
                 format!("{} asks for {} more", who(user), format_duration(extra)),
             );
             for a in &approvers {
-                fx.dm(req, a, blocks::extension_request(req, extra), Some("extension"));
+                fx.dm(
+                    req,
+                    a,
+                    blocks::extension_request(req, extra),
+                    Some("extension"),
+                );
             }
             fx.done(format!(
                 "Asked the approvers for {} more; you will get a message with their answer.",
@@ -939,6 +1018,7 @@ impl Workflow {
         approve: bool,
     ) -> Result<String, Refusal> {
         let audit_channel = self.audit_channel.clone();
+        let warning = self.timing.expiry_warning;
         let (answer, _) = self.store.update(request_id, |req| {
             let mut fx = Fx::new(&audit_channel);
             let Some(ext) = req.extension.clone() else {
@@ -956,17 +1036,48 @@ impl Workflow {
             req.extension = None;
             let extra = Duration::from_secs(ext.duration_secs);
             let outcome = if approve && req.status == Status::Active {
-                apply_extension(req, extra);
-                fx.audit("extended", req, user, format!("extended by {} (approved by {})", format_duration(extra), who(user)));
-                format!(":white_check_mark: Extension of {} approved by {}", format_duration(extra), who(user))
+                apply_extension(req, extra, warning);
+                fx.audit(
+                    "extended",
+                    req,
+                    user,
+                    format!(
+                        "extended by {} (approved by {})",
+                        format_duration(extra),
+                        who(user)
+                    ),
+                );
+                format!(
+                    ":white_check_mark: Extension of {} approved by {}",
+                    format_duration(extra),
+                    who(user)
+                )
             } else {
-                fx.audit("extension_denied", req, user, format!("extension of {} refused by {}", format_duration(extra), who(user)));
-                format!(":no_entry: Extension of {} refused by {}", format_duration(extra), who(user))
+                fx.audit(
+                    "extension_denied",
+                    req,
+                    user,
+                    format!(
+                        "extension of {} refused by {}",
+                        format_duration(extra),
+                        who(user)
+                    ),
+                );
+                format!(
+                    ":no_entry: Extension of {} refused by {}",
+                    format_duration(extra),
+                    who(user)
+                )
             };
             for a in &ext.approvers {
                 fx.update_dm(req, a, "extension", blocks::approval_closed(req, &outcome));
             }
-            fx.dm(req, &req.requester, blocks::notice(&format!("{outcome} (request `{}`).", req.id), &[], &req.id), None);
+            fx.dm(
+                req,
+                &req.requester,
+                blocks::notice(&format!("{outcome} (request `{}`).", req.id), &[], &req.id),
+                None,
+            );
             fx.done(outcome.clone())
         })??;
         self.store.flush().await?;
@@ -975,24 +1086,45 @@ impl Workflow {
     }
 
     /// A break-glass reviewer acknowledged or flagged the access.
-    pub async fn review(self: &Arc<Self>, user: &str, request_id: &str, flag: bool) -> Result<String, Refusal> {
+    pub async fn review(
+        self: &Arc<Self>,
+        user: &str,
+        request_id: &str,
+        flag: bool,
+    ) -> Result<String, Refusal> {
         let Some(current) = self.get(request_id)? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
-        let owner = self.catalog.get(&current.runbook_id).map(|r| r.owner.clone()).unwrap_or_default();
+        let owner = self
+            .catalog
+            .get(&current.runbook_id)
+            .map(|r| r.owner.clone())
+            .unwrap_or_default();
         let audit_channel = self.audit_channel.clone();
         let (answer, _) = self.store.update(request_id, |req| {
             let mut fx = Fx::new(&audit_channel);
             if !req.break_glass {
-                return Err(Refusal::Invalid(format!("request {} is not a break-glass request", req.id)));
+                return Err(Refusal::Invalid(format!(
+                    "request {} is not a break-glass request",
+                    req.id
+                )));
             }
             if user == req.requester || !(user == owner || req.all_approvers().any(|u| u == user)) {
                 return Err(Refusal::NotApprover(req.id.clone()));
             }
             let (kind, words) = if flag {
-                ("review_flagged", format!(":triangular_flag_on_post: Flagged for follow-up by {}", who(user)))
+                (
+                    "review_flagged",
+                    format!(
+                        ":triangular_flag_on_post: Flagged for follow-up by {}",
+                        who(user)
+                    ),
+                )
             } else {
-                ("review_acknowledged", format!(":white_check_mark: Acknowledged by {}", who(user)))
+                (
+                    "review_acknowledged",
+                    format!(":white_check_mark: Acknowledged by {}", who(user)),
+                )
             };
             req.review = Some(words.clone());
             fx.audit(kind, req, user, words.clone());
@@ -1092,11 +1224,9 @@ impl Workflow {
                         req.end_reason = Some("expired".into());
                         return fx.done(true);
                     }
-                    Status::Active => {
-                        if req.warn_at.is_some_and(|t| t <= now) {
-                            req.warn_at = None;
-                            fx.dm(req, &req.requester, blocks::expiry_warning(req), Some("warning"));
-                        }
+                    Status::Active if req.warn_at.is_some_and(|t| t <= now) => {
+                        req.warn_at = None;
+                        fx.dm(req, &req.requester, blocks::expiry_warning(req), Some("warning"));
                     }
                     Status::Revoking if req.retry_at.is_some_and(|t| t <= now) => {
                         req.retry_at = None;
@@ -1147,12 +1277,28 @@ impl Workflow {
     }
 }
 
-fn apply_extension(req: &mut AccessRequest, extra: Duration) {
+fn apply_extension(req: &mut AccessRequest, extra: Duration, warning: Duration) {
     let add = chrono_dur(extra);
     req.expires_at = req.expires_at.map(|t| t + add);
     req.duration_secs += extra.as_secs();
     req.total_secs += extra.as_secs();
-    req.warn_at = None;
+    // The warning is about the new end, measured on the whole grant.
+    req.warn_at = req
+        .expires_at
+        .and_then(|end| warn_time(end, req.duration_secs, warning))
+        .filter(|t| *t > Utc::now());
+}
+
+/// When to warn the requester that a grant ends: `warning` before the end,
+/// or a fifth of the grant when that is shorter; never for grants so short
+/// the warning would come less than a second before the end.
+fn warn_time(
+    expires_at: DateTime<Utc>,
+    duration_secs: u64,
+    warning: Duration,
+) -> Option<DateTime<Utc>> {
+    let lead = warning.min(Duration::from_secs(duration_secs / 5));
+    (lead >= Duration::from_secs(1)).then(|| expires_at - chrono_dur(lead))
 }
 
 /// Retry interval after `attempts` failures: base, 2×base, 4×base … up to max.

@@ -31,7 +31,11 @@ impl SlackUsergroupProvider {
             usergroup: group.to_string(),
             reason: e.to_string(),
         };
-        let mut members = self.slack.usergroup_members(group).await.map_err(slack_err)?;
+        let mut members = self
+            .slack
+            .usergroup_members(group)
+            .await
+            .map_err(slack_err)?;
         let present = members.iter().any(|m| m == user);
         match action {
             Action::Grant if present => return Ok(()),
@@ -45,7 +49,10 @@ impl SlackUsergroupProvider {
                 reason: "removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it".into(),
             });
         }
-        self.slack.usergroup_set(group, &members).await.map_err(slack_err)
+        self.slack
+            .usergroup_set(group, &members)
+            .await
+            .map_err(slack_err)
     }
 }
 
@@ -54,7 +61,12 @@ impl GrantProvider for SlackUsergroupProvider {
         "slack_usergroup"
     }
 
-    fn run<'a>(&'a self, spec: &'a GrantSpec, action: Action, ctx: &'a GrantContext) -> GrantFuture<'a> {
+    fn run<'a>(
+        &'a self,
+        spec: &'a GrantSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
         Box::pin(async move {
             let GrantSpec::SlackUsergroup { usergroup } = spec else {
                 return Err(GrantError::Misconfigured {

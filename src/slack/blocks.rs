@@ -203,8 +203,18 @@ pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg
             actions(
                 &format!("extend:{}", req.id),
                 vec![
-                    button("Approve extension", action::EXTENSION_APPROVE, &req.id, Some("primary")),
-                    button("Deny extension", action::EXTENSION_DENY, &req.id, Some("danger")),
+                    button(
+                        "Approve extension",
+                        action::EXTENSION_APPROVE,
+                        &req.id,
+                        Some("primary")
+                    ),
+                    button(
+                        "Deny extension",
+                        action::EXTENSION_DENY,
+                        &req.id,
+                        Some("danger")
+                    ),
                 ]
             ),
         ]),

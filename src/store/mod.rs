@@ -6,6 +6,7 @@
 //! one transaction, so a crash can never keep one without the others; callers
 //! then [`Store::flush`] before they tell anyone it happened.
 
+mod group_commit;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 pub use crate::audit::{audit_hash, verify_chain};
+pub use group_commit::GroupCommit;
 pub use records::*;
 
 /// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
@@ -78,6 +80,8 @@ pub struct Store {
     /// Serialises read-modify-write of requests so two approvals at the same
     /// instant are applied one after the other.
     write_lock: Mutex<()>,
+    /// Concurrent [`Store::flush`] calls share one disk flush.
+    commit: GroupCommit,
 }
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
@@ -108,6 +112,7 @@ impl Store {
             seen: open("seen")?,
             db,
             write_lock: Mutex::new(()),
+            commit: GroupCommit::new(),
         };
         // Read every request once so a damaged record stops the start, not a
         // later approval.
@@ -121,11 +126,22 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes every write so far durable. Concurrent callers share the work
-    /// of one flush (sled writes the log once up to the newest entry).
+    /// Makes every write so far durable. Concurrent callers share one disk
+    /// flush (group commit, see [`GroupCommit`]).
+    ///
+    /// The flush is sled's blocking `flush` on the blocking pool, never
+    /// `flush_async`: concurrent `flush_async` calls deadlock in sled 0.34
+    /// (spacejam/sled#1308, reproduced by `benches/flush.rs` in release mode).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.commit
+            .flush(|| async {
+                let db = self.db.clone();
+                match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(result) => result.map(|_| ()).map_err(StoreError::from),
+                    Err(e) => Err(StoreError::Db(format!("the flush task failed: {e}"))),
+                }
+            })
+            .await
     }
 
     pub fn get(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
