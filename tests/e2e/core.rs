@@ -16,7 +16,9 @@ fn text_of(m: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_grants_then_revokes_on_time() {
     let app = TestApp::spawn().await;
-    let answer = app.slash(ALICE, "request billing-admin 3s month-end refunds").await;
+    let answer = app
+        .slash(ALICE, "request billing-admin 3s month-end refunds")
+        .await;
     let id = request_id_in(&answer).expect(&answer);
     assert!(answer.contains("waiting for approval"), "{answer}");
 
@@ -24,31 +26,54 @@ async fn happy_path_grants_then_revokes_on_time() {
     for approver in [BOB, CAROL] {
         let dm = app.wait_dm(approver, &[&id, "Approve", "Deny"], T).await;
         let t = text_of(&dm);
-        assert!(t.contains("<@U0ALICE>") && t.contains("Billing portal") && t.contains("3s") && t.contains("month-end refunds"), "{t}");
+        assert!(
+            t.contains("<@U0ALICE>")
+                && t.contains("Billing portal")
+                && t.contains("3s")
+                && t.contains("month-end refunds"),
+            "{t}"
+        );
         assert!(has_buttons(&dm));
     }
     assert!(app.slack.calls("conversations.open").len() >= 2);
 
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
-    let call = app.provider_calls().into_iter().find(|l| l.starts_with("grant")).unwrap();
-    assert!(call.contains("U0ALICE") && call.contains("alice@example.com"), "{call}");
+    let call = app
+        .provider_calls()
+        .into_iter()
+        .find(|l| l.starts_with("grant"))
+        .unwrap();
+    assert!(
+        call.contains("U0ALICE") && call.contains("alice@example.com"),
+        "{call}"
+    );
 
     // The requester learns it is granted, with the instructions; approver DMs lose their buttons.
-    app.wait_dm(ALICE, &["granted", "billing.example.com"], T).await;
+    app.wait_dm(ALICE, &["granted", "billing.example.com"], T)
+        .await;
     for approver in [BOB, CAROL] {
         let closed = wait_until(T, || {
-            app.dms(approver).into_iter().find(|m| text_of(m).contains("Approved by <@U0BOB>") && !has_buttons(m))
+            app.dms(approver)
+                .into_iter()
+                .find(|m| text_of(m).contains("Approved by <@U0BOB>") && !has_buttons(m))
         })
         .await;
-        assert!(closed.is_some(), "approver DM of {approver} not updated: {:#?}", app.dms(approver));
+        assert!(
+            closed.is_some(),
+            "approver DM of {approver} not updated: {:#?}",
+            app.dms(approver)
+        );
     }
 
     // Revoked within a second of expiry (3s after the grant), not before.
     let granted_at = std::time::Instant::now();
     app.wait_done(&format!("revoke {id}"), T).await;
     let took = granted_at.elapsed();
-    assert!(took >= Duration::from_millis(1500), "revoked too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "revoked too early: {took:?}"
+    );
     app.wait_dm(ALICE, &["has ended", "expired"], T).await;
 
     for kind in ["requested", "approved", "granted", "revoked"] {
@@ -65,14 +90,25 @@ async fn deny_ends_the_request_and_nothing_is_granted() {
     app.wait_dm(ALICE, &["denied", "<@U0CAROL>"], T).await;
     app.wait_audit(&["denied", &id], T).await;
     // Bob's message shows the outcome and has no buttons; a late approval is refused.
-    let bob = wait_until(T, || app.dms(BOB).into_iter().find(|m| text_of(m).contains("Denied by") && !has_buttons(m))).await;
+    let bob = wait_until(T, || {
+        app.dms(BOB)
+            .into_iter()
+            .find(|m| text_of(m).contains("Denied by") && !has_buttons(m))
+    })
+    .await;
     assert!(bob.is_some(), "{:#?}", app.dms(BOB));
     app.press(BOB, "approve", &id).await;
     app.wait_ephemeral(BOB, "already denied", T).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(app.provider_calls().is_empty(), "{:?}", app.provider_calls());
+    assert!(
+        app.provider_calls().is_empty(),
+        "{:?}",
+        app.provider_calls()
+    );
     let log = app.audit_log().await;
-    assert!(log.iter().any(|e| e["kind"] == "denied" && e["actor"] == CAROL));
+    assert!(log
+        .iter()
+        .any(|e| e["kind"] == "denied" && e["actor"] == CAROL));
     assert!(!log.iter().any(|e| e["kind"] == "granted"));
 }
 
@@ -86,10 +122,16 @@ async fn a_non_approver_press_is_refused_and_changes_nothing() {
     app.press(MALLORY, "deny", &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.provider_calls().is_empty());
-    assert!(!app.audit_texts().iter().any(|t| t.contains("approved") || t.contains("denied")));
+    assert!(!app
+        .audit_texts()
+        .iter()
+        .any(|t| t.contains("approved") || t.contains("denied")));
     // Still pending: a real approver can approve it.
     let status = app.slash(ALICE, "status").await;
-    assert!(status.contains(&id) && status.contains("pending"), "{status}");
+    assert!(
+        status.contains(&id) && status.contains("pending"),
+        "{status}"
+    );
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
 }
@@ -121,10 +163,14 @@ async fn self_approval_is_refused() {
     let id = app.request(ALICE, "crm").await;
     // Alice is listed as an approver but is the requester: she is not asked...
     app.wait_dm(BOB, &[&id], T).await;
-    assert!(!app.dms(ALICE).iter().any(|m| text_of(m).contains("Approve")));
+    assert!(!app
+        .dms(ALICE)
+        .iter()
+        .any(|m| text_of(m).contains("Approve")));
     // ...and pressing anyway (a forged payload) is refused.
     app.press(ALICE, "approve", &id).await;
-    app.wait_ephemeral(ALICE, "cannot approve your own request", T).await;
+    app.wait_ephemeral(ALICE, "cannot approve your own request", T)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.provider_calls().is_empty());
 }
@@ -155,30 +201,76 @@ async fn bad_signatures_and_stale_timestamps_get_401_and_store_nothing() {
         .unwrap();
     assert_eq!(r.status(), 401);
     // Correctly signed, but six minutes old (and six minutes ahead).
-    assert_eq!(app.post_signed("/slack/commands", "application/x-www-form-urlencoded", &body, 360).await.status(), 401);
-    assert_eq!(app.post_signed("/slack/commands", "application/x-www-form-urlencoded", &body, -360).await.status(), 401);
+    assert_eq!(
+        app.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            &body,
+            360
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(
+        app.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            &body,
+            -360
+        )
+        .await
+        .status(),
+        401
+    );
     // The same on the interactivity endpoint.
     let payload = TestApp::interaction_body(&block_action(BOB, "approve", "ar-x"));
-    assert_eq!(app.post_signed("/slack/interactions", "application/x-www-form-urlencoded", &payload, 360).await.status(), 401);
+    assert_eq!(
+        app.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            &payload,
+            360
+        )
+        .await
+        .status(),
+        401
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(app.slack.all_calls().is_empty(), "a refused request reached Slack: {:?}", app.slack.all_calls());
-    assert_eq!(app.slash(ALICE, "status").await, "You have no pending requests and no active access.");
+    assert!(
+        app.slack.all_calls().is_empty(),
+        "a refused request reached Slack: {:?}",
+        app.slack.all_calls()
+    );
+    assert_eq!(
+        app.slash(ALICE, "status").await,
+        "You have no pending requests and no active access."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_max_duration_is_refused_with_the_fix() {
     let app = TestApp::spawn().await;
     let answer = app.slash(ALICE, "request billing-admin 2h month end").await;
-    assert!(answer.contains("longer than the maximum of 1h") && answer.contains("ask for 1h or less"), "{answer}");
+    assert!(
+        answer.contains("longer than the maximum of 1h") && answer.contains("ask for 1h or less"),
+        "{answer}"
+    );
     assert!(request_id_in(&answer).is_none());
     let missing_reason = app.slash(ALICE, "request billing-admin 30m").await;
-    assert!(missing_reason.contains("needs a reason"), "{missing_reason}");
+    assert!(
+        missing_reason.contains("needs a reason"),
+        "{missing_reason}"
+    );
     let unknown = app.slash(ALICE, "request payroll 1h x").await;
     assert!(unknown.contains("no runbook `payroll`"), "{unknown}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.slack.calls("chat.postMessage").is_empty());
-    assert_eq!(app.slash(ALICE, "status").await, "You have no pending requests and no active access.");
+    assert_eq!(
+        app.slash(ALICE, "status").await,
+        "You have no pending requests and no active access."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,10 +290,14 @@ async fn restart_while_granted_revokes_what_expired_during_the_downtime() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!app.provider_done().contains(&format!("revoke {id}")));
     app.start().await;
-    app.wait_done(&format!("revoke {id}"), Duration::from_secs(3)).await;
+    app.wait_done(&format!("revoke {id}"), Duration::from_secs(3))
+        .await;
     app.wait_audit(&["revoked", &id], T).await;
     let status = app.slash(DAVE, "status").await;
-    assert!(status.contains(&long) && status.contains("active"), "{status}");
+    assert!(
+        status.contains(&long) && status.contains("active"),
+        "{status}"
+    );
     assert!(!app.provider_done().contains(&format!("revoke {long}")));
 }
 
@@ -213,15 +309,21 @@ async fn a_failing_grant_marks_the_request_failed_and_tells_everyone() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_dm(ALICE, &["could not grant", &id], T).await;
-    app.wait_audit(&["failed", &id, "simulated grant failure"], T).await;
+    app.wait_audit(&["failed", &id, "simulated grant failure"], T)
+        .await;
     // The clean-up revoke runs so nothing stays half-granted.
     app.wait_done(&format!("revoke {id}"), T).await;
     assert!(!app.provider_done().contains(&format!("grant {id}")));
-    assert!(!app.dms(ALICE).iter().any(|m| text_of(m).contains("is granted")));
+    assert!(!app
+        .dms(ALICE)
+        .iter()
+        .any(|m| text_of(m).contains("is granted")));
     let status = app.slash(ALICE, "status").await;
     assert!(!status.contains(&id), "{status}");
     let log = app.audit_log().await;
-    assert!(log.iter().any(|e| e["kind"] == "failed" && e["request_id"] == id.as_str()));
+    assert!(log
+        .iter()
+        .any(|e| e["kind"] == "failed" && e["request_id"] == id.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,11 +334,17 @@ async fn a_failing_revoke_is_retried_and_reported_until_it_succeeds() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
-    app.wait_audit(&["revoke_failed", &id, "attempt 1"], T).await;
-    app.wait_audit(&["revoke_failed", &id, "attempt 2"], T).await;
+    app.wait_audit(&["revoke_failed", &id, "attempt 1"], T)
+        .await;
+    app.wait_audit(&["revoke_failed", &id, "attempt 2"], T)
+        .await;
     app.wait_done(&format!("revoke {id}"), T).await;
     app.wait_audit(&["revoked", &id, "expired"], T).await;
-    let revokes = app.provider_calls().iter().filter(|l| l.starts_with("revoke")).count();
+    let revokes = app
+        .provider_calls()
+        .iter()
+        .filter(|l| l.starts_with("revoke"))
+        .count();
     assert_eq!(revokes, 3, "{:?}", app.provider_calls());
 }
 
@@ -250,15 +358,27 @@ async fn the_modal_opens_and_its_submission_creates_a_request() {
     assert!(view.to_string().contains("billing-admin"));
 
     // Invalid input is shown next to the field, and nothing is stored.
-    let errors = app.submit_modal(ALICE, "billing-admin", "5h", "refunds").await;
+    let errors = app
+        .submit_modal(ALICE, "billing-admin", "5h", "refunds")
+        .await;
     assert_eq!(errors["response_action"], "errors");
-    assert!(errors["errors"]["duration"].as_str().unwrap().contains("maximum"), "{errors}");
-    let errors = app.submit_modal(ALICE, "billing-admin", "soon", "refunds").await;
+    assert!(
+        errors["errors"]["duration"]
+            .as_str()
+            .unwrap()
+            .contains("maximum"),
+        "{errors}"
+    );
+    let errors = app
+        .submit_modal(ALICE, "billing-admin", "soon", "refunds")
+        .await;
     assert!(errors["errors"]["duration"].is_string(), "{errors}");
     let errors = app.submit_modal(ALICE, "billing-admin", "1h", "").await;
     assert!(errors["errors"]["reason"].is_string(), "{errors}");
 
-    let ok = app.submit_modal(ALICE, "billing-admin", "45m", "month end").await;
+    let ok = app
+        .submit_modal(ALICE, "billing-admin", "45m", "month end")
+        .await;
     assert_eq!(ok, Value::Null);
     let confirmation = app.wait_dm(ALICE, &["waiting for approval"], T).await;
     let id = request_id_in(&text_of(&confirmation)).unwrap();
@@ -270,10 +390,23 @@ async fn help_list_status_and_url_verification() {
     let app = TestApp::spawn().await;
     assert!(app.slash(ALICE, "help").await.contains("/access request"));
     let list = app.slash(ALICE, "list").await;
-    assert!(list.contains("billing-admin") && list.contains("Billing portal") && list.contains("Default 3s") && list.contains("up to 1h"), "{list}");
+    assert!(
+        list.contains("billing-admin")
+            && list.contains("Billing portal")
+            && list.contains("Default 3s")
+            && list.contains("up to 1h"),
+        "{list}"
+    );
     let odd = app.slash(ALICE, "frobnicate").await;
     assert!(odd.contains("unknown subcommand"), "{odd}");
-    let r = app.post_signed("/slack/events", "application/json", r#"{"token":"x","challenge":"c-123","type":"url_verification"}"#, 0).await;
+    let r = app
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            r#"{"token":"x","challenge":"c-123","type":"url_verification"}"#,
+            0,
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("c-123"));
     assert_eq!(app.get("/healthz").await.status(), 200);
@@ -287,9 +420,13 @@ async fn early_revoke_by_an_approver() {
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
     let refused = app.slash(MALLORY, &format!("revoke {id}")).await;
-    assert!(refused.contains("only the requester, an approver or the owner"), "{refused}");
+    assert!(
+        refused.contains("only the requester, an approver or the owner"),
+        "{refused}"
+    );
     let ok = app.slash(CAROL, &format!("revoke {id}")).await;
     assert!(ok.contains("Revoking"), "{ok}");
     app.wait_done(&format!("revoke {id}"), T).await;
-    app.wait_dm(ALICE, &["has ended", "revoked early by <@U0CAROL>"], T).await;
+    app.wait_dm(ALICE, &["has ended", "revoked early by <@U0CAROL>"], T)
+        .await;
 }

@@ -16,7 +16,12 @@ const T: Duration = Duration::from_secs(10);
 /// nothing had happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_point_still_ends_granted_then_revoked() {
-    for point in ["before_grant", "after_grant", "before_revoke", "after_revoke"] {
+    for point in [
+        "before_grant",
+        "after_grant",
+        "before_revoke",
+        "after_revoke",
+    ] {
         let mut app = TestApp::spawn_with(Setup::default().env("ACCESSBOT_CRASH_AT", point)).await;
         let id = app.request(ALICE, "billing-admin 2s crash test").await;
         app.wait_dm(BOB, &[&id], T).await;
@@ -25,9 +30,14 @@ async fn a_crash_at_any_point_still_ends_granted_then_revoked() {
         assert!(!status.success(), "{point}: expected an abort");
         app.remove_env("ACCESSBOT_CRASH_AT");
         app.start().await;
-        app.wait_done(&format!("revoke {id}"), Duration::from_secs(15)).await;
+        app.wait_done(&format!("revoke {id}"), Duration::from_secs(15))
+            .await;
         app.wait_audit(&["revoked", &id], T).await;
-        let grants = app.provider_done().iter().filter(|l| **l == format!("grant {id}")).count();
+        let grants = app
+            .provider_done()
+            .iter()
+            .filter(|l| **l == format!("grant {id}"))
+            .count();
         // A grant whose outcome was not recorded runs again (providers are idempotent).
         let expected = if point == "after_grant" { 2 } else { 1 };
         assert_eq!(grants, expected, "{point}: {:?}", app.provider_done());
@@ -50,14 +60,19 @@ async fn slack_down_then_back_delivers_every_notice_in_order() {
     // Slack fails again while the grant expires.
     app.slack.http_error_next("*", 3, 503);
     app.wait_done(&format!("revoke {id}"), T).await;
-    app.wait_audit(&["revoked", &id], Duration::from_secs(15)).await;
+    app.wait_audit(&["revoked", &id], Duration::from_secs(15))
+        .await;
     let order: Vec<String> = app
         .audit_texts()
         .into_iter()
         .filter(|t| t.contains(&id))
         .map(|t| t.split('*').nth(1).unwrap_or_default().to_string())
         .collect();
-    assert_eq!(order, vec!["requested", "approved", "granted", "revoked"], "{order:?}");
+    assert_eq!(
+        order,
+        vec!["requested", "approved", "granted", "revoked"],
+        "{order:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,9 +82,15 @@ async fn rate_limits_are_honoured_with_retry_after() {
     let started = Instant::now();
     let id = app.request(ALICE, "billing-admin 1h x").await;
     app.wait_audit(&["requested", &id], T).await;
-    assert!(started.elapsed() >= Duration::from_secs(2), "retried before Retry-After");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "retried before Retry-After"
+    );
     let posts = app.slack.calls("chat.postMessage");
-    let limited = posts.iter().filter(|c| c.answered["error"] == "ratelimited").count();
+    let limited = posts
+        .iter()
+        .filter(|c| c.answered["error"] == "ratelimited")
+        .count();
     assert_eq!(limited, 1);
 }
 
@@ -93,17 +114,29 @@ async fn errors_that_cannot_succeed_are_reported_not_retried_forever() {
     let id = app.request(ALICE, "billing-admin 1h x").await;
     app.wait_dm(BOB, &[&id], T).await;
     let health = wait_until(T, || {
-        let h = app.slack.calls("chat.postMessage").iter().any(|c| c.body["channel"] == AUDIT);
+        let h = app
+            .slack
+            .calls("chat.postMessage")
+            .iter()
+            .any(|c| c.body["channel"] == AUDIT);
         h.then_some(())
     })
     .await;
     assert!(health.is_some());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let to_audit = app.slack.calls("chat.postMessage").iter().filter(|c| c.body["channel"] == AUDIT).count();
+    let to_audit = app
+        .slack
+        .calls("chat.postMessage")
+        .iter()
+        .filter(|c| c.body["channel"] == AUDIT)
+        .count();
     assert_eq!(to_audit, 1, "a channel_not_found post was retried");
     let h: Value = app.get("/healthz").await.json().await.unwrap();
     assert_eq!(h["status"], "degraded");
-    assert!(h["slack_errors"].to_string().contains("channel_not_found"), "{h}");
+    assert!(
+        h["slack_errors"].to_string().contains("channel_not_found"),
+        "{h}"
+    );
     assert!(app.logs().contains("channel_not_found"));
 }
 
@@ -151,20 +184,37 @@ async fn a_replayed_or_resent_request_does_nothing_more() {
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.provider_calls().iter().filter(|l| l.starts_with("grant")).count(), 1);
-    let approvals = app.audit_texts().iter().filter(|t| t.contains("*approved*") && t.contains(&id)).count();
+    assert_eq!(
+        app.provider_calls()
+            .iter()
+            .filter(|l| l.starts_with("grant"))
+            .count(),
+        1
+    );
+    let approvals = app
+        .audit_texts()
+        .iter()
+        .filter(|t| t.contains("*approved*") && t.contains(&id))
+        .count();
     assert_eq!(approvals, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
     let two_of_four = BILLING
-        .replace("approvers = [\"U0BOB\", \"U0CAROL\"]", "approvers = [\"U0BOB\", \"U0CAROL\", \"U0DAVE\", \"U0OWNER\"]")
+        .replace(
+            "approvers = [\"U0BOB\", \"U0CAROL\"]",
+            "approvers = [\"U0BOB\", \"U0CAROL\", \"U0DAVE\", \"U0OWNER\"]",
+        )
         .replace("required = 1", "required = 2");
-    let app = TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &two_of_four)).await;
+    let app =
+        TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &two_of_four)).await;
     let mut ids = Vec::new();
     for i in 0..10 {
-        ids.push(app.request(ALICE, &format!("billing-admin 1h batch {i}")).await);
+        ids.push(
+            app.request(ALICE, &format!("billing-admin 1h batch {i}"))
+                .await,
+        );
     }
     let approvers = [BOB, CAROL, DAVE, OWNER];
     let mut tasks = Vec::new();
@@ -195,15 +245,24 @@ async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut grants: BTreeMap<String, usize> = BTreeMap::new();
-    for l in app.provider_calls().iter().filter(|l| l.starts_with("grant")) {
-        *grants.entry(l.split(' ').nth(1).unwrap().to_string()).or_default() += 1;
+    for l in app
+        .provider_calls()
+        .iter()
+        .filter(|l| l.starts_with("grant"))
+    {
+        *grants
+            .entry(l.split(' ').nth(1).unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(grants.len(), 10);
     assert!(grants.values().all(|n| *n == 1), "{grants:?}");
     let mut app = app;
     let log = app.audit_log().await;
     for id in &ids {
-        let approvals: Vec<&Value> = log.iter().filter(|e| e["request_id"] == id.as_str() && e["kind"] == "approved").collect();
+        let approvals: Vec<&Value> = log
+            .iter()
+            .filter(|e| e["request_id"] == id.as_str() && e["kind"] == "approved")
+            .collect();
         assert_eq!(approvals.len(), 2, "{id}: {approvals:?}");
         assert_ne!(approvals[0]["actor"], approvals[1]["actor"]);
     }
@@ -217,18 +276,50 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
         ("/slack/commands", form, "%%%&&&===".into(), 400),
         ("/slack/commands", form, "text=hi".into(), 400),
         ("/slack/interactions", form, "nopayload=1".into(), 400),
-        ("/slack/interactions", form, "payload=%7Bnot+json".into(), 400),
-        ("/slack/interactions", form, TestApp::interaction_body(&json!({"type": "block_actions", "user": "U1", "actions": "x"})), 400),
-        ("/slack/interactions", form, TestApp::interaction_body(&block_action(BOB, "launch_missiles", "ar-x")), 200),
-        ("/slack/interactions", form, TestApp::interaction_body(&json!({"type": "view_closed", "user": {"id": BOB}})), 200),
+        (
+            "/slack/interactions",
+            form,
+            "payload=%7Bnot+json".into(),
+            400,
+        ),
+        (
+            "/slack/interactions",
+            form,
+            TestApp::interaction_body(
+                &json!({"type": "block_actions", "user": "U1", "actions": "x"}),
+            ),
+            400,
+        ),
+        (
+            "/slack/interactions",
+            form,
+            TestApp::interaction_body(&block_action(BOB, "launch_missiles", "ar-x")),
+            200,
+        ),
+        (
+            "/slack/interactions",
+            form,
+            TestApp::interaction_body(&json!({"type": "view_closed", "user": {"id": BOB}})),
+            200,
+        ),
         ("/slack/events", "application/json", "[1,2,3]".into(), 200),
         ("/slack/events", "application/json", "{".into(), 400),
         ("/slack/commands", "application/json", "{}".into(), 415),
-        ("/slack/commands", form, "x=".to_string() + &"a".repeat(70 * 1024), 413),
+        (
+            "/slack/commands",
+            form,
+            "x=".to_string() + &"a".repeat(70 * 1024),
+            413,
+        ),
     ];
     for (path, ct, body, expected) in cases {
         let r = app.post_signed(path, ct, &body, 0).await;
-        assert_eq!(r.status().as_u16(), expected, "{path} {}", &body[..body.len().min(80)]);
+        assert_eq!(
+            r.status().as_u16(),
+            expected,
+            "{path} {}",
+            &body[..body.len().min(80)]
+        );
     }
     for text in [
         "x".repeat(10_000),
@@ -239,7 +330,11 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
         "revoke ../../etc/passwd".into(),
     ] {
         let answer = app.slash(ALICE, &text).await;
-        assert!(!answer.is_empty(), "no answer for {}", &text[..text.len().min(40)]);
+        assert!(
+            !answer.is_empty(),
+            "no answer for {}",
+            &text[..text.len().min(40)]
+        );
     }
     // The mention-laden reason reached approvers escaped, not as a live @channel.
     let id = app
@@ -257,16 +352,35 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let id = app.request(ALICE, "billing-admin 1h x").await;
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
-    wait_until(T, || app.provider_calls().iter().any(|l| l.starts_with("grant")).then_some(())).await.unwrap();
+    wait_until(T, || {
+        app.provider_calls()
+            .iter()
+            .any(|l| l.starts_with("grant"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
     let (status, took) = app.terminate().await;
     assert_eq!(status.code(), Some(0), "logs:\n{}", app.logs());
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert!(app.provider_done().contains(&format!("grant {id}")), "in-flight grant was cut off");
+    assert!(
+        app.provider_done().contains(&format!("grant {id}")),
+        "in-flight grant was cut off"
+    );
     std::fs::remove_file(app.state_dir.join("slow_grant")).unwrap();
     app.start().await;
     let status = app.slash(ALICE, "status").await;
-    assert!(status.contains(&id) && status.contains("active"), "{status}");
-    assert_eq!(app.provider_calls().iter().filter(|l| l.starts_with("grant")).count(), 1);
+    assert!(
+        status.contains(&id) && status.contains("active"),
+        "{status}"
+    );
+    assert_eq!(
+        app.provider_calls()
+            .iter()
+            .filter(|l| l.starts_with("grant"))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +398,10 @@ async fn secrets_never_reach_logs_health_or_metrics() {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("accessbot_commands_total"));
     let logs = app.logs();
-    assert!(logs.contains("invalid_auth"), "the auth failure should be logged");
+    assert!(
+        logs.contains("invalid_auth"),
+        "the auth failure should be logged"
+    );
     for secret in [SECRET, TOKEN] {
         for (name, text) in [("logs", &logs), ("healthz", &health), ("metrics", &metrics)] {
             assert!(!text.contains(secret), "{name} contains a secret");
@@ -295,7 +412,10 @@ async fn secrets_never_reach_logs_health_or_metrics() {
     app.remove_env("SLACK_SIGNING_SECRET");
     let (code, stderr) = app.serve_once();
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("SLACK_SIGNING_SECRET") && !stderr.contains(TOKEN), "{stderr}");
+    assert!(
+        stderr.contains("SLACK_SIGNING_SECRET") && !stderr.contains(TOKEN),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +423,10 @@ async fn the_data_directory_is_locked_and_a_corrupt_one_is_left_alone() {
     let mut app = TestApp::spawn().await;
     let (code, stderr) = app.serve_once();
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("in use by another accessbot process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another accessbot process"),
+        "{stderr}"
+    );
     app.terminate().await;
 
     // Corrupt every file of the database; the start refuses and changes nothing.
@@ -315,9 +438,17 @@ async fn the_data_directory_is_locked_and_a_corrupt_one_is_left_alone() {
     assert!(!files.is_empty());
     let (code, stderr) = app.serve_once();
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("cannot be read") && stderr.contains("left as they are"), "{stderr}");
+    assert!(
+        stderr.contains("cannot be read") && stderr.contains("left as they are"),
+        "{stderr}"
+    );
     for (path, bytes) in files {
-        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{} was modified", path.display());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} was modified",
+            path.display()
+        );
     }
 }
 
@@ -330,7 +461,11 @@ async fn an_invalid_runbook_stops_the_start_with_exit_code_2() {
     let (code, stderr) = other.serve_once();
     assert_eq!(code, Some(2));
     assert!(stderr.contains("broken.toml"), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one clear line expected: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one clear line expected: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +475,9 @@ async fn app_home_and_duplicate_events() {
     let event = json!({"type": "event_callback", "event_id": "Ev1", "event_time": 1, "event": {"type": "app_home_opened", "user": ALICE, "tab": "home"}}).to_string();
     for age in [0, 1] {
         // Slack's retry is re-signed, so it passes the signature replay guard; event_id catches it.
-        let r = app.post_signed("/slack/events", "application/json", &event, age).await;
+        let r = app
+            .post_signed("/slack/events", "application/json", &event, age)
+            .await;
         assert_eq!(r.status(), 200);
     }
     let publish = app.slack.wait_for("views.publish", T, |_| true).await;

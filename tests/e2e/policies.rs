@@ -50,16 +50,23 @@ required = 1
 "#;
     let app = TestApp::spawn_with(
         Setup::default()
-            .only_runbook("payroll", &rb("payroll", "", "", "").replace("[approval]\n", stages))
+            .only_runbook(
+                "payroll",
+                &rb("payroll", "", "", "").replace("[approval]\n", stages),
+            )
             .config("[directory]\nU0ALICE = \"U0BOB\"\n"),
     )
     .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Stage 1 of 2", "Manager"], T).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(app.dms(OWNER).is_empty(), "owner asked before the manager approved");
+    assert!(
+        app.dms(OWNER).is_empty(),
+        "owner asked before the manager approved"
+    );
     app.press(BOB, "approve", &id).await;
-    app.wait_dm(OWNER, &[&id, "Stage 2 of 2", "System owner"], T).await;
+    app.wait_dm(OWNER, &[&id, "Stage 2 of 2", "System owner"], T)
+        .await;
     app.wait_audit(&["stage_approved", &id, "Manager"], T).await;
     assert!(app.provider_calls().is_empty());
     app.press(OWNER, "approve", &id).await;
@@ -87,17 +94,28 @@ async fn manager_from_a_slack_profile_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_approvers_are_resolved_with_usergroups_users_list() {
-    let app = TestApp::spawn_with(
-        Setup::default().only_runbook("payroll", &rb("payroll", "approvers = [\"S0FINLEADS\"]\nrequired = 1\n", "", "")),
-    )
+    let app = TestApp::spawn_with(Setup::default().only_runbook(
+        "payroll",
+        &rb(
+            "payroll",
+            "approvers = [\"S0FINLEADS\"]\nrequired = 1\n",
+            "",
+            "",
+        ),
+    ))
     .await;
     app.slack.set_usergroup("S0FINLEADS", &[CAROL, DAVE]);
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(CAROL, &[&id, "Approve"], T).await;
     app.wait_dm(DAVE, &[&id, "Approve"], T).await;
-    assert!(app.slack.calls("usergroups.users.list").iter().any(|c| c.body["usergroup"] == "S0FINLEADS"));
+    assert!(app
+        .slack
+        .calls("usergroups.users.list")
+        .iter()
+        .any(|c| c.body["usergroup"] == "S0FINLEADS"));
     // Membership was stored with the request: someone added later cannot approve it.
-    app.slack.set_usergroup("S0FINLEADS", &[CAROL, DAVE, MALLORY]);
+    app.slack
+        .set_usergroup("S0FINLEADS", &[CAROL, DAVE, MALLORY]);
     app.press(MALLORY, "approve", &id).await;
     app.wait_ephemeral(MALLORY, "not an approver", T).await;
     app.press(DAVE, "approve", &id).await;
@@ -116,9 +134,10 @@ name = "Owner"
 approvers = ["U0BOB", "owner"]
 required = 1
 "#;
-    let app = TestApp::spawn_with(
-        Setup::default().only_runbook("payroll", &rb("payroll", "", "", "").replace("[approval]\n", stages)),
-    )
+    let app = TestApp::spawn_with(Setup::default().only_runbook(
+        "payroll",
+        &rb("payroll", "", "", "").replace("[approval]\n", stages),
+    ))
     .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id], T).await;
@@ -135,13 +154,19 @@ required = 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_approval_grants_without_a_human_and_names_the_rule() {
     let approval = "approvers = [\"U0BOB\"]\nrequired = 1\n[[approval.auto_approve]]\nname = \"on-call\"\nusers = [\"U0DAVE\"]\nmax_duration = \"30m\"\n";
-    let app = TestApp::spawn_with(Setup::default().only_runbook("payroll", &rb("payroll", approval, "", ""))).await;
+    let app = TestApp::spawn_with(
+        Setup::default().only_runbook("payroll", &rb("payroll", approval, "", "")),
+    )
+    .await;
     let answer = app.slash(DAVE, "request payroll 20m incident").await;
     assert!(answer.contains("approved automatically"), "{answer}");
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
     app.wait_audit(&["auto_approved", &id, "on-call"], T).await;
-    assert!(app.dms(BOB).iter().all(|m| !m.to_string().contains(&id)), "Bob was asked");
+    assert!(
+        app.dms(BOB).iter().all(|m| !m.to_string().contains(&id)),
+        "Bob was asked"
+    );
     // Over the rule's limit, or someone else: a human decides.
     let long = app.request(DAVE, "payroll 1h incident").await;
     app.wait_dm(BOB, &[&long, "Approve"], T).await;
@@ -151,23 +176,35 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_grants_at_once_and_asks_for_review() {
-    let app = TestApp::spawn_with(Setup::default().only_runbook(
-        "incident",
-        &rb("incident", "approvers = [\"U0BOB\", \"U0CAROL\"]\nrequired = 1\n", "break_glass = true", "").replace("max_duration = \"2h\"", "max_duration = \"1h\""),
-    ))
+    let app = TestApp::spawn_with(
+        Setup::default().only_runbook(
+            "incident",
+            &rb(
+                "incident",
+                "approvers = [\"U0BOB\", \"U0CAROL\"]\nrequired = 1\n",
+                "break_glass = true",
+                "",
+            )
+            .replace("max_duration = \"2h\"", "max_duration = \"1h\""),
+        ),
+    )
     .await;
     let answer = app.slash(ALICE, "request incident 30m prod down").await;
     assert!(answer.contains("Break-glass"), "{answer}");
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
-    app.wait_audit(&["break_glass", &id, "BREAK-GLASS"], T).await;
+    app.wait_audit(&["break_glass", &id, "BREAK-GLASS"], T)
+        .await;
     for reviewer in [BOB, CAROL, OWNER] {
-        app.wait_dm(reviewer, &[&id, "Acknowledge", "Flag"], T).await;
+        app.wait_dm(reviewer, &[&id, "Acknowledge", "Flag"], T)
+            .await;
     }
     app.press(BOB, "review_ack", &id).await;
-    app.wait_audit(&["review_acknowledged", &id, "<@U0BOB>"], T).await;
+    app.wait_audit(&["review_acknowledged", &id, "<@U0BOB>"], T)
+        .await;
     app.press(OWNER, "review_flag", &id).await;
-    app.wait_audit(&["review_flagged", &id, "<@U0OWNER>"], T).await;
+    app.wait_audit(&["review_flagged", &id, "<@U0OWNER>"], T)
+        .await;
     app.press(MALLORY, "review_ack", &id).await;
     app.wait_ephemeral(MALLORY, "not an approver", T).await;
 }
@@ -175,7 +212,10 @@ async fn break_glass_grants_at_once_and_asks_for_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminder_then_escalation_to_fallback_approvers() {
     let approval = "approvers = [\"U0BOB\"]\nrequired = 1\napproval_timeout = \"1h\"\nremind_after = \"1s\"\nescalate_after = \"2s\"\nfallback_approvers = [\"U0CAROL\"]\n";
-    let app = TestApp::spawn_with(Setup::default().only_runbook("payroll", &rb("payroll", approval, "", ""))).await;
+    let app = TestApp::spawn_with(
+        Setup::default().only_runbook("payroll", &rb("payroll", approval, "", "")),
+    )
+    .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Reminder"], T).await;
     app.wait_dm(CAROL, &[&id, "Escalated", "Approve"], T).await;
@@ -187,11 +227,19 @@ async fn reminder_then_escalation_to_fallback_approvers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecided_requests_expire_and_approver_messages_say_so() {
     let approval = "approvers = [\"U0BOB\"]\nrequired = 1\napproval_timeout = \"2s\"\n";
-    let app = TestApp::spawn_with(Setup::default().only_runbook("payroll", &rb("payroll", approval, "", ""))).await;
+    let app = TestApp::spawn_with(
+        Setup::default().only_runbook("payroll", &rb("payroll", approval, "", "")),
+    )
+    .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
     app.wait_audit(&["expired", &id], T).await;
-    let m = wait_until(T, || app.dms(BOB).into_iter().find(|m| m.to_string().contains("Expired") && !has_buttons(m))).await;
+    let m = wait_until(T, || {
+        app.dms(BOB)
+            .into_iter()
+            .find(|m| m.to_string().contains("Expired") && !has_buttons(m))
+    })
+    .await;
     assert!(m.is_some(), "{:#?}", app.dms(BOB));
     app.wait_dm(ALICE, &["expired", &id], T).await;
     app.press(BOB, "approve", &id).await;
@@ -200,9 +248,15 @@ async fn undecided_requests_expire_and_approver_messages_say_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extension_approved_and_refused() {
-    let app = TestApp::spawn_with(
-        Setup::default().only_runbook("payroll", &rb("payroll", "approvers = [\"U0BOB\", \"U0CAROL\"]\nrequired = 1\n", "", "max_total = \"3h\"")),
-    )
+    let app = TestApp::spawn_with(Setup::default().only_runbook(
+        "payroll",
+        &rb(
+            "payroll",
+            "approvers = [\"U0BOB\", \"U0CAROL\"]\nrequired = 1\n",
+            "",
+            "max_total = \"3h\"",
+        ),
+    ))
     .await;
     let id = app.request(ALICE, "payroll 1h").await;
     app.wait_dm(BOB, &[&id], T).await;
@@ -218,16 +272,19 @@ async fn extension_approved_and_refused() {
 
     let asked = app.slash(ALICE, &format!("extend {id} 1h")).await;
     assert!(asked.contains("Asked the approvers"), "{asked}");
-    app.wait_dm(BOB, &[&id, "Extension request", "extension_approve"], T).await;
+    app.wait_dm(BOB, &[&id, "Extension request", "extension_approve"], T)
+        .await;
     app.press(BOB, "extension_approve", &id).await;
-    app.wait_audit(&["extended", &id, "approved by <@U0BOB>"], T).await;
+    app.wait_audit(&["extended", &id, "approved by <@U0BOB>"], T)
+        .await;
     app.wait_dm(ALICE, &["Extension of 1h approved"], T).await;
     let status = app.slash(ALICE, "status").await;
     assert!(status.contains("2h"), "{status}");
 
     // A second extension, refused by Carol.
     app.slash(ALICE, &format!("extend {id} 30m")).await;
-    app.wait_dm(CAROL, &[&id, "Extension request", "30m"], T).await;
+    app.wait_dm(CAROL, &[&id, "Extension request", "30m"], T)
+        .await;
     app.press(CAROL, "extension_deny", &id).await;
     app.wait_dm(ALICE, &["Extension of 30m refused"], T).await;
     app.wait_audit(&["extension_denied", &id], T).await;
@@ -237,7 +294,10 @@ async fn extension_approved_and_refused() {
 async fn release_now_button_and_expiry_warning() {
     let app = TestApp::spawn_with(
         Setup::default()
-            .only_runbook("payroll", &rb("payroll", "approvers = [\"U0BOB\"]\nrequired = 1\n", "", ""))
+            .only_runbook(
+                "payroll",
+                &rb("payroll", "approvers = [\"U0BOB\"]\nrequired = 1\n", "", ""),
+            )
             .env("ACCESSBOT_EXPIRY_WARNING", "2s"),
     )
     .await;
@@ -245,9 +305,12 @@ async fn release_now_button_and_expiry_warning() {
     let id = app.request(ALICE, "payroll 5s").await;
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
-    let granted = app.wait_dm(ALICE, &["is granted", "Release now", "Extend"], T).await;
+    let granted = app
+        .wait_dm(ALICE, &["is granted", "Release now", "Extend"], T)
+        .await;
     assert!(granted.to_string().contains("\"action_id\":\"release\""));
-    app.wait_dm(ALICE, &["ends at", "Extend", "Release now"], T).await;
+    app.wait_dm(ALICE, &["ends at", "Extend", "Release now"], T)
+        .await;
     app.wait_done(&format!("revoke {id}"), T).await;
 
     let id2 = app.request(ALICE, "payroll 1h").await;
@@ -259,7 +322,9 @@ async fn release_now_button_and_expiry_warning() {
     app.wait_audit(&["released", &id2], T).await;
     // The grant DM loses its buttons once access ended.
     let closed = wait_until(T, || {
-        app.dms(ALICE).into_iter().find(|m| m.to_string().contains(&id2) && m.to_string().contains("has ended") && !has_buttons(m))
+        app.dms(ALICE).into_iter().find(|m| {
+            m.to_string().contains(&id2) && m.to_string().contains("has ended") && !has_buttons(m)
+        })
     })
     .await;
     assert!(closed.is_some());
@@ -277,10 +342,18 @@ name = "Owner"
 approvers = ["owner"]
 required = 1
 "#;
-    let lonely = rb("lonely", "approvers = [\"U0ALICE\"]\nrequired = 1\n", "", "");
+    let lonely = rb(
+        "lonely",
+        "approvers = [\"U0ALICE\"]\nrequired = 1\n",
+        "",
+        "",
+    );
     let app = TestApp::spawn_with(
         Setup::default()
-            .only_runbook("payroll", &rb("payroll", "", "", "").replace("[approval]\n", stages))
+            .only_runbook(
+                "payroll",
+                &rb("payroll", "", "", "").replace("[approval]\n", stages),
+            )
             .with_runbook("lonely", &lonely),
     )
     .await;
@@ -298,9 +371,23 @@ required = 1
         })
     };
     assert_eq!(app.interact(&select("payroll")).await.status(), 200);
-    let update = app.slack.wait_for("views.update", T, |c| c.body["view"].to_string().contains("Stage 2")).await;
+    let update = app
+        .slack
+        .wait_for("views.update", T, |c| {
+            c.body["view"].to_string().contains("Stage 2")
+        })
+        .await;
     let preview = update.body["view"].to_string();
-    for part in ["Stage 1: Leads", "<@U0CAROL>", "<@U0DAVE>", "Stage 2: Owner", "<@U0OWNER>", "default 1h", "at most 2h", "optional"] {
+    for part in [
+        "Stage 1: Leads",
+        "<@U0CAROL>",
+        "<@U0DAVE>",
+        "Stage 2: Owner",
+        "<@U0OWNER>",
+        "default 1h",
+        "at most 2h",
+        "optional",
+    ] {
         assert!(preview.contains(part), "preview lacks {part}: {preview}");
     }
     // A runbook only the requester could approve says so before submit.
@@ -308,6 +395,11 @@ required = 1
     let mut p = select("lonely");
     p["view"]["hash"] = hash;
     app.interact(&p).await;
-    let update = app.slack.wait_for("views.update", T, |c| c.body["view"].to_string().contains("never be approved")).await;
+    let update = app
+        .slack
+        .wait_for("views.update", T, |c| {
+            c.body["view"].to_string().contains("never be approved")
+        })
+        .await;
     assert!(update.body["view"].to_string().contains("nobody but you"));
 }

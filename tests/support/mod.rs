@@ -152,7 +152,10 @@ impl TestApp {
             (MALLORY, "Mallory"),
             (DAVE, "Dave Support"),
         ] {
-            let email = format!("{}@example.com", name.split(' ').next().unwrap().to_lowercase());
+            let email = format!(
+                "{}@example.com",
+                name.split(' ').next().unwrap().to_lowercase()
+            );
             slack.add_user(id, name, &email);
         }
         let root = tempfile::tempdir().expect("temp dir");
@@ -175,7 +178,10 @@ impl TestApp {
             ("ACCESSBOT_AUDIT_CHANNEL".into(), AUDIT.into()),
             ("ACCESSBOT_LISTEN".into(), "127.0.0.1:0".into()),
             ("ACCESSBOT_DATA_DIR".into(), data_dir.display().to_string()),
-            ("ACCESSBOT_RUNBOOKS".into(), runbook_dir.display().to_string()),
+            (
+                "ACCESSBOT_RUNBOOKS".into(),
+                runbook_dir.display().to_string(),
+            ),
             ("ACCESSBOT_RETRY_BASE".into(), "1s".into()),
             ("ACCESSBOT_RETRY_MAX".into(), "2s".into()),
         ];
@@ -212,7 +218,10 @@ impl TestApp {
         }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(self.root.path())
             .stdin(Stdio::null())
@@ -249,9 +258,16 @@ impl TestApp {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("accessbot exited with {status} before listening; logs:\n{}", self.logs());
+                panic!(
+                    "accessbot exited with {status} before listening; logs:\n{}",
+                    self.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "accessbot did not start; logs:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "accessbot did not start; logs:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -273,7 +289,11 @@ impl TestApp {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "accessbot did not exit; logs:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "accessbot did not exit; logs:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -292,7 +312,10 @@ impl TestApp {
             std::thread::sleep(Duration::from_millis(20));
         }
         let out = child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// SIGKILL: no cleanup, no flush.
@@ -352,7 +375,13 @@ impl TestApp {
     }
 
     /// POSTs `body` signed as Slack would, `age` seconds ago.
-    pub async fn post_signed(&self, path: &str, content_type: &str, body: &str, age: i64) -> reqwest::Response {
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        age: i64,
+    ) -> reqwest::Response {
         let ts = chrono::Utc::now().timestamp() - age;
         self.http
             .post(format!("{}{}", self.base, path))
@@ -377,7 +406,10 @@ impl TestApp {
             ("command", "/access"),
             ("text", text),
             ("api_app_id", "A0ACCESS"),
-            ("response_url", "https://hooks.slack.com/commands/T0FAKE/1/x"),
+            (
+                "response_url",
+                "https://hooks.slack.com/commands/T0FAKE/1/x",
+            ),
             ("trigger_id", &format!("trig.{}.{}", user, rand_suffix())),
         ])
         .unwrap()
@@ -386,7 +418,12 @@ impl TestApp {
     /// `/access <text>` as `user`; returns the ephemeral text (or "" for an empty answer).
     pub async fn slash(&self, user: &str, text: &str) -> String {
         let r = self
-            .post_signed("/slack/commands", "application/x-www-form-urlencoded", &Self::slash_body(user, text), 0)
+            .post_signed(
+                "/slack/commands",
+                "application/x-www-form-urlencoded",
+                &Self::slash_body(user, text),
+                0,
+            )
             .await;
         assert_eq!(r.status(), 200, "slash command answered {}", r.status());
         let body = r.text().await.unwrap();
@@ -402,8 +439,13 @@ impl TestApp {
     }
 
     pub async fn interact(&self, payload: &Value) -> reqwest::Response {
-        self.post_signed("/slack/interactions", "application/x-www-form-urlencoded", &Self::interaction_body(payload), 0)
-            .await
+        self.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            &Self::interaction_body(payload),
+            0,
+        )
+        .await
     }
 
     /// Presses a button (`approve`, `deny`, ...) with `value` as `user`, in their DM.
@@ -415,7 +457,13 @@ impl TestApp {
     }
 
     /// Submits the request modal.
-    pub async fn submit_modal(&self, user: &str, runbook: &str, duration: &str, reason: &str) -> Value {
+    pub async fn submit_modal(
+        &self,
+        user: &str,
+        runbook: &str,
+        duration: &str,
+        reason: &str,
+    ) -> Value {
         let payload = json!({
             "type": "view_submission",
             "user": {"id": user, "username": "x", "team_id": "T0FAKE"},
@@ -464,7 +512,11 @@ impl TestApp {
     }
 
     pub fn slow_provider(&self, action: &str, secs: u32) {
-        std::fs::write(self.state_dir.join(format!("slow_{action}")), secs.to_string()).unwrap();
+        std::fs::write(
+            self.state_dir.join(format!("slow_{action}")),
+            secs.to_string(),
+        )
+        .unwrap();
     }
 
     /// Messages currently in `user`'s DM with the bot.
@@ -483,10 +535,18 @@ impl TestApp {
     /// Waits for an audit-channel message containing all of `parts`.
     pub async fn wait_audit(&self, parts: &[&str], timeout: Duration) -> String {
         let found = wait_until(timeout, || {
-            self.audit_texts().into_iter().find(|t| parts.iter().all(|p| t.contains(p)))
+            self.audit_texts()
+                .into_iter()
+                .find(|t| parts.iter().all(|p| t.contains(p)))
         })
         .await;
-        found.unwrap_or_else(|| panic!("no audit message with {parts:?}; audit channel:\n{:#?}\nlogs:\n{}", self.audit_texts(), self.logs()))
+        found.unwrap_or_else(|| {
+            panic!(
+                "no audit message with {parts:?}; audit channel:\n{:#?}\nlogs:\n{}",
+                self.audit_texts(),
+                self.logs()
+            )
+        })
     }
 
     /// Waits for a DM to `user` whose text contains all of `parts`.
@@ -498,13 +558,30 @@ impl TestApp {
             })
         })
         .await;
-        found.unwrap_or_else(|| panic!("no DM to {user} with {parts:?}; DMs:\n{:#?}\nlogs:\n{}", self.dms(user), self.logs()))
+        found.unwrap_or_else(|| {
+            panic!(
+                "no DM to {user} with {parts:?}; DMs:\n{:#?}\nlogs:\n{}",
+                self.dms(user),
+                self.logs()
+            )
+        })
     }
 
     /// Waits until the provider script recorded `line` as done.
     pub async fn wait_done(&self, line: &str, timeout: Duration) {
-        let ok = wait_until(timeout, || self.provider_done().contains(&line.to_string()).then_some(())).await;
-        assert!(ok.is_some(), "provider never did `{line}`; done: {:?}; calls: {:?}\nlogs:\n{}", self.provider_done(), self.provider_calls(), self.logs());
+        let ok = wait_until(timeout, || {
+            self.provider_done()
+                .contains(&line.to_string())
+                .then_some(())
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "provider never did `{line}`; done: {:?}; calls: {:?}\nlogs:\n{}",
+            self.provider_done(),
+            self.provider_calls(),
+            self.logs()
+        );
     }
 
     /// Ephemeral texts sent to `user`.
@@ -518,20 +595,35 @@ impl TestApp {
     }
 
     pub async fn wait_ephemeral(&self, user: &str, part: &str, timeout: Duration) -> String {
-        wait_until(timeout, || self.ephemerals(user).into_iter().find(|t| t.contains(part)))
-            .await
-            .unwrap_or_else(|| panic!("no ephemeral to {user} containing {part:?}; got {:?}", self.ephemerals(user)))
+        wait_until(timeout, || {
+            self.ephemerals(user).into_iter().find(|t| t.contains(part))
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no ephemeral to {user} containing {part:?}; got {:?}",
+                self.ephemerals(user)
+            )
+        })
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{}", self.base, path)).send().await.unwrap()
+        self.http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Stops the bot and returns the audit log as exported by `accessbot audit`.
     pub async fn audit_log(&mut self) -> Vec<Value> {
         let _ = self.terminate().await;
         let out = self.run_cli(&["audit", "--data-dir", &self.data_dir.display().to_string()]);
-        assert!(out.status.success(), "audit export failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "audit export failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
