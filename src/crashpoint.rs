@@ -9,13 +9,16 @@ use std::sync::OnceLock;
 
 /// The crash points, in the order a request meets them.
 pub const POINTS: &[&str] = &[
+    "after_approve",
     "before_grant",
     "after_grant",
+    "after_expire",
     "before_revoke",
     "after_revoke",
 ];
 
 pub fn hit(point: &str) {
+    debug_assert!(POINTS.contains(&point), "unknown crash point {point}");
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
     let target = TARGET.get_or_init(|| std::env::var("ACCESSBOT_CRASH_AT").ok());
     if target.as_deref() == Some(point) {

@@ -551,6 +551,7 @@ impl Workflow {
         })?;
         let (answer, req) = result?;
         self.store.flush().await?;
+        crashpoint::hit("after_approve");
         self.wake();
         if req.status == Status::Granting {
             self.spawn_grant(&req.id);
@@ -1238,6 +1239,9 @@ impl Workflow {
             })?
             .unwrap_or_else(|never: Refusal| panic!("timer update cannot refuse: {never}"));
         self.store.flush().await?;
+        if revoke {
+            crashpoint::hit("after_expire");
+        }
         self.wake_outbox();
         if revoke {
             self.spawn_revoke(id);

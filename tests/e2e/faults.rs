@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 const T: Duration = Duration::from_secs(10);
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Kills the process at each crash point of a grant's life and checks that
 /// after a restart the access was granted and then revoked, exactly as if
@@ -17,15 +18,23 @@ const T: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_point_still_ends_granted_then_revoked() {
     for point in [
+        "after_approve",
         "before_grant",
         "after_grant",
+        "after_expire",
         "before_revoke",
         "after_revoke",
     ] {
         let mut app = TestApp::spawn_with(Setup::default().env("ACCESSBOT_CRASH_AT", point)).await;
         let id = app.request(ALICE, "billing-admin 2s crash test").await;
         app.wait_dm(BOB, &[&id], T).await;
-        app.press(BOB, "approve", &id).await;
+        // At `after_approve` the bot dies before it answers the click.
+        let click = TestApp::interaction_body(&block_action(BOB, "approve", &id));
+        let answered = app
+            .try_post_signed("/slack/interactions", FORM, &click, 0)
+            .await
+            .is_ok();
+        assert_eq!(answered, point != "after_approve", "{point}");
         let status = app.wait_exit(T).await;
         assert!(!status.success(), "{point}: expected an abort");
         app.remove_env("ACCESSBOT_CRASH_AT");

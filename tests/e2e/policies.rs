@@ -403,3 +403,36 @@ required = 1
         .await;
     assert!(update.body["view"].to_string().contains("nobody but you"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_grant_is_warned_before_its_new_end() {
+    let approval = "approvers = [\"U0BOB\"]\nrequired = 1\n[[approval.auto_approve]]\nname = \"on-call\"\nusers = [\"U0DAVE\"]\nmax_duration = \"30m\"\n";
+    let app = TestApp::spawn_with(
+        Setup::default()
+            .only_runbook("payroll", &rb("payroll", approval, "", ""))
+            .env("ACCESSBOT_EXPIRY_WARNING", "2s"),
+    )
+    .await;
+    let answer = app.slash(DAVE, "request payroll 10s incident").await;
+    let id = request_id_in(&answer).unwrap();
+    app.wait_done(&format!("grant {id}"), T).await;
+    let extended = app.slash(DAVE, &format!("extend {id} 5s")).await;
+    assert!(extended.contains("Extended by 5s"), "{extended}");
+    // The warning comes 2s before the new end (13s after the grant), not never.
+    app.wait_dm(
+        DAVE,
+        &["ends at", "Extend", "Release now"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let warned = app
+        .dms(DAVE)
+        .iter()
+        .filter(|m| m.to_string().contains("ends at"))
+        .count();
+    assert_eq!(warned, 1, "one warning, for the new end");
+    assert!(
+        !app.provider_done().contains(&format!("revoke {id}")),
+        "the warning came after the end"
+    );
+}

@@ -382,6 +382,19 @@ impl TestApp {
         body: &str,
         age: i64,
     ) -> reqwest::Response {
+        self.try_post_signed(path, content_type, body, age)
+            .await
+            .expect("accessbot answers")
+    }
+
+    /// Like [`TestApp::post_signed`], for when the bot may die before it answers.
+    pub async fn try_post_signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        age: i64,
+    ) -> reqwest::Result<reqwest::Response> {
         let ts = chrono::Utc::now().timestamp() - age;
         self.http
             .post(format!("{}{}", self.base, path))
@@ -391,7 +404,6 @@ impl TestApp {
             .body(body.to_string())
             .send()
             .await
-            .expect("accessbot answers")
     }
 
     pub fn slash_body(user: &str, text: &str) -> String {
