@@ -1016,7 +1016,17 @@ impl Checker<'_> {
                         rule.field("name"),
                         format!(
                             "another auto-approve rule{at} is already named `{}`; give each rule its own name",
-                            name.value
+                            shorten(&name.value)
+                        ),
+                    );
+                    ok = false;
+                } else if name.value.starts_with("auto_approve[") {
+                    self.report(
+                        name.line,
+                        rule.field("name"),
+                        format!(
+                            "`{}` looks like the name accessbot gives a rule without one (auto_approve[N]), so the audit log could not tell the two apart; pick another name",
+                            shorten(&name.value)
                         ),
                     );
                     ok = false;
@@ -1419,7 +1429,9 @@ impl Checker<'_> {
             ("a whole number", Some(n)) if n.parse::<i64>().is_ok() => {
                 "; remove the quotes".to_string()
             }
-            ("a list", Some(one)) => format!(r#"; put it in square brackets: {key} = ["{one}"]"#),
+            ("a list", Some(one)) => {
+                format!(r#"; put it in square brackets: {key} = ["{}"]"#, shorten(one))
+            }
             ("text", _) if item.is_integer() && is_duration_key(key) => {
                 format!(r#"; durations are text with a unit in quotes, e.g. {key} = "4h""#)
             }
