@@ -114,6 +114,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         signing_secret: config.signing_secret.clone(),
         delivery,
         metrics: Arc::new(Metrics::default()),
+        in_flight: Default::default(),
     };
     tracing::info!("accessbot listening on {addr}");
     let server =

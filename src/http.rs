@@ -8,8 +8,9 @@
 //! within Slack's 3 seconds, and leave Web API calls to the outbox or to
 //! spawned tasks.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -55,6 +56,35 @@ pub struct AppState {
     pub signing_secret: Secret,
     pub delivery: Arc<DeliveryHealth>,
     pub metrics: Arc<Metrics>,
+    /// Deliveries being handled right now, by replay key, so the same signed
+    /// request arriving twice at once runs once (see [`InFlight`]).
+    pub in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Marks a delivery as being handled until dropped.
+struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl InFlight {
+    /// `None` when the same delivery is already being handled.
+    fn claim(set: &Arc<Mutex<HashSet<String>>>, key: &str) -> Option<InFlight> {
+        let mut guard = set.lock().unwrap_or_else(|p| p.into_inner());
+        guard.insert(key.to_string()).then(|| InFlight {
+            set: Arc::clone(set),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -130,6 +160,11 @@ async fn signed(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: B
             );
         }
     }
+    let Some(_handling) = InFlight::claim(&state.in_flight, &replay_key) else {
+        // The same bytes are being handled right now: wait for that answer.
+        state.metrics.replays.fetch_add(1, Ordering::Relaxed);
+        return answer_of_twin(&state, &replay_key).await;
+    };
     let answer: Answer = match endpoint {
         Endpoint::Commands => {
             state.metrics.commands.fetch_add(1, Ordering::Relaxed);
@@ -171,6 +206,19 @@ async fn signed(state: AppState, endpoint: Endpoint, headers: HeaderMap, body: B
         }
     }
     answer.into_response()
+}
+
+/// The answer the first of two identical concurrent deliveries gave, once
+/// it has one; an empty 200 if it takes longer than Slack would wait.
+async fn answer_of_twin(state: &AppState, key: &str) -> Response {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Ok(Some(answer)) = state.workflow.store.seen_before(key.as_bytes()) {
+            return cached_answer(answer);
+        }
+    }
+    StatusCode::OK.into_response()
 }
 
 /// What a handler answers Slack.

@@ -1430,7 +1430,10 @@ impl Checker<'_> {
                 "; remove the quotes".to_string()
             }
             ("a list", Some(one)) => {
-                format!(r#"; put it in square brackets: {key} = ["{}"]"#, shorten(one))
+                format!(
+                    r#"; put it in square brackets: {key} = ["{}"]"#,
+                    shorten(one)
+                )
             }
             ("text", _) if item.is_integer() && is_duration_key(key) => {
                 format!(r#"; durations are text with a unit in quotes, e.g. {key} = "4h""#)

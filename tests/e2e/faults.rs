@@ -208,6 +208,52 @@ async fn a_replayed_or_resent_request_does_nothing_more() {
     assert_eq!(approvals, 1);
 }
 
+/// Identical signed deliveries arriving at the same instant (a replay racing
+/// the original) create one request, and every copy gets the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_five_times_at_once_runs_once() {
+    let app = TestApp::spawn().await;
+    let body = TestApp::slash_body(ALICE, "request billing-admin 1h racing replay");
+    let ts = chrono::Utc::now().timestamp();
+    let sig = TestApp::sign(ts, body.as_bytes());
+    let mut copies = Vec::new();
+    for _ in 0..5 {
+        let (url, body, sig) = (
+            format!("{}/slack/commands", app.base),
+            body.clone(),
+            sig.clone(),
+        );
+        copies.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", FORM)
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for c in copies {
+        answers.push(c.await.unwrap());
+    }
+    let id = request_id_in(&answers[0]).expect("the first answer names the request");
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    app.wait_dm(BOB, &[&id], T).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requested = app
+        .audit_texts()
+        .iter()
+        .filter(|t| t.contains("*requested*"))
+        .count();
+    assert_eq!(requested, 1, "{:?}", app.audit_texts());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
     let two_of_four = BILLING
