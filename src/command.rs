@@ -45,7 +45,7 @@ pub enum CommandError {
     MissingDuration,
     #[error("{0}")]
     Duration(#[from] DurationError),
-    #[error("the command is too long ({0} characters); keep the reason under 1000 characters")]
+    #[error("the command is too long ({0} characters); keep it under 4000 characters by shortening the reason")]
     TooLong(usize),
 }
 

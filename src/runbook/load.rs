@@ -1281,17 +1281,16 @@ impl Checker<'_> {
             return true;
         }
         let full = dir.join(path.strip_prefix("./").unwrap_or(path));
+        let shown = shorten(&program.value);
         let problem = match fs::metadata(&full) {
             Err(_) => format!(
-                "`{}` does not exist ({} was not found); relative paths start at the runbook directory",
-                program.value,
-                full.display()
+                "`{shown}` does not exist ({} was not found); relative paths start at the runbook directory",
+                shorten_path(&full)
             ),
-            Ok(meta) if !meta.is_file() => format!("`{}` is not a file", program.value),
+            Ok(meta) if !meta.is_file() => format!("`{shown}` is not a file"),
             Ok(meta) if !is_executable(&meta) => format!(
-                "`{}` is not executable; run chmod +x {}",
-                program.value,
-                full.display()
+                "`{shown}` is not executable; run chmod +x {}",
+                shorten_path(&full)
             ),
             Ok(_) => return true,
         };
@@ -1430,9 +1429,11 @@ impl Checker<'_> {
                 "; remove the quotes".to_string()
             }
             ("a list", Some(one)) => {
+                // Quoted by toml_edit, so the suggestion is valid TOML
+                // whatever the value holds.
                 format!(
-                    r#"; put it in square brackets: {key} = ["{}"]"#,
-                    shorten(one)
+                    "; put it in square brackets: {key} = [{}]",
+                    toml_edit::Value::from(shorten(one))
                 )
             }
             ("text", _) if item.is_integer() && is_duration_key(key) => {
@@ -1834,6 +1835,22 @@ fn slug(text: &str) -> String {
         .to_string()
 }
 
+/// A path for a message: control characters removed, the end kept (it
+/// names the file) when it is long.
+fn shorten_path(path: &Path) -> String {
+    let text: Vec<char> = path
+        .display()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if text.len() > 120 {
+        format!("…{}", text[text.len() - 119..].iter().collect::<String>())
+    } else {
+        text.into_iter().collect()
+    }
+}
+
 /// Keeps long or hostile values readable in messages.
 fn shorten(text: &str) -> String {
     let clean: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
@@ -2178,7 +2195,7 @@ usergroup = "S0BILLINGADM""#,
         check(
             &edit("allowed = [\"*\"]", "allowed = \"*\""),
             "request.allowed",
-            "square brackets",
+            "put it in square brackets: allowed = [\"*\"]",
         );
         check(
             &edit("max_duration = \"4h\"", "max_duration = 4"),
