@@ -553,3 +553,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Slack is slow while a request needs a user group's members: the person
+/// still gets an answer within Slack's 3 seconds, saying what happened, and
+/// nothing is stored; once Slack answers again the same command works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_slack_lookup_still_answers_in_time_and_stores_nothing() {
+    let by_group = BILLING.replace(
+        "approvers = [\"U0BOB\", \"U0CAROL\"]",
+        "approvers = [\"S0FINLEADS\"]",
+    );
+    assert_ne!(by_group, BILLING);
+    let app = TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &by_group)).await;
+    app.slack.set_usergroup("S0FINLEADS", &[BOB, CAROL]);
+    app.slack
+        .set_delay("usergroups.users.list", Duration::from_secs(5));
+    let started = Instant::now();
+    let answer = app.slash(ALICE, "request billing-admin 1h slow").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("did not answer in time"), "{answer}");
+    assert!(request_id_in(&answer).is_none(), "{answer}");
+    let status = app.slash(ALICE, "status").await;
+    assert!(!status.contains("ar-"), "{status}");
+
+    app.slack.set_delay("usergroups.users.list", Duration::ZERO);
+    let id = app.request(ALICE, "billing-admin 1h fast again").await;
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+}
