@@ -7,7 +7,7 @@
 //! `Granting` and `Revoking` states are the recorded intents), so a crash at
 //! any point is completed by [`Workflow::recover`] on the next start.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,6 +106,9 @@ pub struct Workflow {
     pub tasks: TaskTracker,
     /// Requests whose grant or revoke is running in this process.
     running: Mutex<HashSet<String>>,
+    /// One provider run at a time per person and runbook, so a revoke and an
+    /// overlapping request's grant for the same access never interleave.
+    subjects: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Collects the effects of one state change.
@@ -228,6 +231,7 @@ impl Workflow {
             timer_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             running: Mutex::new(HashSet::new()),
+            subjects: Mutex::new(HashMap::new()),
         }
     }
 
@@ -627,6 +631,34 @@ impl Workflow {
         });
     }
 
+    /// Holds the provider lock of `req`'s person and runbook.
+    async fn lock_subject(&self, req: &AccessRequest) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{}\u{0}{}", req.requester, req.runbook_id);
+        let lock = {
+            let mut subjects = self.subjects.lock().expect("subjects lock");
+            subjects.retain(|_, l| Arc::strong_count(l) > 1);
+            Arc::clone(subjects.entry(key).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// Another request of the same person for the same runbook that holds,
+    /// or is being given, the same access: revoking `req` in the target
+    /// system would take that access away too.
+    fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .store
+            .all_requests()?
+            .into_iter()
+            .find(|o| {
+                o.id != req.id
+                    && o.requester == req.requester
+                    && o.runbook_id == req.runbook_id
+                    && matches!(o.status, Status::Granting | Status::Active)
+            })
+            .map(|o| o.id))
+    }
+
     async fn context(&self, req: &AccessRequest, expires_at: DateTime<Utc>) -> GrantContext {
         let email = match self.slack.user_info(&req.requester).await {
             Ok(u) => u.email,
@@ -657,6 +689,7 @@ impl Workflow {
         if req.status != Status::Granting {
             return Ok(false);
         }
+        let _subject = self.lock_subject(&req).await;
         let started = Utc::now();
         let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
         crashpoint::hit("before_grant");
@@ -751,9 +784,15 @@ impl Workflow {
         if req.status != Status::Revoking {
             return Ok(());
         }
+        let _subject = self.lock_subject(&req).await;
         let expires_at = req.expires_at.unwrap_or_else(Utc::now);
         crashpoint::hit("before_revoke");
+        let covered_by = self.covering_request(&req)?;
         let result = match self.catalog.get(&req.runbook_id) {
+            Some(_) if covered_by.is_some() => {
+                tracing::info!(request_id = %req.id, other = ?covered_by, "not revoking in the target system: another request holds the same access");
+                Ok(())
+            }
             Some(rb) => {
                 let ctx = self.context(&req, expires_at).await;
                 let r = self
@@ -782,7 +821,11 @@ impl Workflow {
                     Ok(()) => {
                         req.ended_at = Some(now);
                         req.retry_at = None;
-                        let why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                        let mut why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                        if let Some(other) = &covered_by {
+                            why =
+                                format!("{why}; the access itself continues under request {other}");
+                        }
                         if req.grant_failed {
                             req.status = Status::Failed;
                             fx.audit(

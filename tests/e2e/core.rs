@@ -430,3 +430,31 @@ async fn early_revoke_by_an_approver() {
     app.wait_dm(ALICE, &["has ended", "revoked early by <@U0CAROL>"], T)
         .await;
 }
+
+/// Two overlapping grants of the same access to the same person: the first
+/// one ending must not take away the access the second still grants, and
+/// the second one ending revokes it for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_grant_keeps_the_access_when_the_first_ends() {
+    let app = TestApp::spawn().await;
+    let short = app.request(ALICE, "billing-admin 5s first").await;
+    app.wait_dm(BOB, &[&short], T).await;
+    app.press(BOB, "approve", &short).await;
+    app.wait_done(&format!("grant {short}"), T).await;
+    let long = app.request(ALICE, "billing-admin 1h second").await;
+    app.wait_dm(BOB, &[&long], T).await;
+    app.press(BOB, "approve", &long).await;
+    app.wait_done(&format!("grant {long}"), T).await;
+
+    app.wait_audit(&["revoked", &short, "continues under request"], T)
+        .await;
+    assert!(
+        !app.provider_done().contains(&format!("revoke {short}")),
+        "the first grant's end revoked access the second still grants: {:?}",
+        app.provider_done()
+    );
+    let answer = app.slash(ALICE, &format!("revoke {long}")).await;
+    assert!(!answer.is_empty());
+    app.wait_done(&format!("revoke {long}"), T).await;
+    app.wait_audit(&["revoked", &long], T).await;
+}
