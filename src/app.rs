@@ -112,6 +112,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let state = AppState {
         workflow: Arc::clone(&workflow),
         signing_secret: config.signing_secret.clone(),
+        audit_token: config.audit_token.clone(),
         delivery,
         metrics: Arc::new(Metrics::default()),
         in_flight: Default::default(),

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use crate::duration::parse_duration;
 
+/// The shortest `ACCESSBOT_AUDIT_TOKEN` accepted.
+pub const MIN_AUDIT_TOKEN_CHARS: usize = 24;
+
 /// A value that must never reach a log, an error message or a page.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -61,6 +64,8 @@ pub struct Config {
     pub retry_base: Duration,
     /// Longest retry interval; backoff doubles up to this.
     pub retry_max: Duration,
+    /// Bearer token for `GET /audit`; the export is off without one.
+    pub audit_token: Option<Secret>,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -92,6 +97,7 @@ struct FileConfig {
     expiry_warning: Option<String>,
     retry_base: Option<String>,
     retry_max: Option<String>,
+    audit_token: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
 }
@@ -183,6 +189,17 @@ impl Config {
             pick("ACCESSBOT_RETRY_MAX", file.retry_max),
             "5m",
         )?;
+        let audit_token = pick("ACCESSBOT_AUDIT_TOKEN", file.audit_token).map(Secret::new);
+        if let Some(token) = &audit_token {
+            if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {
+                return Err(ConfigError::Invalid {
+                    env: "ACCESSBOT_AUDIT_TOKEN",
+                    reason: format!(
+                        "too short to guard the audit log; use at least {MIN_AUDIT_TOKEN_CHARS} random characters, e.g. the output of `openssl rand -hex 24`"
+                    ),
+                });
+            }
+        }
         Ok(Config {
             signing_secret: Secret::new(signing_secret),
             bot_token: Secret::new(bot_token),
@@ -196,6 +213,7 @@ impl Config {
             expiry_warning,
             retry_base,
             retry_max: retry_max.max(retry_base),
+            audit_token,
         })
     }
 }
@@ -270,6 +288,32 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.expiry_warning, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_short_audit_token_is_refused_without_echoing_it() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("ACCESSBOT_AUDIT_TOKEN", "hunter2-short"));
+        let e = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ACCESSBOT_AUDIT_TOKEN") && e.contains("at least 24"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let long = "x".repeat(MIN_AUDIT_TOKEN_CHARS);
+        pairs.pop();
+        pairs.push(("ACCESSBOT_AUDIT_TOKEN", &long));
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs)).unwrap();
+        assert_eq!(
+            c.audit_token.map(|t| t.expose().to_string()),
+            Some(long.clone())
+        );
+        assert!(Config::load_with(Some(Path::new("/dev/null")), &env(BASE))
+            .unwrap()
+            .audit_token
+            .is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,6 +54,8 @@ pub struct Metrics {
 pub struct AppState {
     pub workflow: Arc<Workflow>,
     pub signing_secret: Secret,
+    /// Guards `GET /audit`; `None` turns the export off.
+    pub audit_token: Option<Secret>,
     pub delivery: Arc<DeliveryHealth>,
     pub metrics: Arc<Metrics>,
     /// Deliveries being handled right now, by replay key, so the same signed
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/slack/events", post(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/audit", get(audit_export))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -697,6 +700,93 @@ fn publish_home(state: &AppState, user: &str) {
     if state.workflow.store.enqueue(effects).is_ok() {
         state.workflow.wake();
     }
+}
+
+/// `GET /audit[?since=SEQ]`: the audit log as JSON lines, for auditors and
+/// SIEMs, while the bot runs. Needs `Authorization: Bearer <ACCESSBOT_AUDIT_TOKEN>`.
+/// The whole hash chain is verified on every export; the verdict is in the
+/// `X-Accessbot-Audit-Chain` header (`intact` or `broken-at=<seq>`).
+async fn audit_export(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let Some(token) = &s.audit_token else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            "the audit export is off; set ACCESSBOT_AUDIT_TOKEN to turn it on",
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same_secret(given, token.expose()) {
+        tracing::warn!("refused an audit export without the right token");
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <ACCESSBOT_AUDIT_TOKEN>",
+        );
+    }
+    let events = match s.workflow.store.audit_events() {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(error = %e, "audit export could not read the log");
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry",
+            );
+        }
+    };
+    let chain = match crate::audit::verify_chain(&events) {
+        Ok(_) => "intact".to_string(),
+        Err(seq) => {
+            tracing::error!(seq, "audit log hash chain is broken");
+            format!("broken-at={seq}")
+        }
+    };
+    let mut body = String::new();
+    for e in events
+        .iter()
+        .filter(|e| q.since.is_none_or(|since| e.seq > since))
+    {
+        body.push_str(&serde_json::to_string(e).unwrap_or_default());
+        body.push('\n');
+    }
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/x-ndjson".to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-accessbot-audit-chain"),
+                chain,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditQuery {
+    since: Option<u64>,
+}
+
+/// Compares two secrets in time that depends on neither: both are hashed
+/// first, so lengths and contents leak nothing.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {

@@ -458,3 +458,63 @@ async fn an_overlapping_grant_keeps_the_access_when_the_first_ends() {
     app.wait_done(&format!("revoke {long}"), T).await;
     app.wait_audit(&["revoked", &long], T).await;
 }
+
+/// Auditors export the audit log from the running bot with a token: JSON
+/// lines, the chain verdict in a header, `since` for incremental pulls; no
+/// token, a wrong one, or the export turned off, and they get nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_exports_while_running_with_a_token() {
+    const AUDIT_TOKEN: &str = "audit-export-token-0123456789abcdef";
+    let app = TestApp::spawn_with(Setup::default().env("ACCESSBOT_AUDIT_TOKEN", AUDIT_TOKEN)).await;
+    let id = app.request(ALICE, "billing-admin 1h export").await;
+    app.wait_dm(BOB, &[&id], T).await;
+    app.press(BOB, "deny", &id).await;
+    app.wait_audit(&["denied", &id], T).await;
+
+    let export = |auth: Option<&str>, query: &str| {
+        let mut r = reqwest::Client::new().get(format!("{}/audit{query}", app.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a.to_string());
+        }
+        r.send()
+    };
+    for auth in [None, Some("Bearer wrong-token"), Some(AUDIT_TOKEN)] {
+        let r = export(auth, "").await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(!r.text().await.unwrap().contains(&id));
+    }
+    let r = export(Some(&format!("Bearer {AUDIT_TOKEN}")), "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-accessbot-audit-chain"], "intact");
+    let events: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["request_id"] == id.as_str())
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["requested", "denied"]);
+    let first = events[0]["seq"].as_u64().unwrap();
+    let later = export(
+        Some(&format!("Bearer {AUDIT_TOKEN}")),
+        &format!("?since={first}"),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(later.lines().count(), events.len() - 1);
+
+    let off = TestApp::spawn().await;
+    let r = off.get("/audit").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("ACCESSBOT_AUDIT_TOKEN"));
+}

@@ -440,8 +440,13 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_health_or_metrics() {
-    let mut app = TestApp::spawn_with(Setup::default().env("RUST_LOG", "debug")).await;
-    app.set_env("TEST_RUST_LOG", "trace");
+    const AUDIT_TOKEN: &str = "audit-export-token-0123456789abcdef";
+    let mut app = TestApp::spawn_with(
+        Setup::default()
+            .env("RUST_LOG", "debug")
+            .env("ACCESSBOT_AUDIT_TOKEN", AUDIT_TOKEN),
+    )
+    .await;
     let id = app.request(ALICE, "billing-admin 1s x").await;
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
@@ -457,7 +462,7 @@ async fn secrets_never_reach_logs_health_or_metrics() {
         logs.contains("invalid_auth"),
         "the auth failure should be logged"
     );
-    for secret in [SECRET, TOKEN] {
+    for secret in [SECRET, TOKEN, AUDIT_TOKEN] {
         for (name, text) in [("logs", &logs), ("healthz", &health), ("metrics", &metrics)] {
             assert!(!text.contains(secret), "{name} contains a secret");
         }
