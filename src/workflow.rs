@@ -525,6 +525,13 @@ impl Workflow {
                     for u in done_stage.approvers.clone() {
                         fx.update_dm(req, &u, APPROVAL, blocks::approval_closed(req, &outcome));
                     }
+                    // The new stage's approvers get their own time before a
+                    // reminder and before escalation.
+                    if let Some(rb) = self.catalog.get(&req.runbook_id) {
+                        let now = Utc::now();
+                        req.remind_at = rb.approval.remind_after.map(|d| now + chrono_dur(d));
+                        req.escalate_at = rb.approval.escalate_after.map(|d| now + chrono_dur(d));
+                    }
                     let note = format!("{} approved the previous stage.", who(user));
                     self.ask_stage(&mut fx, req, next_stage, &note);
                     fx.done("Approved; the request moves to the next stage.".to_string())

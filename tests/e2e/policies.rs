@@ -436,3 +436,46 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
         "the warning came after the end"
     );
 }
+
+/// Every stage gets its own reminder and escalation: a second stage whose
+/// approver is away is not left waiting because the first stage used up
+/// the timers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stage_is_reminded_and_escalated_on_its_own_clock() {
+    let stages = r#"remind_after = "1s"
+escalate_after = "2s"
+approval_timeout = "1h"
+fallback_approvers = ["U0CAROL", "U0DAVE"]
+[[approval.stages]]
+name = "Lead"
+approvers = ["U0BOB"]
+required = 1
+[[approval.stages]]
+name = "Owner"
+approvers = ["owner"]
+required = 1
+"#;
+    let app = TestApp::spawn_with(
+        Setup::default().only_runbook("payroll", &rb("payroll", stages, "", "")),
+    )
+    .await;
+    let id = app.request(ALICE, "payroll").await;
+    // Stage 1 nobody answers: reminder, then the fallback approvers.
+    app.wait_dm(BOB, &[&id, "Reminder"], T).await;
+    app.wait_dm(CAROL, &[&id, "Escalated", "Approve"], T).await;
+    app.press(CAROL, "approve", &id).await;
+    app.wait_audit(&["stage_approved", &id], T).await;
+    // Stage 2 gets its own reminder and escalation.
+    app.wait_dm(OWNER, &[&id, "Reminder"], T).await;
+    let escalations = || {
+        app.audit_texts()
+            .iter()
+            .filter(|t| t.contains("*escalated*") && t.contains(&id))
+            .count()
+    };
+    wait_until(T, || (escalations() == 2).then_some(()))
+        .await
+        .expect("stage 2 escalated");
+    app.press(DAVE, "approve", &id).await;
+    app.wait_done(&format!("grant {id}"), T).await;
+}
