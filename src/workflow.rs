@@ -31,6 +31,9 @@ use crate::store::{
 
 /// Why a new request (or extension) was refused; each message tells the
 /// requester what to change. Nothing is stored when one is returned.
+/// The most time a new request may spend asking Slack who is who.
+const LOOKUPS_BUDGET: Duration = Duration::from_millis(2200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("there is no runbook `{0}`; `/access list` shows what you can request")]
@@ -279,18 +282,28 @@ impl Workflow {
         n: NewRequest,
     ) -> Result<AccessRequest, RequestError> {
         let (rb, duration) = self.validate(&n)?;
-        if !self.people.may_request(rb, &n.user).await? {
-            return Err(RequestError::NotAllowed {
-                id: rb.id.clone(),
-                owner: rb.owner.clone(),
-            });
-        }
-        let stages = self.people.resolve_stages(rb, &n.user).await?;
-        let auto = if rb.break_glass {
-            None
-        } else {
-            self.people.auto_approve_rule(rb, &n.user, duration).await?
-        };
+        // Each Slack lookup is bounded on its own; this bounds them all, so
+        // the answer still reaches Slack within its 3 seconds.
+        let resolved = tokio::time::timeout(LOOKUPS_BUDGET, async {
+            if !self.people.may_request(rb, &n.user).await? {
+                return Err(RequestError::NotAllowed {
+                    id: rb.id.clone(),
+                    owner: rb.owner.clone(),
+                });
+            }
+            let stages = self.people.resolve_stages(rb, &n.user).await?;
+            let auto = if rb.break_glass {
+                None
+            } else {
+                self.people.auto_approve_rule(rb, &n.user, duration).await?
+            };
+            Ok((stages, auto))
+        })
+        .await
+        .map_err(|_| ResolveError::SlackSlow {
+            what: "who may approve this request".to_string(),
+        })?;
+        let (stages, auto) = resolved?;
         let now = Utc::now();
         let policy = &rb.approval;
         let mut req = AccessRequest {

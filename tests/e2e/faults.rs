@@ -589,3 +589,31 @@ async fn a_slow_slack_lookup_still_answers_in_time_and_stores_nothing() {
     let id = app.request(ALICE, "billing-admin 1h fast again").await;
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
 }
+
+/// Several lookups that are each just fast enough add up: the request as a
+/// whole still answers within Slack's 3 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_slowish_lookups_together_still_answer_in_time() {
+    let three_groups = BILLING.replace(
+        "approvers = [\"U0BOB\", \"U0CAROL\"]",
+        "approvers = [\"S0ONE\", \"S0TWO\", \"S0THREE\"]",
+    );
+    assert_ne!(three_groups, BILLING);
+    let app =
+        TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &three_groups)).await;
+    for g in ["S0ONE", "S0TWO", "S0THREE"] {
+        app.slack.set_usergroup(g, &[BOB]);
+    }
+    app.slack
+        .set_delay("usergroups.users.list", Duration::from_millis(1200));
+    let started = Instant::now();
+    let answer = app.slash(ALICE, "request billing-admin 1h slowish").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("did not answer in time"), "{answer}");
+    let status = app.slash(ALICE, "status").await;
+    assert!(!status.contains("ar-"), "{status}");
+}
