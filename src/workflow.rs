@@ -25,8 +25,8 @@ use crate::runbook::{Catalog, Runbook};
 use crate::slack::blocks::{self, Msg};
 use crate::slack::SlackClient;
 use crate::store::{
-    AccessRequest, Effects, ExtensionRequest, NewAuditEvent, OutboxItem, SlackOp, Status, Store,
-    StoreError,
+    AccessRequest, Approval, Effects, ExtensionRequest, NewAuditEvent, OutboxItem, SlackOp, Status,
+    Store, StoreError,
 };
 
 /// Why a new request (or extension) was refused; each message tells the
@@ -1014,7 +1014,10 @@ impl Workflow {
             .stages
             .first()
             .map(|s| s.approvers.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| *a != current.requester)
+            .collect();
         let audit_channel = self.audit_channel.clone();
         let warning = self.timing.expiry_warning;
         let (answer, _) = self.store.update(request_id, |req| {
@@ -1049,6 +1052,8 @@ impl Workflow {
                 duration_secs: extra.as_secs(),
                 asked_at: Utc::now(),
                 approvers: approvers.clone(),
+                stage: 0,
+                approvals: vec![],
             });
             fx.audit(
                 "extension_requested",
@@ -1085,7 +1090,7 @@ impl Workflow {
         let warning = self.timing.expiry_warning;
         let (answer, _) = self.store.update(request_id, |req| {
             let mut fx = Fx::new(&audit_channel);
-            let Some(ext) = req.extension.clone() else {
+            let Some(mut ext) = req.extension.clone() else {
                 return Err(Refusal::Invalid(format!(
                     "request {} has no extension waiting; nothing was changed",
                     req.id
@@ -1094,11 +1099,84 @@ impl Workflow {
             if user == req.requester {
                 return Err(Refusal::SelfApproval);
             }
-            if !ext.approvers.iter().any(|a| a == user) {
-                return Err(Refusal::NotApprover(req.id.clone()));
+            if ext.approvals.iter().any(|a| a.user == user) {
+                return Err(Refusal::AlreadyApproved(req.id.clone()));
+            }
+            let Some(stage) = req.stages.get(ext.stage).cloned() else {
+                return Err(Refusal::Invalid(format!(
+                    "the extension of request {} has no approval stage left; ask for it again",
+                    req.id
+                )));
+            };
+            if !stage.approvers.iter().any(|a| a == user) {
+                return Err(if req.all_approvers().any(|a| a == user) {
+                    Refusal::NotCurrentStage(req.id.clone())
+                } else {
+                    Refusal::NotApprover(req.id.clone())
+                });
+            }
+            let extra = Duration::from_secs(ext.duration_secs);
+            if approve && req.status == Status::Active {
+                ext.approvals.push(Approval {
+                    user: user.to_string(),
+                    stage: ext.stage,
+                    at: Utc::now(),
+                });
+                let have = ext.approvals.iter().filter(|a| a.stage == ext.stage).count() as u32;
+                if have < stage.required {
+                    fx.audit(
+                        "extension_approval",
+                        req,
+                        user,
+                        format!(
+                            "{} approved the extension of {}; {} more needed",
+                            who(user),
+                            format_duration(extra),
+                            stage.required - have
+                        ),
+                    );
+                    req.extension = Some(ext);
+                    return fx.done(format!(
+                        "Approval counted; {} more needed for the extension.",
+                        stage.required - have
+                    ));
+                }
+                if let Some(next) = req.stages.get(ext.stage + 1).cloned() {
+                    let outcome = format!(
+                        ":ballot_box_with_check: Extension approved by {} for stage “{}”; now with “{}”.",
+                        who(user),
+                        blocks::user_text(&stage.name, 100),
+                        blocks::user_text(&next.name, 100)
+                    );
+                    fx.audit(
+                        "extension_stage_approved",
+                        req,
+                        user,
+                        format!(
+                            "extension of {}: stage “{}” approved by {}",
+                            format_duration(extra),
+                            blocks::user_text(&stage.name, 100),
+                            who(user)
+                        ),
+                    );
+                    for a in &stage.approvers {
+                        fx.update_dm(req, a, "extension", blocks::approval_closed(req, &outcome));
+                    }
+                    ext.stage += 1;
+                    for a in &next.approvers {
+                        if *a == req.requester || ext.approvals.iter().any(|x| x.user == *a) {
+                            continue;
+                        }
+                        if !ext.approvers.contains(a) {
+                            ext.approvers.push(a.clone());
+                        }
+                        fx.dm(req, a, blocks::extension_request(req, extra), Some("extension"));
+                    }
+                    req.extension = Some(ext);
+                    return fx.done("Approved; the extension moves to the next stage.".to_string());
+                }
             }
             req.extension = None;
-            let extra = Duration::from_secs(ext.duration_secs);
             let outcome = if approve && req.status == Status::Active {
                 apply_extension(req, extra, warning);
                 fx.audit(
@@ -1108,7 +1186,7 @@ impl Workflow {
                     format!(
                         "extended by {} (approved by {})",
                         format_duration(extra),
-                        who(user)
+                        ext.approvals.iter().map(|a| who(&a.user)).collect::<Vec<_>>().join(", ")
                     ),
                 );
                 format!(

@@ -82,7 +82,14 @@ pub struct MessageRef {
 pub struct ExtensionRequest {
     pub duration_secs: u64,
     pub asked_at: DateTime<Utc>,
+    /// Everyone asked so far, across stages (their DMs are closed at the end).
     pub approvers: Vec<String>,
+    /// The approval stage the extension is in; it goes through the
+    /// request's stages in order, with the same `required` counts.
+    #[serde(default)]
+    pub stage: usize,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
 }
 
 /// A request for access and everything that happened to it.

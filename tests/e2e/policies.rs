@@ -479,3 +479,50 @@ required = 1
     app.press(DAVE, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
 }
+
+/// An extension goes through the same stages as the request: the lead's
+/// approval alone does not extend a grant the owner must also approve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_goes_through_every_stage_again() {
+    let stages = r#"
+[[approval.stages]]
+name = "Lead"
+approvers = ["U0BOB"]
+required = 1
+[[approval.stages]]
+name = "Owner"
+approvers = ["owner"]
+required = 1
+"#;
+    let app = TestApp::spawn_with(Setup::default().only_runbook(
+        "payroll",
+        &rb("payroll", "", "", "max_total = \"3h\"").replace("[approval]\n", stages),
+    ))
+    .await;
+    let id = app.request(ALICE, "payroll 1h").await;
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.press(BOB, "approve", &id).await;
+    app.wait_dm(OWNER, &[&id, "Approve"], T).await;
+    app.press(OWNER, "approve", &id).await;
+    app.wait_done(&format!("grant {id}"), T).await;
+
+    let asked = app.slash(ALICE, &format!("extend {id} 1h")).await;
+    assert!(asked.contains("Asked the approvers"), "{asked}");
+    app.wait_dm(BOB, &[&id, "Extension request"], T).await;
+    // The owner may not jump the queue.
+    app.press(OWNER, "extension_approve", &id).await;
+    app.wait_ephemeral(OWNER, "not an approver of the current stage", T)
+        .await;
+    app.press(BOB, "extension_approve", &id).await;
+    app.wait_audit(&["extension_stage_approved", &id], T).await;
+    let status = app.slash(ALICE, "status").await;
+    assert!(!status.contains("2h"), "extended after one stage: {status}");
+    app.wait_dm(OWNER, &[&id, "Extension request"], T).await;
+    // Bob approved once; he cannot approve the owner's stage too.
+    app.press(BOB, "extension_approve", &id).await;
+    app.wait_ephemeral(BOB, "already approved", T).await;
+    app.press(OWNER, "extension_approve", &id).await;
+    app.wait_audit(&["extended", &id, "<@U0BOB>, <@U0OWNER>"], T)
+        .await;
+    app.wait_dm(ALICE, &["Extension of 1h approved"], T).await;
+}
