@@ -846,6 +846,18 @@ impl Workflow {
                             why =
                                 format!("{why}; the access itself continues under request {other}");
                         }
+                        if let Some(ext) = req.extension.take() {
+                            let outcome =
+                                ":hourglass: The access ended before the extension was decided.";
+                            for a in &ext.approvers {
+                                fx.update_dm(
+                                    req,
+                                    a,
+                                    "extension",
+                                    blocks::approval_closed(req, outcome),
+                                );
+                            }
+                        }
                         if req.grant_failed {
                             req.status = Status::Failed;
                             fx.audit(
@@ -1090,6 +1102,13 @@ impl Workflow {
         let warning = self.timing.expiry_warning;
         let (answer, _) = self.store.update(request_id, |req| {
             let mut fx = Fx::new(&audit_channel);
+            // A late click on an ended grant answers with its state.
+            if req.status != Status::Active {
+                return Err(Refusal::NotActive {
+                    id: req.id.clone(),
+                    state: policy::state_words(req),
+                });
+            }
             let Some(mut ext) = req.extension.clone() else {
                 return Err(Refusal::Invalid(format!(
                     "request {} has no extension waiting; nothing was changed",
@@ -1116,7 +1135,7 @@ impl Workflow {
                 });
             }
             let extra = Duration::from_secs(ext.duration_secs);
-            if approve && req.status == Status::Active {
+            if approve {
                 ext.approvals.push(Approval {
                     user: user.to_string(),
                     stage: ext.stage,
@@ -1177,7 +1196,7 @@ impl Workflow {
                 }
             }
             req.extension = None;
-            let outcome = if approve && req.status == Status::Active {
+            let outcome = if approve {
                 apply_extension(req, extra, warning);
                 fx.audit(
                     "extended",

@@ -526,3 +526,44 @@ required = 1
         .await;
     app.wait_dm(ALICE, &["Extension of 1h approved"], T).await;
 }
+
+/// Access that ends while an extension is waiting closes the extension:
+/// the approvers' messages say so and a late click changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_still_waiting_when_access_ends_is_closed() {
+    let app = TestApp::spawn_with(Setup::default().only_runbook(
+        "payroll",
+        &rb(
+            "payroll",
+            "approvers = [\"U0BOB\"]\nrequired = 1\n",
+            "",
+            "max_total = \"3h\"",
+        ),
+    ))
+    .await;
+    let id = app.request(ALICE, "payroll 1h").await;
+    app.wait_dm(BOB, &[&id], T).await;
+    app.press(BOB, "approve", &id).await;
+    app.wait_done(&format!("grant {id}"), T).await;
+    app.slash(ALICE, &format!("extend {id} 1h")).await;
+    app.wait_dm(BOB, &[&id, "Extension request"], T).await;
+    app.press(ALICE, "release", &id).await;
+    app.wait_done(&format!("revoke {id}"), T).await;
+    let closed = wait_until(T, || {
+        app.dms(BOB).into_iter().find(|m| {
+            m.to_string()
+                .contains("ended before the extension was decided")
+                && !has_buttons(m)
+        })
+    })
+    .await;
+    assert!(closed.is_some(), "{:#?}", app.dms(BOB));
+    app.press(BOB, "extension_approve", &id).await;
+    app.wait_ephemeral(BOB, "not active", T).await;
+    let log = app.audit_texts();
+    assert!(
+        !log.iter()
+            .any(|t| t.contains("*extended*") || t.contains("extension_denied")),
+        "{log:?}"
+    );
+}
