@@ -3,7 +3,7 @@
 # billing portal it keeps the list of current billing admins in a file, so
 # accessbot can be tried end to end with nothing else set up. To connect the
 # real portal, replace the block marked "the actual change" with a call to
-# its API (see payroll.sh for an example with curl).
+# its API (see rest-role.sh for an example with curl).
 #
 # accessbot runs it as `billing.sh grant` or `billing.sh revoke`, with
 # ACCESSBOT_ACTION, ACCESSBOT_REQUEST_ID, ACCESSBOT_RUNBOOK, ACCESSBOT_USER_ID,
