@@ -75,13 +75,7 @@ async fn run_command(
         ..
     } = spec
     else {
-        return Err(GrantError::Misconfigured {
-            provider: "command",
-            problem: format!(
-                "the runbook's grant uses provider `{}`",
-                spec.provider_name()
-            ),
-        });
+        return Err(GrantError::wrong_provider("command", spec));
     };
     let argv = match action {
         Action::Grant => grant,

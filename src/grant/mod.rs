@@ -156,6 +156,19 @@ pub enum GrantError {
     },
 }
 
+impl GrantError {
+    /// The spec handed to `provider` is for another provider.
+    pub(crate) fn wrong_provider(provider: &'static str, spec: &GrantSpec) -> GrantError {
+        GrantError::Misconfigured {
+            provider,
+            problem: format!(
+                "the runbook's grant uses provider `{}`",
+                spec.provider_name()
+            ),
+        }
+    }
+}
+
 fn stderr_suffix(tail: &str) -> String {
     if tail.is_empty() {
         "; stderr was empty".to_string()

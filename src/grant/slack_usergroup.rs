@@ -69,10 +69,7 @@ impl GrantProvider for SlackUsergroupProvider {
     ) -> GrantFuture<'a> {
         Box::pin(async move {
             let GrantSpec::SlackUsergroup { usergroup } = spec else {
-                return Err(GrantError::Misconfigured {
-                    provider: "slack_usergroup",
-                    problem: format!("the runbook's provider is `{}`", spec.provider_name()),
-                });
+                return Err(GrantError::wrong_provider("slack_usergroup", spec));
             };
             self.change(usergroup, action, &ctx.user_id).await
         })

@@ -114,13 +114,7 @@ impl WebhookProvider {
             timeout,
         } = spec
         else {
-            return Err(GrantError::Misconfigured {
-                provider: "webhook",
-                problem: format!(
-                    "the runbook's grant uses provider `{}`",
-                    spec.provider_name()
-                ),
-            });
+            return Err(GrantError::wrong_provider("webhook", spec));
         };
         let url = parse_url(url)?;
         let origin = url.origin().ascii_serialization();

@@ -36,23 +36,30 @@ revoke = ["./provider.sh", "revoke"]
     )
 }
 
+/// Two approval stages of one approval each, as `[[approval.stages]]` TOML;
+/// each stage is its name and its approvers as a TOML list.
+fn two_stages(first: (&str, &str), second: (&str, &str)) -> String {
+    [first, second]
+        .iter()
+        .map(|(name, approvers)| {
+            format!(
+                "[[approval.stages]]\nname = \"{name}\"\napprovers = {approvers}\nrequired = 1\n"
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_then_owner_in_two_stages() {
-    let stages = r#"
-[[approval.stages]]
-name = "Manager"
-approvers = ["manager"]
-required = 1
-[[approval.stages]]
-name = "System owner"
-approvers = ["owner"]
-required = 1
-"#;
+    let stages = two_stages(
+        ("Manager", r#"["manager"]"#),
+        ("System owner", r#"["owner"]"#),
+    );
     let app = TestApp::spawn_with(
         Setup::default()
             .only_runbook(
                 "payroll",
-                &rb("payroll", "", "", "").replace("[approval]\n", stages),
+                &rb("payroll", "", "", "").replace("[approval]\n", &stages),
             )
             .config("[directory]\nU0ALICE = \"U0BOB\"\n"),
     )
@@ -124,19 +131,13 @@ async fn group_approvers_are_resolved_with_usergroups_users_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_cannot_approve_in_two_stages() {
-    let stages = r#"
-[[approval.stages]]
-name = "Leads"
-approvers = ["U0BOB", "U0CAROL"]
-required = 1
-[[approval.stages]]
-name = "Owner"
-approvers = ["U0BOB", "owner"]
-required = 1
-"#;
+    let stages = two_stages(
+        ("Leads", r#"["U0BOB", "U0CAROL"]"#),
+        ("Owner", r#"["U0BOB", "owner"]"#),
+    );
     let app = TestApp::spawn_with(Setup::default().only_runbook(
         "payroll",
-        &rb("payroll", "", "", "").replace("[approval]\n", stages),
+        &rb("payroll", "", "", "").replace("[approval]\n", &stages),
     ))
     .await;
     let id = app.request(ALICE, "payroll").await;
@@ -332,16 +333,7 @@ async fn release_now_button_and_expiry_warning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn choosing_a_runbook_in_the_modal_previews_its_approvers() {
-    let stages = r#"
-[[approval.stages]]
-name = "Leads"
-approvers = ["S0FINLEADS"]
-required = 1
-[[approval.stages]]
-name = "Owner"
-approvers = ["owner"]
-required = 1
-"#;
+    let stages = two_stages(("Leads", r#"["S0FINLEADS"]"#), ("Owner", r#"["owner"]"#));
     let lonely = rb(
         "lonely",
         "approvers = [\"U0ALICE\"]\nrequired = 1\n",
@@ -352,7 +344,7 @@ required = 1
         Setup::default()
             .only_runbook(
                 "payroll",
-                &rb("payroll", "", "", "").replace("[approval]\n", stages),
+                &rb("payroll", "", "", "").replace("[approval]\n", &stages),
             )
             .with_runbook("lonely", &lonely),
     )
@@ -442,21 +434,12 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
 /// the timers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_is_reminded_and_escalated_on_its_own_clock() {
-    let stages = r#"remind_after = "1s"
-escalate_after = "2s"
-approval_timeout = "1h"
-fallback_approvers = ["U0CAROL", "U0DAVE"]
-[[approval.stages]]
-name = "Lead"
-approvers = ["U0BOB"]
-required = 1
-[[approval.stages]]
-name = "Owner"
-approvers = ["owner"]
-required = 1
-"#;
+    let stages = format!(
+        "remind_after = \"1s\"\nescalate_after = \"2s\"\napproval_timeout = \"1h\"\nfallback_approvers = [\"U0CAROL\", \"U0DAVE\"]\n{}",
+        two_stages(("Lead", r#"["U0BOB"]"#), ("Owner", r#"["owner"]"#))
+    );
     let app = TestApp::spawn_with(
-        Setup::default().only_runbook("payroll", &rb("payroll", stages, "", "")),
+        Setup::default().only_runbook("payroll", &rb("payroll", &stages, "", "")),
     )
     .await;
     let id = app.request(ALICE, "payroll").await;
@@ -484,19 +467,10 @@ required = 1
 /// approval alone does not extend a grant the owner must also approve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extension_goes_through_every_stage_again() {
-    let stages = r#"
-[[approval.stages]]
-name = "Lead"
-approvers = ["U0BOB"]
-required = 1
-[[approval.stages]]
-name = "Owner"
-approvers = ["owner"]
-required = 1
-"#;
+    let stages = two_stages(("Lead", r#"["U0BOB"]"#), ("Owner", r#"["owner"]"#));
     let app = TestApp::spawn_with(Setup::default().only_runbook(
         "payroll",
-        &rb("payroll", "", "", "max_total = \"3h\"").replace("[approval]\n", stages),
+        &rb("payroll", "", "", "max_total = \"3h\"").replace("[approval]\n", &stages),
     ))
     .await;
     let id = app.request(ALICE, "payroll 1h").await;
