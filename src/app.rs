@@ -18,10 +18,11 @@ use crate::grant::Providers;
 use crate::http::{self, AppState, Metrics};
 use crate::outbox::Outbox;
 use crate::policy::People;
+use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
 use crate::store::{Store, StoreError};
-use crate::workflow::{Timing, Workflow};
+use crate::workflow::Workflow;
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);

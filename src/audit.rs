@@ -4,9 +4,39 @@
 //! same transaction as the state change they record; `accessbot audit`
 //! exports and verifies them.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::AuditEvent;
+/// One line of the audit log. `hash` chains it to the line before, so any
+/// edit or deletion shows when the chain is verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// requested, approved, denied, granted, revoked, failed, expired, ...
+    pub kind: String,
+    pub request_id: String,
+    pub runbook: String,
+    /// Who acted: a user ID, "accessbot", or an auto-approval rule.
+    pub actor: String,
+    /// Whose access it is.
+    pub subject: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// An audit event before the store gives it its place in the chain.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub kind: String,
+    pub request_id: String,
+    pub runbook: String,
+    pub actor: String,
+    pub subject: String,
+    pub detail: String,
+}
 
 /// SHA-256 over the previous hash and the event's fields, in a fixed order.
 pub fn audit_hash(e: &AuditEvent) -> String {

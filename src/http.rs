@@ -25,14 +25,16 @@ use crate::command::{self, Command, HELP};
 use crate::config::Secret;
 use crate::duration::{format_duration, parse_duration};
 use crate::outbox::DeliveryHealth;
+use crate::outbox::{OutboxItem, SlackOp};
 use crate::policy::Refusal;
+use crate::request::Status;
 use crate::runbook::Runbook;
 use crate::slack::blocks::{self, action, modal};
 use crate::slack::payload::{
     self, BlockActions, CommandBody, EventBody, Interaction, SlashCommand, ViewSubmission,
 };
 use crate::slack::signature;
-use crate::store::{Effects, OutboxItem, SlackOp, Status};
+use crate::store::Effects;
 use crate::workflow::{NewRequest, RequestError, Workflow};
 
 /// Largest body accepted on any endpoint.
@@ -408,7 +410,7 @@ fn request_error_text(e: &RequestError) -> String {
     format!(":no_entry_sign: {e}")
 }
 
-fn created_text(req: &crate::store::AccessRequest) -> String {
+fn created_text(req: &crate::request::AccessRequest) -> String {
     match req.status {
         Status::Granting if req.break_glass => format!(
             ":rotating_light: Break-glass request `{}` for *{}*: access is being granted now. Approvers and the owner have been told and will review it.",

@@ -7,6 +7,8 @@
 //! - [`runbook`]: the runbook files: format, loading, validation (`accessbot check`).
 //! - [`command`]: the text after `/access`, parsed.
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
+//! - [`request`]: the domain of an access request: status, stages, approvals, extension.
+//! - [`retry`]: backoff and the lifecycle's timing tunables.
 //! - [`store`]: everything durable, in sled: requests, deadlines, intents, outbox, audit log.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, Block Kit views.
 //! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
@@ -28,6 +30,8 @@ pub mod grant;
 pub mod http;
 pub mod outbox;
 pub mod policy;
+pub mod request;
+pub mod retry;
 pub mod runbook;
 pub mod slack;
 pub mod store;

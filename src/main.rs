@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use accessbot::audit::verify_chain;
 use accessbot::config::Config;
 use accessbot::runbook;
-use accessbot::store::{verify_chain, Store};
+use accessbot::store::Store;
 
 #[derive(Parser)]
 #[command(

@@ -12,9 +12,92 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+
+use crate::request::MessageRef;
+use crate::retry::{backoff, Timing};
 use crate::slack::{SlackClient, SlackError};
-use crate::store::{MessageRef, OutboxItem, SlackOp, Store};
-use crate::workflow::{backoff, Timing};
+use crate::store::Store;
+
+/// A Slack Web API operation waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SlackOp {
+    /// chat.postMessage to a channel.
+    Post {
+        channel: String,
+        text: String,
+        blocks: serde_json::Value,
+    },
+    /// conversations.open + chat.postMessage; with `purpose`, the message is
+    /// remembered on the request so it can be updated later.
+    Dm {
+        user: String,
+        text: String,
+        blocks: serde_json::Value,
+        #[serde(default)]
+        purpose: Option<String>,
+    },
+    /// chat.update of the DM remembered for (`user`, `purpose`).
+    UpdateDm {
+        user: String,
+        purpose: String,
+        text: String,
+        blocks: serde_json::Value,
+    },
+    /// chat.postEphemeral.
+    Ephemeral {
+        channel: String,
+        user: String,
+        text: String,
+    },
+    /// views.publish of a user's App Home.
+    PublishHome {
+        user: String,
+        view: serde_json::Value,
+    },
+}
+
+impl SlackOp {
+    /// The Web API method that delivers it (the first, for two-step ops).
+    pub fn method(&self) -> &'static str {
+        match self {
+            SlackOp::Post { .. } => "chat.postMessage",
+            SlackOp::Dm { .. } => "conversations.open",
+            SlackOp::UpdateDm { .. } => "chat.update",
+            SlackOp::Ephemeral { .. } => "chat.postEphemeral",
+            SlackOp::PublishHome { .. } => "views.publish",
+        }
+    }
+}
+
+/// An outbox entry: the op, the request it belongs to (delivery is in order
+/// per request), and its retry state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Request ID, or another key that orders related messages.
+    pub order_key: String,
+    pub op: SlackOp,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    pub fn new(order_key: impl Into<String>, op: SlackOp) -> Self {
+        OutboxItem {
+            order_key: order_key.into(),
+            op,
+            attempts: 0,
+            not_before: None,
+            last_error: None,
+        }
+    }
+}
 
 /// How many queued entries one pass looks at.
 const BATCH: usize = 256;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::request::{AccessRequest, Approval, StageState, Status};
 use crate::runbook::{Approver, AutoApproveRule, Principal, Runbook};
 use crate::slack::{SlackClient, SlackError};
-use crate::store::{AccessRequest, Approval, StageState, Status};
 
 /// How long a user group's member list is reused before asking Slack again.
 const GROUP_CACHE_TTL: Duration = Duration::from_secs(60);

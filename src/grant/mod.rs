@@ -157,6 +157,30 @@ pub enum GrantError {
 }
 
 impl GrantError {
+    /// Whether trying the same run again later can succeed. A program that
+    /// cannot start, a missing secret or a refused request (4xx) fails the
+    /// same way every time: it needs a person, not a retry.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            GrantError::TimedOut { .. }
+            | GrantError::Failed { .. }
+            | GrantError::WebhookTransport { .. }
+            | GrantError::Slack { .. } => true,
+            GrantError::WebhookStatus { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            GrantError::Spawn { .. }
+            | GrantError::MissingSecret { .. }
+            | GrantError::Unsupported { .. }
+            | GrantError::Misconfigured { .. } => false,
+        }
+    }
+
+    /// How long the target asked us to wait before the next try, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+
     /// The spec handed to `provider` is for another provider.
     pub(crate) fn wrong_provider(provider: &'static str, spec: &GrantSpec) -> GrantError {
         GrantError::Misconfigured {

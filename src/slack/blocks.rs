@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 
 use crate::duration::format_duration;
+use crate::request::{AccessRequest, Status};
 use crate::runbook::Runbook;
-use crate::store::{AccessRequest, Status};
 
 /// Action IDs of our buttons and menus.
 pub mod action {

@@ -7,7 +7,6 @@
 //! then [`Store::flush`] before they tell anyone it happened.
 
 mod group_commit;
-mod records;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,9 +15,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-pub use crate::audit::{audit_hash, verify_chain};
+use crate::audit::{audit_hash, verify_chain, AuditEvent, NewAuditEvent};
+use crate::outbox::OutboxItem;
+use crate::request::{AccessRequest, MessageRef};
 pub use group_commit::GroupCommit;
-pub use records::*;
 
 /// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
 #[derive(Debug, thiserror::Error)]
@@ -51,17 +51,6 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.outbox.is_empty() && self.audit.is_empty()
     }
-}
-
-/// An audit event before the store gives it its place in the chain.
-#[derive(Debug, Clone)]
-pub struct NewAuditEvent {
-    pub kind: String,
-    pub request_id: String,
-    pub runbook: String,
-    pub actor: String,
-    pub subject: String,
-    pub detail: String,
 }
 
 /// The sled database and its trees.

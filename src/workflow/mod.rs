@@ -13,21 +13,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::NewAuditEvent;
 use crate::crashpoint;
 use crate::duration::{format_duration, DurationError};
 use crate::grant::{Action, GrantContext, Providers};
+use crate::outbox::{OutboxItem, SlackOp};
 use crate::policy::{self, ApprovalOutcome, People, Refusal, ResolveError};
+use crate::request::{new_request_id, AccessRequest, Approval, ExtensionRequest, Status};
+use crate::retry::{backoff, Timing};
 use crate::runbook::{Catalog, Runbook};
 use crate::slack::blocks::{self, Msg};
 use crate::slack::SlackClient;
-use crate::store::{
-    AccessRequest, Approval, Effects, ExtensionRequest, NewAuditEvent, OutboxItem, SlackOp, Status,
-    Store, StoreError,
-};
+use crate::store::{Effects, Store, StoreError};
 
 /// Why a new request (or extension) was refused; each message tells the
 /// requester what to change. Nothing is stored when one is returned.
@@ -80,14 +80,6 @@ pub struct NewRequest {
     pub runbook: String,
     pub duration: Option<Duration>,
     pub reason: String,
-}
-
-/// Tunables of the lifecycle.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    pub expiry_warning: Duration,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
 }
 
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
@@ -196,17 +188,6 @@ fn dur(secs: u64) -> String {
 
 fn chrono_dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// A request ID: `ar-` and 20 base32 characters (100 random bits), so IDs
-/// cannot be guessed from one another.
-pub fn new_request_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rngs::OsRng;
-    let id: String = (0..20)
-        .map(|_| ALPHABET[rng.gen_range(0..32)] as char)
-        .collect();
-    format!("ar-{id}")
 }
 
 impl Workflow {
@@ -1463,36 +1444,4 @@ fn warn_time(
 ) -> Option<DateTime<Utc>> {
     let lead = warning.min(Duration::from_secs(duration_secs / 5));
     (lead >= Duration::from_secs(1)).then(|| expires_at - chrono_dur(lead))
-}
-
-/// Retry interval after `attempts` failures: base, 2×base, 4×base … up to max.
-pub fn backoff(t: &Timing, attempts: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
-    t.retry_base.saturating_mul(factor).min(t.retry_max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let t = Timing {
-            expiry_warning: Duration::from_secs(600),
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(10),
-        };
-        let got: Vec<u64> = (1..=6).map(|a| backoff(&t, a).as_secs()).collect();
-        assert_eq!(got, vec![1, 2, 4, 8, 10, 10]);
-        assert_eq!(backoff(&t, 1000).as_secs(), 10);
-    }
-
-    #[test]
-    fn request_ids_are_long_random_and_distinct() {
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 23);
-        assert!(a.starts_with("ar-"));
-    }
 }

@@ -1,10 +1,11 @@
-//! The records accessbot keeps: access requests with their approvals and
-//! timers, queued Slack operations, and audit events.
-//!
-//! They are plain serde types stored as JSON so an operator can read a dump;
-//! every field that later versions add must have a `#[serde(default)]`.
+//! The domain of an access request: its status, approval stages, approvals,
+//! extension and the messages posted about it. These are plain serde types
+//! (the store keeps them as JSON, so an operator can read a dump); every field
+//! that later versions add must have a `#[serde(default)]`. Nothing here knows
+//! how or where requests are stored.
 
 use chrono::{DateTime, Utc};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Where a request is in its life. Terminal states never change again.
@@ -203,100 +204,27 @@ impl AccessRequest {
     }
 }
 
-/// A Slack Web API operation waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum SlackOp {
-    /// chat.postMessage to a channel.
-    Post {
-        channel: String,
-        text: String,
-        blocks: serde_json::Value,
-    },
-    /// conversations.open + chat.postMessage; with `purpose`, the message is
-    /// remembered on the request so it can be updated later.
-    Dm {
-        user: String,
-        text: String,
-        blocks: serde_json::Value,
-        #[serde(default)]
-        purpose: Option<String>,
-    },
-    /// chat.update of the DM remembered for (`user`, `purpose`).
-    UpdateDm {
-        user: String,
-        purpose: String,
-        text: String,
-        blocks: serde_json::Value,
-    },
-    /// chat.postEphemeral.
-    Ephemeral {
-        channel: String,
-        user: String,
-        text: String,
-    },
-    /// views.publish of a user's App Home.
-    PublishHome {
-        user: String,
-        view: serde_json::Value,
-    },
+/// A request ID: `ar-` and 20 base32 characters (100 random bits), so IDs
+/// cannot be guessed from one another.
+pub fn new_request_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let id: String = (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..32)] as char)
+        .collect();
+    format!("ar-{id}")
 }
 
-impl SlackOp {
-    /// The Web API method that delivers it (the first, for two-step ops).
-    pub fn method(&self) -> &'static str {
-        match self {
-            SlackOp::Post { .. } => "chat.postMessage",
-            SlackOp::Dm { .. } => "conversations.open",
-            SlackOp::UpdateDm { .. } => "chat.update",
-            SlackOp::Ephemeral { .. } => "chat.postEphemeral",
-            SlackOp::PublishHome { .. } => "views.publish",
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_long_random_and_distinct() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 23);
+        assert!(a.starts_with("ar-"));
     }
-}
-
-/// An outbox entry: the op, the request it belongs to (delivery is in order
-/// per request), and its retry state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    /// Request ID, or another key that orders related messages.
-    pub order_key: String,
-    pub op: SlackOp,
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default)]
-    pub not_before: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-}
-
-impl OutboxItem {
-    pub fn new(order_key: impl Into<String>, op: SlackOp) -> Self {
-        OutboxItem {
-            order_key: order_key.into(),
-            op,
-            attempts: 0,
-            not_before: None,
-            last_error: None,
-        }
-    }
-}
-
-/// One line of the audit log. `hash` chains it to the line before, so any
-/// edit or deletion shows when the chain is verified.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    pub seq: u64,
-    pub at: DateTime<Utc>,
-    /// requested, approved, denied, granted, revoked, failed, expired, ...
-    pub kind: String,
-    pub request_id: String,
-    pub runbook: String,
-    /// Who acted: a user ID, "accessbot", or an auto-approval rule.
-    pub actor: String,
-    /// Whose access it is.
-    pub subject: String,
-    pub detail: String,
-    pub prev_hash: String,
-    pub hash: String,
 }
