@@ -2,7 +2,7 @@
 //! input, however odd, gives a command or a [`CommandError`] that says how to
 //! write it right.
 
-use crate::duration::{parse_duration, DurationError};
+use crate::duration::{looks_like_duration, parse_duration, DurationError};
 use std::time::Duration;
 
 /// The longest command text we read; Slack itself caps it near 4,000.
@@ -57,7 +57,7 @@ pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
 • `/access status`: your pending requests and active access\n\
 • `/access extend <request-id> <duration>`: ask for more time\n\
 • `/access revoke <request-id>`: end access now\n\
-Durations are a number and a unit: `30m`, `2h`, `1d`.";
+Durations as you would say them: `30m`, `90 minutes`, `2h`, `1h30m`, `half an hour`, `1d`.";
 
 pub fn parse(text: &str) -> Result<Command, CommandError> {
     let chars = text.chars().count();
@@ -90,14 +90,16 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                 .ok_or(CommandError::MissingRunbook)?
                 .to_lowercase();
             let rest: Vec<&str> = words.collect();
-            // The duration is optional: a first word that parses is the duration,
-            // anything else starts the reason.
-            let (duration, reason_words) = match rest.first().map(|w| parse_duration(w)) {
-                Some(Ok(d)) => (Some(d), &rest[1..]),
-                Some(Err(_)) if looks_like_duration(rest[0]) => {
+            // The duration is optional: the longest run of first words that
+            // reads as one (`2h`, `90 minutes`, `1 hour and 30 minutes`) is
+            // the duration; a first word meant as one that does not parse
+            // is refused; anything else starts the reason.
+            let (duration, reason_words) = match leading_duration(&rest) {
+                Some((d, used)) => (Some(d), &rest[used..]),
+                None if rest.first().is_some_and(|w| looks_like_duration(w)) => {
                     return Err(parse_duration(rest[0]).unwrap_err().into())
                 }
-                _ => (None, &rest[..]),
+                None => (None, &rest[..]),
             };
             Ok(Command::Request {
                 runbook,
@@ -116,7 +118,11 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                 .next()
                 .ok_or(CommandError::MissingRequestId("extend"))?
                 .to_lowercase();
-            let duration = parse_duration(words.next().ok_or(CommandError::MissingDuration)?)?;
+            let rest: Vec<&str> = words.collect();
+            if rest.is_empty() {
+                return Err(CommandError::MissingDuration);
+            }
+            let duration = parse_duration(&rest.join(" "))?;
             Ok(Command::Extend {
                 request_id,
                 duration,
@@ -128,15 +134,12 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     }
 }
 
-/// A word that was meant as a duration (`0h`, `10w`, `99999d`) rather than
-/// the first word of a reason: digits followed by one letter.
-fn looks_like_duration(word: &str) -> bool {
-    let mut chars = word.chars();
-    let last = chars.next_back();
-    let digits: String = chars.collect();
-    !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && last.is_some_and(|c| c.is_ascii_alphabetic())
+/// The longest run of first words (at most six) that is a duration, and
+/// how many words it took.
+fn leading_duration(words: &[&str]) -> Option<(Duration, usize)> {
+    (1..=words.len().min(6))
+        .rev()
+        .find_map(|n| parse_duration(&words[..n].join(" ")).ok().map(|d| (d, n)))
 }
 
 #[cfg(test)]
@@ -189,6 +192,48 @@ mod tests {
         );
         check("extend ar-1", Err(()));
         check("extend ar-1 soon", Err(()));
+        check(
+            "extend ar-1 half an hour",
+            Ok(Command::Extend {
+                request_id: "ar-1".into(),
+                duration: Duration::from_secs(1800),
+            }),
+        );
+        check(
+            "request billing-admin 90 minutes month end",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(5400)),
+                reason: "month end".into(),
+            }),
+        );
+        check(
+            "request billing-admin 1 hour and 30 minutes for refunds",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(5400)),
+                reason: "for refunds".into(),
+            }),
+        );
+        check(
+            "request billing-admin an hour a quick fix",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(3600)),
+                reason: "a quick fix".into(),
+            }),
+        );
+        check(
+            "request billing-admin a quick fix",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: None,
+                reason: "a quick fix".into(),
+            }),
+        );
+        // A number meant as a duration is never silently replaced by the default.
+        check("request billing-admin 90 mins-ish refunds", Err(()));
+        check("request billing-admin 2 weeks refunds", Err(()));
         check("frobnicate", Err(()));
         check(&"x".repeat(10_000), Err(()));
         check(

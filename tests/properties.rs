@@ -837,11 +837,21 @@ fn normalize(text: &str) -> String {
         .join(" ")
 }
 
-/// A reason word that can never be read as a duration: starts with a non-digit.
+/// A reason word that can never start a duration: not a digit or `.` first,
+/// and not `a`, `an` or `half` (as in `an hour`, `half an hour`).
 fn reason_word() -> impl Strategy<Value = String> {
     (word_char(), proptest::option::of(word(10))).prop_map(|(first, rest)| {
-        let first = if first.is_ascii_digit() { 'r' } else { first };
-        format!("{first}{}", rest.unwrap_or_default())
+        let first = if first.is_ascii_digit() || first == '.' {
+            'r'
+        } else {
+            first
+        };
+        let w = format!("{first}{}", rest.unwrap_or_default());
+        if matches!(w.to_ascii_lowercase().as_str(), "a" | "an" | "half") {
+            format!("{w}x")
+        } else {
+            w
+        }
     })
 }
 
@@ -919,18 +929,29 @@ proptest! {
         );
     }
 
-    /// After a duration, a duration-looking word is part of the reason.
+    /// Words that continue a duration (`1h 30m`) belong to it; the reason
+    /// starts at the first word that does not, and a later duration-looking
+    /// word is part of the reason.
     #[test]
-    fn only_the_first_word_after_the_runbook_is_a_duration(
-        (first, d) in valid_duration(),
-        (second, _) in valid_duration(),
+    fn the_duration_is_the_longest_run_of_first_words_that_reads_as_one(
+        (first, d1) in valid_duration(),
+        (second, d2) in valid_duration(),
     ) {
+        prop_assume!(d1 + d2 <= MAX_DURATION);
         prop_assert_eq!(
-            command::parse(&format!("request x {first} {second} 0h")),
+            command::parse(&format!("request x {first} {second} because {second} 0h")),
             Ok(Command::Request {
                 runbook: "x".into(),
-                duration: Some(d),
-                reason: format!("{second} 0h"),
+                duration: Some(d1 + d2),
+                reason: format!("because {second} 0h"),
+            })
+        );
+        prop_assert_eq!(
+            command::parse(&format!("request x {first} because {second}")),
+            Ok(Command::Request {
+                runbook: "x".into(),
+                duration: Some(d1),
+                reason: format!("because {second}"),
             })
         );
     }
@@ -1030,9 +1051,7 @@ proptest! {
             sum += parse_duration(part).map_err(|e| TestCaseError::fail(format!("{part}: {e}")))?;
         }
         prop_assert_eq!(sum, d, "{}", text);
-        if parts.len() == 1 {
-            prop_assert_eq!(parse_duration(&text), Ok(d));
-        }
+        prop_assert_eq!(parse_duration(&text), Ok(d));
         // Units from largest to smallest, each at most once, each below the next unit up.
         let units: String = parts.iter().map(|p| p.chars().last().unwrap()).collect();
         prop_assert!(is_subsequence(&units, "dhms"), "{}", text);

@@ -385,7 +385,7 @@ pub fn request_modal(
     }
     blocks.push(json!({"type": "input", "block_id": modal::DURATION,
         "label": {"type": "plain_text", "text": "For how long?"},
-        "hint": {"type": "plain_text", "text": "A number and a unit: m for minutes, h for hours, d for days."},
+        "hint": {"type": "plain_text", "text": "As you would say it: 30m, 90 minutes, 2h, 1h30m, half an hour, 1d."},
         "element": duration}));
     blocks.push(json!({"type": "input", "block_id": modal::REASON, "optional": reason_optional,
         "label": {"type": "plain_text", "text": "Why do you need it?"},
