@@ -20,11 +20,18 @@
 # Safe to run twice: accessbot runs a grant or revoke again when it crashed
 # before recording the outcome. Adding a role the person has already has no
 # effect, and removing one they do not have (HTTP 404) counts as done.
+#
+# Safe under a closed stdout (SIGPIPE is ignored and messages are best
+# effort, so the exit status says only whether the change was made), under
+# SIGTERM (the one request in flight is idempotent; curl dies with us), and
+# under concurrent runs (each run is one idempotent HTTP call).
 set -eu
+trap '' PIPE
 
 me=$(basename "$0")
+say() { printf '%s: %s\n' "$me" "$*" 2>/dev/null || true; }
 fail() {
-    echo "$me: $*" >&2
+    printf '%s: %s\n' "$me" "$*" >&2 2>/dev/null || true
     exit 1
 }
 
@@ -72,10 +79,10 @@ status=$(printf 'header = "Authorization: Bearer %s"\n' "$token" |
     fail "could not reach ${api%/}; check ${prefix}_API_URL and the network"
 
 case "$status" in
-2??) echo "$me: $action $role for $email: done" ;;
+2??) say "$action $role for $email: done" ;;
 404)
     [ "$action" = revoke ] || fail "$system does not know $email (HTTP 404); create the user first"
-    echo "$me: $email does not have $role (or does not exist): nothing to revoke"
+    say "$email does not have $role (or does not exist): nothing to revoke"
     ;;
 401 | 403) fail "$system refused the token (HTTP $status); check ${prefix}_API_TOKEN and its permissions" ;;
 *) fail "$system answered HTTP $status to $method .../roles/$role" ;;
