@@ -111,7 +111,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
 }
 
 fn audit(dir: &std::path::Path, verify_only: bool) -> ExitCode {
-    let store = match Store::open(dir) {
+    let store = match Store::open_existing(dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("accessbot: {e}");

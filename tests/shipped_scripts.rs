@@ -211,14 +211,26 @@ mod billing {
         drop(child.stdout.take());
         let status = child.wait().unwrap();
         let mut stderr = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        assert!(status.success(), "grant with closed stdout: {status:?} {stderr}");
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            status.success(),
+            "grant with closed stdout: {status:?} {stderr}"
+        );
         assert_eq!(admins(dir.path()), ["U0TEST"]);
         // The next run is not blocked by anything left behind.
         run_ok(billing(dir.path(), "revoke", "U0TEST", None));
         assert!(admins(dir.path()).is_empty());
         let log = std::fs::read_to_string(dir.path().join("billing-access.log")).unwrap();
-        assert_eq!(log.lines().count(), 2, "one line per run, reason on one line:\n{log}");
+        assert_eq!(
+            log.lines().count(),
+            2,
+            "one line per run, reason on one line:\n{log}"
+        );
         assert!(log.contains("reason=\"month end fake line \""), "{log}");
     }
 
@@ -242,7 +254,10 @@ mod billing {
         let mut stuck = stuck_inside(dir.path(), "revoke");
         signal_group(&stuck, libc::SIGTERM);
         let status = stuck.wait().unwrap();
-        assert!(!status.success(), "a terminated revoke must not report success");
+        assert!(
+            !status.success(),
+            "a terminated revoke must not report success"
+        );
         assert_eq!(admins(dir.path()), ["U0ALICE", "U0STUCK"]);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

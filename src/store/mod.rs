@@ -27,6 +27,8 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("the database in {dir} cannot be read ({detail}); the files were left as they are: restore a backup or move the directory away to start empty")]
     Corrupt { dir: PathBuf, detail: String },
+    #[error("{0} holds no accessbot database; check the path (the bot's data directory is ACCESSBOT_DATA_DIR, `./data` by default)")]
+    NoDatabase(PathBuf),
     #[error("database error: {0}")]
     Db(String),
     #[error("stored record {key} cannot be decoded: {reason}")]
@@ -113,6 +115,16 @@ impl Store {
             })?;
         }
         Ok(store)
+    }
+
+    /// Opens an existing database for reading it (`accessbot audit`): a
+    /// directory that holds none is refused instead of being created empty,
+    /// so a mistyped path cannot report an "intact" log of 0 events.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.join("conf").is_file() || !dir.join("db").is_file() {
+            return Err(StoreError::NoDatabase(dir.to_path_buf()));
+        }
+        Store::open(dir)
     }
 
     /// Makes every write so far durable. Concurrent callers share one disk

@@ -7,4 +7,5 @@ mod support;
 mod check;
 mod core;
 mod faults;
+mod hardening;
 mod policies;

@@ -1,0 +1,77 @@
+//! Hardening found by a hostile trial and a newcomer's first hour (issue 9):
+//! each test here failed on the code before its fix.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+/// `accessbot audit --verify` on a mistyped directory used to create an
+/// empty database there and report "intact: 0 events".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_refuses_a_directory_that_holds_no_database() {
+    let mut app = TestApp::spawn().await;
+    let answer = app.slash(ALICE, "request billing-admin 1h month end").await;
+    request_id_in(&answer).expect(&answer);
+    app.wait_audit(&["requested"], T).await;
+    let log = app.audit_log().await; // stops the bot
+    assert!(!log.is_empty());
+
+    let typo = app.data_dir.join("dtaa");
+    let out = app.run_cli(&[
+        "audit",
+        "--verify",
+        "--data-dir",
+        &typo.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no accessbot database"), "{stderr}");
+    assert!(stderr.contains(&typo.display().to_string()), "{stderr}");
+    assert!(!typo.exists(), "the mistyped directory was created");
+
+    // The real directory still verifies.
+    let out = app.run_cli(&[
+        "audit",
+        "--verify",
+        "--data-dir",
+        &app.data_dir.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("intact: {} events", log.len())),
+        "{stderr}"
+    );
+}
+
+/// Durations as people type them are understood; a number meant as a
+/// duration that is not one is refused, never replaced by the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_as_people_type_them() {
+    let app = TestApp::spawn().await;
+    for (typed, shown) in [
+        ("45 minutes", "45m"),
+        ("0.5h", "30m"),
+        ("40m30s", "40m 30s"),
+        ("1 hour", "1h"),
+        ("half an hour", "30m"),
+    ] {
+        let answer = app
+            .slash(ALICE, &format!("request billing-admin {typed} month end"))
+            .await;
+        let id = request_id_in(&answer).expect(&answer);
+        let dm = app.wait_dm(BOB, &[&id], T).await.to_string();
+        assert!(dm.contains(shown), "{typed}: {dm}");
+        assert!(dm.contains("month end"), "{typed}: {dm}");
+    }
+    let refused = app
+        .slash(ALICE, "request billing-admin 2 weeks month end")
+        .await;
+    assert!(request_id_in(&refused).is_none(), "{refused}");
+    assert!(
+        refused.contains("90 minutes") && refused.contains("half an hour"),
+        "{refused}"
+    );
+}
