@@ -80,6 +80,25 @@ pub enum ConfigError {
     Invalid { env: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// More than one setting is wrong: all are listed, one per line, so a
+    /// newcomer fixes them in one go instead of one per start.
+    #[error("{} settings need attention:{}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn list(problems: &[ConfigError]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+impl ConfigError {
+    /// One problem as itself, several as [`ConfigError::Several`].
+    fn from_all(mut problems: Vec<ConfigError>) -> Option<ConfigError> {
+        match problems.len() {
+            0 => None,
+            1 => problems.pop(),
+            _ => Some(ConfigError::Several(problems)),
+        }
+    }
 }
 
 /// The file's shape; every key optional, unknown keys refused.
@@ -128,25 +147,31 @@ impl Config {
                 .or(from_file)
         };
 
-        let signing_secret = pick("SLACK_SIGNING_SECRET", file.slack_signing_secret).ok_or(
-            ConfigError::Missing {
-                env: "SLACK_SIGNING_SECRET",
-                hint: "copy the Signing Secret from your Slack app's Basic Information page",
-            },
-        )?;
-        let bot_token =
-            pick("SLACK_BOT_TOKEN", file.slack_bot_token).ok_or(ConfigError::Missing {
-                env: "SLACK_BOT_TOKEN",
-                hint: "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page",
-            })?;
-        let audit_channel = pick("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel).ok_or(
-            ConfigError::Missing {
-                env: "ACCESSBOT_AUDIT_CHANNEL",
-                hint: "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there",
-            },
-        )?;
-        if !looks_like_channel(&audit_channel) {
-            return Err(ConfigError::Invalid {
+        // Every setting is checked, and every problem reported at once.
+        let mut problems = Vec::new();
+        let mut required = |env: &'static str, value: Option<String>, hint: &'static str| {
+            if value.is_none() {
+                problems.push(ConfigError::Missing { env, hint });
+            }
+            value.unwrap_or_default()
+        };
+        let signing_secret = required(
+            "SLACK_SIGNING_SECRET",
+            pick("SLACK_SIGNING_SECRET", file.slack_signing_secret),
+            "copy the Signing Secret from your Slack app's Basic Information page",
+        );
+        let bot_token = required(
+            "SLACK_BOT_TOKEN",
+            pick("SLACK_BOT_TOKEN", file.slack_bot_token),
+            "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page",
+        );
+        let audit_channel = required(
+            "ACCESSBOT_AUDIT_CHANNEL",
+            pick("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel),
+            "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there",
+        );
+        if !audit_channel.is_empty() && !looks_like_channel(&audit_channel) {
+            problems.push(ConfigError::Invalid {
                 env: "ACCESSBOT_AUDIT_CHANNEL",
                 reason: format!(
                     "`{audit_channel}` is not a channel ID; use the ID (C... or G...), not the name"
@@ -158,47 +183,59 @@ impl Config {
             .trim_end_matches('/')
             .to_string();
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-            return Err(ConfigError::Invalid {
+            problems.push(ConfigError::Invalid {
                 env: "SLACK_API_URL",
                 reason: format!("`{api_url}` is not an http(s) URL"),
             });
         }
         let listen_text =
             pick("ACCESSBOT_LISTEN", file.listen).unwrap_or_else(|| "0.0.0.0:3000".to_string());
-        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
-            env: "ACCESSBOT_LISTEN",
-            reason: format!(
-                "`{listen_text}` is not an address; write host:port, e.g. 0.0.0.0:3000"
-            ),
-        })?;
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            problems.push(ConfigError::Invalid {
+                env: "ACCESSBOT_LISTEN",
+                reason: format!(
+                    "`{listen_text}` is not an address; write host:port, e.g. 0.0.0.0:3000"
+                ),
+            });
+            SocketAddr::from(([0, 0, 0, 0], 3000))
+        });
         let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
         let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
         let manager_field = pick("ACCESSBOT_MANAGER_FIELD", file.manager_field);
-        let expiry_warning = pick_duration(
+        let mut duration = |name: &'static str, value: Option<String>, default: &str| {
+            pick_duration(name, value, default).unwrap_or_else(|e| {
+                problems.push(e);
+                Duration::from_secs(1)
+            })
+        };
+        let expiry_warning = duration(
             "ACCESSBOT_EXPIRY_WARNING",
             pick("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning),
             "10m",
-        )?;
-        let retry_base = pick_duration(
+        );
+        let retry_base = duration(
             "ACCESSBOT_RETRY_BASE",
             pick("ACCESSBOT_RETRY_BASE", file.retry_base),
             "1s",
-        )?;
-        let retry_max = pick_duration(
+        );
+        let retry_max = duration(
             "ACCESSBOT_RETRY_MAX",
             pick("ACCESSBOT_RETRY_MAX", file.retry_max),
             "5m",
-        )?;
+        );
         let audit_token = pick("ACCESSBOT_AUDIT_TOKEN", file.audit_token).map(Secret::new);
         if let Some(token) = &audit_token {
             if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {
-                return Err(ConfigError::Invalid {
+                problems.push(ConfigError::Invalid {
                     env: "ACCESSBOT_AUDIT_TOKEN",
                     reason: format!(
                         "too short to guard the audit log; use at least {MIN_AUDIT_TOKEN_CHARS} random characters, e.g. the output of `openssl rand -hex 24`"
                     ),
                 });
             }
+        }
+        if let Some(e) = ConfigError::from_all(problems) {
+            return Err(e);
         }
         Ok(Config {
             signing_secret: Secret::new(signing_secret),
@@ -349,6 +386,30 @@ mod tests {
             Config::load_with(Some(&path), &e).unwrap().audit_channel,
             "C0ENV"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = Config::load_with(
+            Some(Path::new("/dev/null")),
+            &env(&[
+                ("SLACK_BOT_TOKEN", "xoxb-secret-value"),
+                ("ACCESSBOT_LISTEN", "nowhere"),
+                ("ACCESSBOT_RETRY_BASE", "soon"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "4 settings need attention",
+            "missing setting SLACK_SIGNING_SECRET",
+            "missing setting ACCESSBOT_AUDIT_CHANNEL",
+            "invalid setting ACCESSBOT_LISTEN",
+            "invalid setting ACCESSBOT_RETRY_BASE",
+        ] {
+            assert!(e.contains(part), "{part:?} not in:\n{e}");
+        }
+        assert!(!e.contains("xoxb-secret-value"), "{e}");
     }
 
     #[test]
