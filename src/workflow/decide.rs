@@ -33,19 +33,16 @@ impl Workflow {
             .map(|r| r.approval.allow_self_approval)
             .unwrap_or(false);
         let now = Utc::now();
-        let audit_channel = self.audit_channel.clone();
         let (answer, req) = self
-            .store
-            .update(request_id, |req| -> Result<_, Refusal> {
-                let mut fx = Fx::new(&audit_channel);
+            .change(request_id, |req, fx| -> Result<_, Refusal> {
                 let answer = if approve {
-                    self.approve(&mut fx, req, user, allow_self, now)?
+                    self.approve(fx, req, user, allow_self, now)?
                 } else {
-                    Self::deny(&mut fx, req, user, now)?
+                    Self::deny(fx, req, user, now)?
                 };
-                fx.done(answer)
-            })??;
-        self.store.flush().await?;
+                Ok(answer)
+            })
+            .await??;
         crashpoint::hit("after_approve");
         self.wake();
         if req.status == Status::Granting {

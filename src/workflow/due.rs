@@ -19,7 +19,6 @@ impl Workflow {
     /// on expiry, or retry a revoke.
     #[tracing::instrument(skip(self))]
     pub async fn on_due(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let audit_channel = self.audit_channel.clone();
         let fallback = match self.store.get(id)? {
             Some(r) if r.status == Status::Pending && r.escalate_at.is_some_and(|t| t <= now) => {
                 match self.catalog.get(&r.runbook_id) {
@@ -34,50 +33,50 @@ impl Workflow {
             Some(_) => vec![],
             None => return Ok(()),
         };
-        let Ok((revoke, _)) = self.store.update(id, |req| -> Result<_, Infallible> {
-            let mut fx = Fx::new(&audit_channel);
-            let revoke = match req.status {
-                Status::Pending if req.approval_deadline <= now => {
-                    expire(&mut fx, req, now);
-                    false
-                }
-                Status::Pending => {
-                    if req.remind_at.is_some_and(|t| t <= now) {
-                        req.remind_at = None;
-                        fx.audit("reminded", req, "accessbot", text::REMINDED.into());
-                        Self::ask_stage(&mut fx, req, req.current_stage, text::REMINDER_NOTE);
+        let Ok((revoke, _)) = self
+            .change(id, |req, fx| -> Result<_, Infallible> {
+                let revoke = match req.status {
+                    Status::Pending if req.approval_deadline <= now => {
+                        expire(fx, req, now);
+                        false
                     }
-                    if req.escalate_at.is_some_and(|t| t <= now) {
-                        req.escalate_at = None;
-                        escalate(&mut fx, req, &fallback);
+                    Status::Pending => {
+                        if req.remind_at.is_some_and(|t| t <= now) {
+                            req.remind_at = None;
+                            fx.audit("reminded", req, "accessbot", text::REMINDED.into());
+                            Self::ask_stage(fx, req, req.current_stage, text::REMINDER_NOTE);
+                        }
+                        if req.escalate_at.is_some_and(|t| t <= now) {
+                            req.escalate_at = None;
+                            escalate(fx, req, &fallback);
+                        }
+                        false
                     }
-                    false
-                }
-                Status::Active if req.expires_at.is_some_and(|t| t <= now) => {
-                    req.status = Status::Revoking;
-                    req.retry_at = None;
-                    req.end_reason = Some("expired".into());
-                    true
-                }
-                Status::Active if req.warn_at.is_some_and(|t| t <= now) => {
-                    req.warn_at = None;
-                    fx.dm(
-                        req,
-                        &req.requester,
-                        blocks::expiry_warning(req),
-                        Some(WARNING),
-                    );
-                    false
-                }
-                Status::Revoking if req.retry_at.is_some_and(|t| t <= now) => {
-                    req.retry_at = None;
-                    true
-                }
-                _ => false,
-            };
-            fx.done(revoke)
-        })?;
-        self.store.flush().await?;
+                    Status::Active if req.expires_at.is_some_and(|t| t <= now) => {
+                        req.status = Status::Revoking;
+                        req.retry_at = None;
+                        req.end_reason = Some("expired".into());
+                        true
+                    }
+                    Status::Active if req.warn_at.is_some_and(|t| t <= now) => {
+                        req.warn_at = None;
+                        fx.dm(
+                            req,
+                            &req.requester,
+                            blocks::expiry_warning(req),
+                            Some(WARNING),
+                        );
+                        false
+                    }
+                    Status::Revoking if req.retry_at.is_some_and(|t| t <= now) => {
+                        req.retry_at = None;
+                        true
+                    }
+                    _ => false,
+                };
+                Ok(revoke)
+            })
+            .await?;
         if revoke {
             crashpoint::hit("after_expire");
         }

@@ -53,68 +53,64 @@ impl Workflow {
             .into_iter()
             .filter(|a| *a != current.requester)
             .collect();
-        let audit_channel = self.audit_channel.clone();
         let warning = self.timing.expiry_warning;
-        let (answer, _) = self.store.update(request_id, |req| {
-            let mut fx = Fx::new(&audit_channel);
-            if req.status != Status::Active {
-                return Err(Refusal::NotActive {
-                    id: req.id.clone(),
-                    state: policy::state_words(req),
+        let (answer, _) = self
+            .change(request_id, |req, fx| {
+                if req.status != Status::Active {
+                    return Err(Refusal::NotActive {
+                        id: req.id.clone(),
+                        state: policy::state_words(req),
+                    });
+                }
+                if req.extension.is_some() {
+                    return Err(Refusal::Invalid(format!(
+                        "an extension of request {} is already waiting for approval",
+                        req.id
+                    )));
+                }
+                if let Some(rule) = auto {
+                    apply_extension(req, extra, warning);
+                    fx.audit(
+                        "extended",
+                        req,
+                        &format!("rule:{}", rule.name),
+                        text::extended_by_rule(extra, &rule.name),
+                    );
+                    return Ok(text::extended_answer(extra));
+                }
+                req.extension = Some(ExtensionRequest {
+                    duration_secs: extra.as_secs(),
+                    asked_at: Utc::now(),
+                    approvers: approvers.clone(),
+                    stage: 0,
+                    approvals: vec![],
                 });
-            }
-            if req.extension.is_some() {
-                return Err(Refusal::Invalid(format!(
-                    "an extension of request {} is already waiting for approval",
-                    req.id
-                )));
-            }
-            if let Some(rule) = auto {
-                apply_extension(req, extra, warning);
                 fx.audit(
-                    "extended",
+                    "extension_requested",
                     req,
-                    &format!("rule:{}", rule.name),
-                    text::extended_by_rule(extra, &rule.name),
+                    user,
+                    text::extension_requested(user, extra),
                 );
-                return fx.done(text::extended_answer(extra));
-            }
-            req.extension = Some(ExtensionRequest {
-                duration_secs: extra.as_secs(),
-                asked_at: Utc::now(),
-                approvers: approvers.clone(),
-                stage: 0,
-                approvals: vec![],
-            });
-            fx.audit(
-                "extension_requested",
-                req,
-                user,
-                text::extension_requested(user, extra),
-            );
-            for a in &approvers {
-                ask_extension(&mut fx, req, a, extra);
-            }
-            fx.done(text::extension_requested_answer(extra))
-        })??;
-        self.store.flush().await?;
+                for a in &approvers {
+                    ask_extension(fx, req, a, extra);
+                }
+                Ok(text::extension_requested_answer(extra))
+            })
+            .await??;
         self.wake();
         Ok(answer)
     }
 
     /// An approver decides on a pending extension.
     pub async fn decide_extension(
-        self: &Arc<Self>,
+        &self,
         user: &str,
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let audit_channel = self.audit_channel.clone();
         let warning = self.timing.expiry_warning;
         let (answer, _) = self
-            .store
-            .update(request_id, |req| -> Result<_, Refusal> {
-                let mut fx = Fx::new(&audit_channel);
+            .change(request_id, |req, fx| -> Result<_, Refusal> {
                 let (mut ext, stage) = extension_stage(req, user)?;
                 let extra = Duration::from_secs(ext.duration_secs);
                 if approve {
@@ -137,7 +133,7 @@ impl Workflow {
                             text::extension_approval_counted(user, extra, remaining),
                         );
                         req.extension = Some(ext);
-                        return fx.done(text::extension_approval_counted_answer(remaining));
+                        return Ok(text::extension_approval_counted_answer(remaining));
                     }
                     if let Some(next) = req.stages.get(ext.stage + 1).cloned() {
                         let outcome = text::extension_stage_approved_outcome(user, &stage, &next);
@@ -156,10 +152,10 @@ impl Workflow {
                             if !ext.approvers.contains(a) {
                                 ext.approvers.push(a.clone());
                             }
-                            ask_extension(&mut fx, req, a, extra);
+                            ask_extension(fx, req, a, extra);
                         }
                         req.extension = Some(ext);
-                        return fx.done(text::EXTENSION_STAGE_APPROVED_ANSWER.to_string());
+                        return Ok(text::EXTENSION_STAGE_APPROVED_ANSWER.to_string());
                     }
                 }
                 req.extension = None;
@@ -179,9 +175,9 @@ impl Workflow {
                 };
                 fx.close_dms(req, &ext.approvers, EXTENSION, &outcome);
                 fx.tell_requester(req, &text::extension_decided_notice(req, &outcome));
-                fx.done(outcome)
-            })??;
-        self.store.flush().await?;
+                Ok(outcome)
+            })
+            .await??;
         self.wake();
         Ok(answer)
     }

@@ -165,10 +165,6 @@ impl<'a> Fx<'a> {
     fn push(&mut self, req: &AccessRequest, op: SlackOp) {
         self.effects.outbox.push(OutboxItem::new(&req.id, op));
     }
-
-    fn done<T, E>(self, value: T) -> Result<(T, Effects), E> {
-        Ok((value, self.effects))
-    }
 }
 
 fn chrono_dur(d: Duration) -> chrono::Duration {
@@ -250,6 +246,25 @@ impl Workflow {
 
     fn wake_outbox(&self) {
         self.outbox_wake.notify_one();
+    }
+
+    /// Lets `change` decide the new state of request `id` and collect its
+    /// effects, commits both in one write and flushes it. Waking the loops
+    /// is left to the caller. When `change` refuses, nothing is written.
+    async fn change<T, E>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut AccessRequest, &mut Fx) -> Result<T, E>,
+    ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
+        let result = self.store.update(id, |req| {
+            let mut fx = Fx::new(&self.audit_channel);
+            let value = change(req, &mut fx)?;
+            Ok((value, fx.effects))
+        })?;
+        if result.is_ok() {
+            self.store.flush().await?;
+        }
+        Ok(result)
     }
 
     fn get(&self, id: &str) -> Result<Option<AccessRequest>, Refusal> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{chrono_dur, warn_time, Fx, Workflow, EXTENSION, GRANT};
+use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT};
 use crate::crashpoint;
 use crate::grant::{Action, GrantContext, GrantError};
 use crate::request::{AccessRequest, Status};
@@ -163,40 +163,42 @@ impl Workflow {
             .map(|r| r.instructions.clone())
             .unwrap_or_default();
         let warning = self.timing.expiry_warning;
-        let audit_channel = self.audit_channel.clone();
         let ok = result.is_ok();
-        let Ok((_, req)) = self.store.update(id, |req| -> Result<_, Infallible> {
-            let mut fx = Fx::new(&audit_channel);
-            if req.status != Status::Granting {
-                return fx.done(());
-            }
-            match &result {
-                Ok(()) => {
-                    req.status = Status::Active;
-                    req.granted_at = Some(Utc::now());
-                    req.expires_at = Some(expires_at);
-                    req.warn_at = warn_time(expires_at, req.duration_secs, warning);
-                    fx.audit("granted", req, "accessbot", text::granted(req, expires_at));
-                    fx.dm(
-                        req,
-                        &req.requester,
-                        blocks::granted(req, &instructions),
-                        Some(GRANT),
-                    );
+        let Ok((_, req)) = self
+            .change(id, |req, fx| -> Result<_, Infallible> {
+                if req.status != Status::Granting {
+                    return Ok(());
                 }
-                Err(e) => {
-                    let e = e.to_string();
-                    req.status = Status::Revoking;
-                    req.grant_failed = true;
-                    req.end_reason = Some(text::grant_failed_reason(&e));
-                    req.retry_at = None;
-                    fx.audit("failed", req, "accessbot", text::grant_failed(&e));
-                    fx.tell_requester(req, &text::grant_failed_notice(req, &audit_channel));
+                match &result {
+                    Ok(()) => {
+                        req.status = Status::Active;
+                        req.granted_at = Some(Utc::now());
+                        req.expires_at = Some(expires_at);
+                        req.warn_at = warn_time(expires_at, req.duration_secs, warning);
+                        fx.audit("granted", req, "accessbot", text::granted(req, expires_at));
+                        fx.dm(
+                            req,
+                            &req.requester,
+                            blocks::granted(req, &instructions),
+                            Some(GRANT),
+                        );
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        req.status = Status::Revoking;
+                        req.grant_failed = true;
+                        req.end_reason = Some(text::grant_failed_reason(&e));
+                        req.retry_at = None;
+                        fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        fx.tell_requester(
+                            req,
+                            &text::grant_failed_notice(req, &self.audit_channel),
+                        );
+                    }
                 }
-            }
-            fx.done(())
-        })?;
-        self.store.flush().await?;
+                Ok(())
+            })
+            .await?;
         self.wake();
         Ok(!ok && req.status == Status::Revoking)
     }
@@ -219,56 +221,55 @@ impl Workflow {
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
         let timing = self.timing.clone();
-        let audit_channel = self.audit_channel.clone();
-        let Ok(_) = self.store.update(id, |req| -> Result<_, Infallible> {
-            let mut fx = Fx::new(&audit_channel);
-            if req.status != Status::Revoking {
-                return fx.done(());
-            }
-            let now = Utc::now();
-            match &result {
-                Ok(()) => {
-                    req.ended_at = Some(now);
-                    req.retry_at = None;
-                    let mut why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
-                    if let Some(other) = &covered_by {
-                        why = text::access_continues(&why, other);
+        let Ok(_) = self
+            .change(id, |req, fx| -> Result<_, Infallible> {
+                if req.status != Status::Revoking {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                match &result {
+                    Ok(()) => {
+                        req.ended_at = Some(now);
+                        req.retry_at = None;
+                        let mut why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                        if let Some(other) = &covered_by {
+                            why = text::access_continues(&why, other);
+                        }
+                        if let Some(ext) = req.extension.take() {
+                            fx.close_dms(req, &ext.approvers, EXTENSION, text::EXTENSION_OUTLIVED);
+                        }
+                        if req.grant_failed {
+                            req.status = Status::Failed;
+                            fx.audit("revoked", req, "accessbot", text::CLEANED_UP.into());
+                        } else {
+                            req.status = Status::Revoked;
+                            fx.audit("revoked", req, "accessbot", text::revoked(req, &why));
+                            let notice = text::revoked_notice(req, &why);
+                            fx.update_dm(
+                                req,
+                                &req.requester,
+                                GRANT,
+                                blocks::notice(&notice, &[], &req.id),
+                            );
+                            fx.tell_requester(req, &notice);
+                        }
                     }
-                    if let Some(ext) = req.extension.take() {
-                        fx.close_dms(req, &ext.approvers, EXTENSION, text::EXTENSION_OUTLIVED);
-                    }
-                    if req.grant_failed {
-                        req.status = Status::Failed;
-                        fx.audit("revoked", req, "accessbot", text::CLEANED_UP.into());
-                    } else {
-                        req.status = Status::Revoked;
-                        fx.audit("revoked", req, "accessbot", text::revoked(req, &why));
-                        let notice = text::revoked_notice(req, &why);
-                        fx.update_dm(
+                    Err(e) => {
+                        req.attempts += 1;
+                        let backoff = backoff(&timing, req.attempts);
+                        let wait = e.retry_after().map_or(backoff, |asked| asked.max(backoff));
+                        req.retry_at = Some(now + chrono_dur(wait));
+                        fx.audit(
+                            "revoke_failed",
                             req,
-                            &req.requester,
-                            GRANT,
-                            blocks::notice(&notice, &[], &req.id),
+                            "accessbot",
+                            text::revoke_failed(req.attempts, &e.to_string(), wait),
                         );
-                        fx.tell_requester(req, &notice);
                     }
                 }
-                Err(e) => {
-                    req.attempts += 1;
-                    let backoff = backoff(&timing, req.attempts);
-                    let wait = e.retry_after().map_or(backoff, |asked| asked.max(backoff));
-                    req.retry_at = Some(now + chrono_dur(wait));
-                    fx.audit(
-                        "revoke_failed",
-                        req,
-                        "accessbot",
-                        text::revoke_failed(req.attempts, &e.to_string(), wait),
-                    );
-                }
-            }
-            fx.done(())
-        })?;
-        self.store.flush().await?;
+                Ok(())
+            })
+            .await?;
         self.wake();
         Ok(())
     }
