@@ -222,6 +222,12 @@ pub fn runbook_gone(runbook_id: &str, action: Action) -> String {
     }
 }
 
+/// Why access ended when nobody said otherwise.
+pub const ENDED: &str = "revoked";
+
+/// Why access ended when its time was up.
+pub const TIME_UP: &str = "expired";
+
 /// Why a revoke ended, when another request keeps the access going.
 pub fn access_continues(why: &str, other: &str) -> String {
     format!("{why}; the access itself continues under request {other}")

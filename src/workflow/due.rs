@@ -55,7 +55,7 @@ impl Workflow {
                     Status::Active if req.expires_at.is_some_and(|t| t <= now) => {
                         req.status = Status::Revoking;
                         req.retry_at = None;
-                        req.end_reason = Some("expired".into());
+                        req.end_reason = Some(text::TIME_UP.into());
                         true
                     }
                     Status::Active if req.warn_at.is_some_and(|t| t <= now) => {

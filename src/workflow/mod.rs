@@ -250,7 +250,9 @@ impl Workflow {
 
     /// Lets `change` decide the new state of request `id` and collect its
     /// effects, commits both in one write and flushes it. Waking the loops
-    /// is left to the caller. When `change` refuses, nothing is written.
+    /// is left to the caller. When `change` refuses, nothing is written; a
+    /// change that cannot refuse says so with `Infallible`, and its caller
+    /// matches `let Ok(..)`.
     async fn change<T, E>(
         &self,
         id: &str,

@@ -231,7 +231,7 @@ impl Workflow {
                     Ok(()) => {
                         req.ended_at = Some(now);
                         req.retry_at = None;
-                        let mut why = req.end_reason.clone().unwrap_or_else(|| "revoked".into());
+                        let mut why = req.end_reason.clone().unwrap_or_else(|| text::ENDED.into());
                         if let Some(other) = &covered_by {
                             why = text::access_continues(&why, other);
                         }
