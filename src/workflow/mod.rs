@@ -44,8 +44,8 @@ use crate::store::{Effects, Store, StoreError};
 
 pub use create::{NewRequest, RequestError};
 
-/// What a remembered DM is for (`MessageRef::purpose`), so a later change
-/// can update the right one.
+// What a remembered DM is for (`MessageRef::purpose`), so a later change
+// can update the right one.
 const APPROVAL: &str = "approval";
 const GRANT: &str = "grant";
 const REVIEW: &str = "review";
@@ -239,6 +239,7 @@ impl Workflow {
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
+    /// Tells the outbox and the timer loop that something changed.
     pub fn wake(&self) {
         self.wake_outbox();
         self.timer_wake.notify_one();
@@ -314,7 +315,8 @@ impl Workflow {
         self.running.lock().expect("running lock").remove(id);
     }
 
-    pub fn spawn_grant(self: &Arc<Self>, id: &str) {
+    /// Runs the grant of `id` in a tracked task, unless one runs already.
+    fn spawn_grant(self: &Arc<Self>, id: &str) {
         let this = Arc::clone(self);
         let id = id.to_string();
         self.tasks.spawn(async move {
@@ -338,7 +340,8 @@ impl Workflow {
         });
     }
 
-    pub fn spawn_revoke(self: &Arc<Self>, id: &str) {
+    /// Runs the revoke of `id` in a tracked task, unless one runs already.
+    fn spawn_revoke(self: &Arc<Self>, id: &str) {
         let this = Arc::clone(self);
         let id = id.to_string();
         self.tasks.spawn(async move {
