@@ -1,6 +1,6 @@
 //! Slack's side of the bot: request signatures, incoming payloads, the Web
-//! API client, the Block Kit views and the lifecycle's wording. Nothing outside this module builds
-//! Slack JSON or speaks Slack's HTTP.
+//! API client, the Block Kit views and the lifecycle's wording (`text`).
+//! Nothing outside this module builds Slack JSON or speaks Slack's HTTP.
 
 pub mod blocks;
 pub mod client;
