@@ -91,12 +91,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
 
     let cancel = CancellationToken::new();
-    let outbox = Outbox::new(
-        Arc::clone(&store),
-        slack,
-        timing,
-        Arc::clone(&workflow.outbox_wake),
-    );
+    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
     let delivery = Arc::clone(&outbox.health);
     let loops = tokio_util::task::TaskTracker::new();
     loops.spawn(outbox.run(cancel.clone()));
@@ -126,11 +121,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
 
     tracing::info!("shutting down: finishing in-flight work");
-    workflow.tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, workflow.tasks.wait())
-        .await
-        .is_err()
-    {
+    if !workflow.shutdown_tasks(SHUTDOWN_GRACE).await {
         tracing::warn!(
             "in-flight grants or revokes did not finish in time; they resume at the next start"
         );

@@ -17,10 +17,10 @@ use crate::workflow::Workflow;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 pub async fn run(workflow: Arc<Workflow>, cancel: CancellationToken) {
-    let wake = Arc::clone(&workflow.timer_wake);
+    let wake = workflow.timer_wake();
     loop {
         let now = Utc::now();
-        match workflow.store.due_at(now) {
+        match workflow.due_now(now) {
             Ok(ids) => {
                 for id in ids {
                     if let Err(e) = workflow.on_due(&id, now).await {
@@ -30,7 +30,7 @@ pub async fn run(workflow: Arc<Workflow>, cancel: CancellationToken) {
             }
             Err(e) => tracing::error!(error = %e, "timer could not read deadlines"),
         }
-        let sleep_for = match workflow.store.next_deadline() {
+        let sleep_for = match workflow.next_deadline() {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

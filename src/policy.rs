@@ -380,45 +380,27 @@ mod tests {
 
     fn request(stages: Vec<(&[&str], u32)>) -> AccessRequest {
         let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let stages = stages
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, r))| StageState {
+                name: format!("Stage {}", i + 1),
+                approvers: a.iter().map(|s| s.to_string()).collect(),
+                required: r,
+            })
+            .collect();
         AccessRequest {
-            id: "AR-1".into(),
-            runbook_id: "rb".into(),
             runbook_title: "RB".into(),
             system: "Sys".into(),
-            requester: "UREQ".into(),
-            duration_secs: 3600,
             reason: "r".into(),
-            created_at: now,
-            status: Status::Pending,
-            stages: stages
-                .into_iter()
-                .enumerate()
-                .map(|(i, (a, r))| StageState {
-                    name: format!("Stage {}", i + 1),
-                    approvers: a.iter().map(|s| s.to_string()).collect(),
-                    required: r,
-                })
-                .collect(),
-            current_stage: 0,
-            approvals: vec![],
-            decided_by: None,
-            approval_deadline: now,
-            remind_at: None,
-            escalate_at: None,
-            granted_at: None,
-            expires_at: None,
-            warn_at: None,
-            retry_at: None,
-            attempts: 0,
-            ended_at: None,
-            end_reason: None,
-            messages: vec![],
-            break_glass: false,
-            review: None,
-            extension: None,
-            total_secs: 3600,
-            grant_failed: false,
-            auto_rule: None,
+            ..AccessRequest::new(
+                "AR-1".into(),
+                "rb",
+                "UREQ",
+                Duration::from_secs(3600),
+                stages,
+                now,
+            )
         }
     }
 

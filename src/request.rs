@@ -4,6 +4,8 @@
 //! that later versions add must have a `#[serde(default)]`. Nothing here knows
 //! how or where requests are stored.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -156,6 +158,53 @@ pub struct AccessRequest {
 }
 
 impl AccessRequest {
+    /// A new `Pending` request of `requester` for runbook `runbook_id`,
+    /// made at `now`, in the first of `stages`. The rest starts empty: no
+    /// reason, no approvals, nothing granted or scheduled, the runbook id as
+    /// its title, and an approval deadline of `now`; the caller sets from
+    /// the runbook what its policy gives (struct update syntax reads well).
+    pub fn new(
+        id: String,
+        runbook_id: &str,
+        requester: &str,
+        duration: Duration,
+        stages: Vec<StageState>,
+        now: DateTime<Utc>,
+    ) -> AccessRequest {
+        AccessRequest {
+            id,
+            runbook_id: runbook_id.to_string(),
+            runbook_title: runbook_id.to_string(),
+            system: String::new(),
+            requester: requester.to_string(),
+            duration_secs: duration.as_secs(),
+            reason: String::new(),
+            created_at: now,
+            status: Status::Pending,
+            stages,
+            current_stage: 0,
+            approvals: vec![],
+            decided_by: None,
+            approval_deadline: now,
+            remind_at: None,
+            escalate_at: None,
+            granted_at: None,
+            expires_at: None,
+            warn_at: None,
+            retry_at: None,
+            attempts: 0,
+            ended_at: None,
+            end_reason: None,
+            messages: vec![],
+            break_glass: false,
+            review: None,
+            extension: None,
+            total_secs: duration.as_secs(),
+            grant_failed: false,
+            auto_rule: None,
+        }
+    }
+
     /// The next moment the timer loop must look at this request, if any.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
         let candidates: &[Option<DateTime<Utc>>] = match self.status {

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use super::text::mention;
 use crate::duration::format_duration;
 use crate::request::{AccessRequest, Status};
 use crate::runbook::Runbook;
@@ -66,10 +67,6 @@ pub fn user_text(text: &str, max: usize) -> String {
     truncate(&escape(&clean), max)
 }
 
-fn mention(user: &str) -> String {
-    format!("<@{user}>")
-}
-
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}})
 }
@@ -97,6 +94,18 @@ fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Valu
 
 fn actions(block_id: &str, elements: Vec<Value>) -> Value {
     json!({"type": "actions", "block_id": truncate(block_id, 255), "elements": elements})
+}
+
+/// A primary "yes" and a dangerous "no" button acting on the request, as
+/// `(label, action_id)` pairs, in a block named `<kind>:<request id>`.
+fn yes_no(req: &AccessRequest, kind: &str, yes: (&str, &str), no: (&str, &str)) -> Value {
+    actions(
+        &format!("{kind}:{}", req.id),
+        vec![
+            button(yes.0, yes.1, &req.id, Some("primary")),
+            button(no.0, no.1, &req.id, Some("danger")),
+        ],
+    )
 }
 
 fn time(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -142,12 +151,11 @@ pub fn approval_request(req: &AccessRequest, note: &str) -> Msg {
     if !note.is_empty() {
         blocks.push(context(note));
     }
-    blocks.push(actions(
-        &format!("decide:{}", req.id),
-        vec![
-            button("Approve", action::APPROVE, &req.id, Some("primary")),
-            button("Deny", action::DENY, &req.id, Some("danger")),
-        ],
+    blocks.push(yes_no(
+        req,
+        "decide",
+        ("Approve", action::APPROVE),
+        ("Deny", action::DENY),
     ));
     Msg {
         text: truncate(&text, 3000),
@@ -200,22 +208,11 @@ pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg
             header("Extension request"),
             section(&text),
             request_fields(req),
-            actions(
-                &format!("extend:{}", req.id),
-                vec![
-                    button(
-                        "Approve extension",
-                        action::EXTENSION_APPROVE,
-                        &req.id,
-                        Some("primary")
-                    ),
-                    button(
-                        "Deny extension",
-                        action::EXTENSION_DENY,
-                        &req.id,
-                        Some("danger")
-                    ),
-                ]
+            yes_no(
+                req,
+                "extend",
+                ("Approve extension", action::EXTENSION_APPROVE),
+                ("Deny extension", action::EXTENSION_DENY),
             ),
         ]),
     }
@@ -264,17 +261,11 @@ pub fn break_glass_review(req: &AccessRequest) -> Msg {
         blocks: json!([
             section(&text),
             request_fields(req),
-            actions(
-                &format!("review:{}", req.id),
-                vec![
-                    button("Acknowledge", action::REVIEW_ACK, &req.id, Some("primary")),
-                    button(
-                        "Flag for follow-up",
-                        action::REVIEW_FLAG,
-                        &req.id,
-                        Some("danger")
-                    ),
-                ]
+            yes_no(
+                req,
+                "review",
+                ("Acknowledge", action::REVIEW_ACK),
+                ("Flag for follow-up", action::REVIEW_FLAG),
             ),
         ]),
     }

@@ -1,0 +1,444 @@
+//! The sentences the request lifecycle says, in Slack's mrkdwn: the lines of
+//! audit events (and their notices in the audit channel), the texts of the
+//! DMs it sends, the outcome an approval DM is closed with, and the answer
+//! the person who acted sees. They live here, beside [`super::blocks`] which
+//! wraps them in Block Kit, so the workflow holds no Slack markup and the
+//! wording can be read (and changed) in one place. Every function takes typed
+//! values and escapes the user-written text it shows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::blocks::user_text;
+use crate::duration::format_duration;
+use crate::grant::Action;
+use crate::request::{AccessRequest, StageState};
+
+/// A mention of a Slack user.
+pub fn mention(user: &str) -> String {
+    format!("<@{user}>")
+}
+
+/// Mentions of several users, comma-separated.
+pub fn mentions<'a>(users: impl IntoIterator<Item = &'a str>) -> String {
+    users
+        .into_iter()
+        .map(mention)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn title(req: &AccessRequest) -> String {
+    user_text(&req.runbook_title, 200)
+}
+
+fn stage_name(stage: &StageState) -> String {
+    user_text(&stage.name, 100)
+}
+
+// ---- creating a request ----
+
+/// Audit line of a new request.
+pub fn requested(req: &AccessRequest) -> String {
+    let reason = if req.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": “{}”", user_text(&req.reason, 500))
+    };
+    format!(
+        "{} requested {} for {}{reason}",
+        mention(&req.requester),
+        title(req),
+        format_duration(Duration::from_secs(req.duration_secs))
+    )
+}
+
+/// Audit line of a break-glass request, which alerts the audit channel.
+pub fn break_glass_taken(req: &AccessRequest) -> String {
+    format!(
+        "<!here> BREAK-GLASS: {} took {} at once; approvers are asked to review it",
+        mention(&req.requester),
+        title(req)
+    )
+}
+
+/// Audit line of a request an auto-approval rule approved.
+pub fn auto_approved(rule: &str, max: Duration) -> String {
+    format!(
+        "auto-approved by rule `{}` (up to {})",
+        user_text(rule, 100),
+        format_duration(max)
+    )
+}
+
+/// The context line on an approval DM: which stage, how many approvals,
+/// after an optional `note` (a reminder, who approved the stage before).
+pub fn stage_note(req: &AccessRequest, stage: usize, note: &str) -> String {
+    let s = &req.stages[stage];
+    let line = if req.stages.len() > 1 {
+        format!(
+            "Stage {} of {} ({}): {} approval(s) needed.",
+            stage + 1,
+            req.stages.len(),
+            stage_name(s),
+            s.required
+        )
+    } else if s.required > 1 {
+        format!("{} approvals needed.", s.required)
+    } else {
+        String::new()
+    };
+    if note.is_empty() {
+        line
+    } else {
+        format!("{note} {line}").trim().to_string()
+    }
+}
+
+// ---- deciding ----
+
+/// Audit line of a denial.
+pub fn denied(user: &str) -> String {
+    format!("denied by {}", mention(user))
+}
+
+/// How approval DMs close on a denial.
+pub fn denied_outcome(user: &str) -> String {
+    format!(":no_entry: Denied by {}", mention(user))
+}
+
+/// The requester's DM on a denial.
+pub fn denied_notice(req: &AccessRequest, user: &str) -> String {
+    format!(
+        ":no_entry: Your request `{}` for *{}* was denied by {}.",
+        req.id,
+        title(req),
+        mention(user)
+    )
+}
+
+pub const DENIED_ANSWER: &str = "Denied. The requester has been told.";
+
+/// Audit line of an approval the stage still needs more after.
+pub fn approval_counted(user: &str, remaining: u32) -> String {
+    format!("approved by {}; {remaining} more needed", mention(user))
+}
+
+/// How the approver's own DM closes when more approvals are needed.
+pub fn approval_counted_outcome(remaining: u32) -> String {
+    format!(":ballot_box_with_check: You approved. Waiting for {remaining} more approval(s).")
+}
+
+pub fn approval_counted_answer(remaining: u32) -> String {
+    format!("Approved; {remaining} more approval(s) needed.")
+}
+
+/// How a completed stage's DMs close.
+pub fn stage_approved_outcome(done: &StageState, user: &str, next: &StageState) -> String {
+    format!(
+        ":ballot_box_with_check: Stage “{}” approved by {}; now with “{}”.",
+        stage_name(done),
+        mention(user),
+        stage_name(next)
+    )
+}
+
+/// Audit line of a completed stage.
+pub fn stage_approved(done: &StageState, user: &str) -> String {
+    format!("stage “{}” approved by {}", stage_name(done), mention(user))
+}
+
+/// The note on the next stage's approval DMs.
+pub fn previous_stage_approved(user: &str) -> String {
+    format!("{} approved the previous stage.", mention(user))
+}
+
+pub const STAGE_APPROVED_ANSWER: &str = "Approved; the request moves to the next stage.";
+
+/// Audit line of the approval that completes the last stage.
+pub fn approved(by: &[&str]) -> String {
+    format!("approved by {}", mentions(by.iter().copied()))
+}
+
+/// How approval DMs close once the request is approved.
+pub fn approved_outcome(by: &[&str]) -> String {
+    format!(
+        ":white_check_mark: Approved by {}",
+        mentions(by.iter().copied())
+    )
+}
+
+/// The requester's DM once the request is approved.
+pub fn approved_notice(req: &AccessRequest, by: &[&str]) -> String {
+    format!(
+        ":ballot_box_with_check: Your request `{}` for *{}* was approved by {}. Granting access now…",
+        req.id,
+        title(req),
+        mentions(by.iter().copied())
+    )
+}
+
+pub const APPROVED_ANSWER: &str = "Approved. Access is being granted.";
+
+// ---- granting and revoking ----
+
+/// Audit line of a grant.
+pub fn granted(req: &AccessRequest, expires_at: DateTime<Utc>) -> String {
+    format!(
+        "granted to {} until {}",
+        mention(&req.requester),
+        expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )
+}
+
+/// Why a request whose grant failed ended, as stored on the request.
+pub fn grant_failed_reason(error: &str) -> String {
+    format!("grant failed: {error}")
+}
+
+/// Audit line of a failed grant.
+pub fn grant_failed(error: &str) -> String {
+    format!("grant failed: {}", user_text(error, 600))
+}
+
+/// The requester's DM when the grant failed.
+pub fn grant_failed_notice(req: &AccessRequest, audit_channel: &str) -> String {
+    format!(
+        ":x: accessbot could not grant *{}* (request `{}`): the system refused. Nothing has been granted. The audit channel has the details; try again later or ask <#{}> for help.",
+        title(req),
+        req.id,
+        audit_channel
+    )
+}
+
+/// Why a grant or revoke could not run: its runbook is gone from the catalog.
+pub fn runbook_gone(runbook_id: &str, action: Action) -> String {
+    match action {
+        Action::Grant => format!("runbook `{runbook_id}` is no longer in the catalog"),
+        Action::Revoke => format!(
+            "runbook `{runbook_id}` is no longer in the catalog; restore its file so the access can be revoked"
+        ),
+    }
+}
+
+/// Why access ended when nobody said otherwise.
+pub const ENDED: &str = "revoked";
+
+/// Why access ended when its time was up.
+pub const TIME_UP: &str = "expired";
+
+/// Why a revoke ended, when another request keeps the access going.
+pub fn access_continues(why: &str, other: &str) -> String {
+    format!("{why}; the access itself continues under request {other}")
+}
+
+/// How a waiting extension's DMs close when the access ends first.
+pub const EXTENSION_OUTLIVED: &str =
+    ":hourglass: The access ended before the extension was decided.";
+
+/// Audit line of the clean-up revoke after a failed grant.
+pub const CLEANED_UP: &str = "clean-up after the failed grant done; nothing is granted";
+
+/// Audit line of a revoke.
+pub fn revoked(req: &AccessRequest, why: &str) -> String {
+    format!("access of {} revoked ({why})", mention(&req.requester))
+}
+
+/// The requester's DM (and the grant DM's new text) when access ended.
+pub fn revoked_notice(req: &AccessRequest, why: &str) -> String {
+    format!(
+        ":lock: Your access to *{}* (request `{}`) has ended ({why}).",
+        title(req),
+        req.id
+    )
+}
+
+/// Audit line of a failed revoke.
+pub fn revoke_failed(attempt: u32, error: &str, wait: Duration) -> String {
+    format!(
+        "revoke attempt {attempt} failed: {}; retrying in {}",
+        user_text(error, 600),
+        format_duration(wait)
+    )
+}
+
+// ---- ending early and reviews ----
+
+/// Audit line of a pending request its requester withdrew.
+pub fn withdrawn(user: &str) -> String {
+    format!("withdrawn by {}", mention(user))
+}
+
+/// How approval DMs close on a withdrawal.
+pub fn withdrawn_outcome(user: &str) -> String {
+    format!(":leftwards_arrow_with_hook: Withdrawn by {}", mention(user))
+}
+
+pub const WITHDRAWN_ANSWER: &str = "Your request is withdrawn.";
+
+/// Why access ended when its requester released it.
+pub const RELEASED: &str = "released early by the requester";
+
+/// Why access ended when someone else revoked it.
+pub fn revoked_early(user: &str) -> String {
+    format!("revoked early by {}", mention(user))
+}
+
+pub const REVOKING_ANSWER: &str = "Revoking now; you will get a message when it is done.";
+
+/// What a break-glass reviewer's press records.
+pub fn review(user: &str, flagged: bool) -> String {
+    if flagged {
+        format!(
+            ":triangular_flag_on_post: Flagged for follow-up by {}",
+            mention(user)
+        )
+    } else {
+        format!(":white_check_mark: Acknowledged by {}", mention(user))
+    }
+}
+
+// ---- extending ----
+
+/// Audit line of an extension an auto-approval rule approved.
+pub fn extended_by_rule(extra: Duration, rule: &str) -> String {
+    format!(
+        "extended by {} (auto-approved by rule `{}`)",
+        format_duration(extra),
+        rule
+    )
+}
+
+pub fn extended_answer(extra: Duration) -> String {
+    format!("Extended by {}.", format_duration(extra))
+}
+
+/// Audit line of an extension asked for.
+pub fn extension_requested(user: &str, extra: Duration) -> String {
+    format!("{} asks for {} more", mention(user), format_duration(extra))
+}
+
+pub fn extension_requested_answer(extra: Duration) -> String {
+    format!(
+        "Asked the approvers for {} more; you will get a message with their answer.",
+        format_duration(extra)
+    )
+}
+
+/// Audit line of an extension approval the stage still needs more after.
+pub fn extension_approval_counted(user: &str, extra: Duration, remaining: u32) -> String {
+    format!(
+        "{} approved the extension of {}; {} more needed",
+        mention(user),
+        format_duration(extra),
+        remaining
+    )
+}
+
+pub fn extension_approval_counted_answer(remaining: u32) -> String {
+    format!("Approval counted; {remaining} more needed for the extension.")
+}
+
+/// How a completed extension stage's DMs close.
+pub fn extension_stage_approved_outcome(
+    user: &str,
+    done: &StageState,
+    next: &StageState,
+) -> String {
+    format!(
+        ":ballot_box_with_check: Extension approved by {} for stage “{}”; now with “{}”.",
+        mention(user),
+        stage_name(done),
+        stage_name(next)
+    )
+}
+
+/// Audit line of a completed extension stage.
+pub fn extension_stage_approved(extra: Duration, done: &StageState, user: &str) -> String {
+    format!(
+        "extension of {}: stage “{}” approved by {}",
+        format_duration(extra),
+        stage_name(done),
+        mention(user)
+    )
+}
+
+pub const EXTENSION_STAGE_APPROVED_ANSWER: &str =
+    "Approved; the extension moves to the next stage.";
+
+/// Audit line of an approved extension.
+pub fn extended(extra: Duration, by: &[&str]) -> String {
+    format!(
+        "extended by {} (approved by {})",
+        format_duration(extra),
+        mentions(by.iter().copied())
+    )
+}
+
+/// How extension DMs close once it is approved (also the requester's DM and the answer).
+pub fn extended_outcome(extra: Duration, user: &str) -> String {
+    format!(
+        ":white_check_mark: Extension of {} approved by {}",
+        format_duration(extra),
+        mention(user)
+    )
+}
+
+/// Audit line of a refused extension.
+pub fn extension_denied(extra: Duration, user: &str) -> String {
+    format!(
+        "extension of {} refused by {}",
+        format_duration(extra),
+        mention(user)
+    )
+}
+
+/// How extension DMs close once it is refused (also the requester's DM and the answer).
+pub fn extension_denied_outcome(extra: Duration, user: &str) -> String {
+    format!(
+        ":no_entry: Extension of {} refused by {}",
+        format_duration(extra),
+        mention(user)
+    )
+}
+
+/// The requester's DM with an extension's outcome.
+pub fn extension_decided_notice(req: &AccessRequest, outcome: &str) -> String {
+    format!("{outcome} (request `{}`).", req.id)
+}
+
+// ---- the timer ----
+
+/// Audit line of a request nobody decided in time.
+pub const EXPIRED: &str = "no decision before the approval timeout";
+
+/// How approval DMs close when nobody decided in time.
+pub const EXPIRED_OUTCOME: &str = ":hourglass: Expired: nobody decided in time.";
+
+/// The requester's DM when nobody decided in time.
+pub fn expired_notice(req: &AccessRequest) -> String {
+    format!(
+        ":hourglass: Your request `{}` for *{}* expired: nobody decided in time. You can ask again with `/access`.",
+        req.id,
+        title(req)
+    )
+}
+
+/// Audit line of a reminder.
+pub const REMINDED: &str = "approvers reminded";
+
+/// The note on a reminder's approval DMs.
+pub const REMINDER_NOTE: &str = ":bell: Reminder: this request is still waiting for you.";
+
+/// Audit line of an escalation.
+pub fn escalated(added: &[String]) -> String {
+    format!(
+        "no decision in time; fallback approvers added: {}",
+        mentions(added.iter().map(String::as_str))
+    )
+}
+
+/// The note on an escalation's approval DMs.
+pub const ESCALATED_NOTE: &str =
+    ":arrow_up: Escalated to you: the designated approvers did not answer in time.";

@@ -1,0 +1,122 @@
+//! Deciding a request: an approver's Approve or Deny, checked against the
+//! request as stored (`policy::apply_approval`, `policy::apply_denial`). An
+//! approval is counted, completes a stage (the next stage's approvers are
+//! asked), or completes the last one: the request becomes `Granting` and
+//! its grant is spawned once that is durable.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{chrono_dur, Fx, Workflow, APPROVAL};
+use crate::crashpoint;
+use crate::policy::{self, ApprovalOutcome, Refusal};
+use crate::request::{AccessRequest, Status};
+use crate::slack::{blocks, text};
+
+impl Workflow {
+    /// An approver pressed Approve or Deny (or typed it). Checked against
+    /// the stored request; returns the words to show the presser.
+    #[tracing::instrument(skip(self))]
+    pub async fn decide(
+        self: &Arc<Self>,
+        user: &str,
+        request_id: &str,
+        approve: bool,
+    ) -> Result<String, Refusal> {
+        let Some(current) = self.get(request_id)? else {
+            return Err(Refusal::NotFound(request_id.to_string()));
+        };
+        let allow_self = self
+            .catalog
+            .get(&current.runbook_id)
+            .map(|r| r.approval.allow_self_approval)
+            .unwrap_or(false);
+        let now = Utc::now();
+        let (answer, req) = self
+            .change(request_id, |req, fx| -> Result<_, Refusal> {
+                let answer = if approve {
+                    self.approve(fx, req, user, allow_self, now)?
+                } else {
+                    Self::deny(fx, req, user, now)?
+                };
+                Ok(answer)
+            })
+            .await??;
+        crashpoint::hit("after_approve");
+        self.wake();
+        if req.status == Status::Granting {
+            self.spawn_grant(&req.id);
+        }
+        Ok(answer)
+    }
+
+    fn deny(
+        fx: &mut Fx,
+        req: &mut AccessRequest,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, Refusal> {
+        policy::apply_denial(req, user)?;
+        req.ended_at = Some(now);
+        fx.audit("denied", req, user, text::denied(user));
+        Self::close_approval_dms(fx, req, &text::denied_outcome(user));
+        fx.tell_requester(req, &text::denied_notice(req, user));
+        Ok(text::DENIED_ANSWER.to_string())
+    }
+
+    fn approve(
+        &self,
+        fx: &mut Fx,
+        req: &mut AccessRequest,
+        user: &str,
+        allow_self: bool,
+        now: DateTime<Utc>,
+    ) -> Result<String, Refusal> {
+        Ok(match policy::apply_approval(req, user, allow_self, now)? {
+            ApprovalOutcome::Counted { remaining } => {
+                fx.audit(
+                    "approved",
+                    req,
+                    user,
+                    text::approval_counted(user, remaining),
+                );
+                fx.update_dm(
+                    req,
+                    user,
+                    APPROVAL,
+                    blocks::approval_closed(req, &text::approval_counted_outcome(remaining)),
+                );
+                text::approval_counted_answer(remaining)
+            }
+            ApprovalOutcome::StageComplete { next_stage } => {
+                let done_stage = req.stages[next_stage - 1].clone();
+                let outcome =
+                    text::stage_approved_outcome(&done_stage, user, &req.stages[next_stage]);
+                fx.audit(
+                    "stage_approved",
+                    req,
+                    user,
+                    text::stage_approved(&done_stage, user),
+                );
+                fx.close_dms(req, &done_stage.approvers, APPROVAL, &outcome);
+                // The new stage's approvers get their own time before a
+                // reminder and before escalation.
+                if let Some(rb) = self.catalog.get(&req.runbook_id) {
+                    let now = Utc::now();
+                    req.remind_at = rb.approval.remind_after.map(|d| now + chrono_dur(d));
+                    req.escalate_at = rb.approval.escalate_after.map(|d| now + chrono_dur(d));
+                }
+                Self::ask_stage(fx, req, next_stage, &text::previous_stage_approved(user));
+                text::STAGE_APPROVED_ANSWER.to_string()
+            }
+            ApprovalOutcome::Approved => {
+                let by: Vec<&str> = req.approvals.iter().map(|a| a.user.as_str()).collect();
+                fx.audit("approved", req, user, text::approved(&by));
+                Self::close_approval_dms(fx, req, &text::approved_outcome(&by));
+                fx.tell_requester(req, &text::approved_notice(req, &by));
+                text::APPROVED_ANSWER.to_string()
+            }
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Provisioning: the grant and revoke runs of `Granting` and `Revoking`
+//! requests, each recorded by a second write after the provider answered,
+//! and [`Workflow::recover`], which resumes the runs a crash interrupted.
+//! Runs for one person and runbook are serialised (`lock_subject`), and a
+//! revoke is not run in the target system while another request of the
+//! same person still holds that access (`covering_request`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT};
+use crate::crashpoint;
+use crate::grant::{Action, GrantContext, GrantError};
+use crate::request::{AccessRequest, Status};
+use crate::retry::backoff;
+use crate::slack::{blocks, text};
+use crate::store::StoreError;
+
+/// Why a provider run did not confirm the access was given or taken away.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Provider(#[from] GrantError),
+    #[error("{}", text::runbook_gone(.runbook_id, *.action))]
+    RunbookGone { runbook_id: String, action: Action },
+}
+
+impl RunError {
+    /// How long the target asked us to wait before the next try, if it said.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RunError::Provider(e) => e.retry_after(),
+            RunError::RunbookGone { .. } => None,
+        }
+    }
+}
+
+impl Workflow {
+    /// Completes what a crash interrupted: grants and revokes that were
+    /// recorded as intents but whose outcome was not.
+    pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for req in self.store.all_requests()? {
+            match req.status {
+                Status::Granting => {
+                    tracing::info!(request_id = %req.id, "resuming an interrupted grant");
+                    self.spawn_grant(&req.id);
+                    n += 1;
+                }
+                Status::Revoking if req.retry_at.is_none() => {
+                    tracing::info!(request_id = %req.id, "resuming an interrupted revoke");
+                    self.spawn_revoke(&req.id);
+                    n += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
+    /// Holds the provider lock of `req`'s person and runbook.
+    async fn lock_subject(&self, req: &AccessRequest) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{}\u{0}{}", req.requester, req.runbook_id);
+        let lock = {
+            let mut subjects = self.subjects.lock().expect("subjects lock");
+            subjects.retain(|_, l| Arc::strong_count(l) > 1);
+            Arc::clone(subjects.entry(key).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// Another request of the same person for the same runbook that holds,
+    /// or is being given, the same access: revoking `req` in the target
+    /// system would take that access away too.
+    fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .store
+            .all_requests()?
+            .into_iter()
+            .find(|o| {
+                o.id != req.id
+                    && o.requester == req.requester
+                    && o.runbook_id == req.runbook_id
+                    && matches!(o.status, Status::Granting | Status::Active)
+            })
+            .map(|o| o.id))
+    }
+
+    async fn context(&self, req: &AccessRequest, expires_at: DateTime<Utc>) -> GrantContext {
+        let email = match self.slack.user_info(&req.requester).await {
+            Ok(u) => u.email,
+            Err(e) => {
+                tracing::warn!(request_id = %req.id, error = %e, "users.info failed; running the provider without an email");
+                None
+            }
+        };
+        GrantContext {
+            request_id: req.id.clone(),
+            runbook_id: req.runbook_id.clone(),
+            user_id: req.requester.clone(),
+            user_email: email,
+            expires_at,
+            reason: req.reason.clone(),
+            runbook_dir: self.runbook_dir.clone(),
+        }
+    }
+
+    /// Runs `action` for `req` with its runbook's provider. When
+    /// `covered_by` names another request that keeps the same access, the
+    /// provider is not called and the run counts as done.
+    async fn run_provider(
+        &self,
+        req: &AccessRequest,
+        action: Action,
+        expires_at: DateTime<Utc>,
+        covered_by: Option<&str>,
+    ) -> Result<(), RunError> {
+        let Some(rb) = self.catalog.get(&req.runbook_id) else {
+            return Err(RunError::RunbookGone {
+                runbook_id: req.runbook_id.clone(),
+                action,
+            });
+        };
+        if let Some(other) = covered_by {
+            tracing::info!(request_id = %req.id, other, "not revoking in the target system: another request holds the same access");
+            return Ok(());
+        }
+        let ctx = self.context(req, expires_at).await;
+        let result = self.providers.run(&rb.grant, action, &ctx).await;
+        crashpoint::hit(match action {
+            Action::Grant => "after_grant",
+            Action::Revoke => "after_revoke",
+        });
+        if let Err(e) = &result {
+            tracing::warn!(request_id = %req.id, error = %e, retryable = e.is_retryable(), "the {action} failed");
+        }
+        Ok(result?)
+    }
+
+    /// Runs the grant of a `Granting` request and records the outcome. A
+    /// failed grant becomes a clean-up revoke, so nothing stays half-granted.
+    /// Returns whether a clean-up revoke must follow.
+    #[tracing::instrument(skip(self))]
+    pub(super) async fn run_grant(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
+        let Some(req) = self.store.get(id)? else {
+            return Ok(false);
+        };
+        if req.status != Status::Granting {
+            return Ok(false);
+        }
+        let _subject = self.lock_subject(&req).await;
+        let started = Utc::now();
+        let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
+        crashpoint::hit("before_grant");
+        let result = self
+            .run_provider(&req, Action::Grant, expires_at, None)
+            .await;
+        let instructions = self
+            .catalog
+            .get(&req.runbook_id)
+            .map(|r| r.instructions.clone())
+            .unwrap_or_default();
+        let warning = self.timing.expiry_warning;
+        let ok = result.is_ok();
+        let Ok((_, req)) = self
+            .change(id, |req, fx| -> Result<_, Infallible> {
+                if req.status != Status::Granting {
+                    return Ok(());
+                }
+                match &result {
+                    Ok(()) => {
+                        req.status = Status::Active;
+                        req.granted_at = Some(Utc::now());
+                        req.expires_at = Some(expires_at);
+                        req.warn_at = warn_time(expires_at, req.duration_secs, warning);
+                        fx.audit("granted", req, "accessbot", text::granted(req, expires_at));
+                        fx.dm(
+                            req,
+                            &req.requester,
+                            blocks::granted(req, &instructions),
+                            Some(GRANT),
+                        );
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        req.status = Status::Revoking;
+                        req.grant_failed = true;
+                        req.end_reason = Some(text::grant_failed_reason(&e));
+                        req.retry_at = None;
+                        fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        fx.tell_requester(
+                            req,
+                            &text::grant_failed_notice(req, &self.audit_channel),
+                        );
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        self.wake();
+        Ok(!ok && req.status == Status::Revoking)
+    }
+
+    /// Runs the revoke of a `Revoking` request; on failure schedules a retry
+    /// with backoff and says so in the audit channel, every time.
+    #[tracing::instrument(skip(self))]
+    pub(super) async fn run_revoke(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
+        let Some(req) = self.store.get(id)? else {
+            return Ok(());
+        };
+        if req.status != Status::Revoking {
+            return Ok(());
+        }
+        let _subject = self.lock_subject(&req).await;
+        let expires_at = req.expires_at.unwrap_or_else(Utc::now);
+        crashpoint::hit("before_revoke");
+        let covered_by = self.covering_request(&req)?;
+        let result = self
+            .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
+            .await;
+        let timing = self.timing.clone();
+        let Ok(_) = self
+            .change(id, |req, fx| -> Result<_, Infallible> {
+                if req.status != Status::Revoking {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                match &result {
+                    Ok(()) => {
+                        req.ended_at = Some(now);
+                        req.retry_at = None;
+                        let mut why = req.end_reason.clone().unwrap_or_else(|| text::ENDED.into());
+                        if let Some(other) = &covered_by {
+                            why = text::access_continues(&why, other);
+                        }
+                        if let Some(ext) = req.extension.take() {
+                            fx.close_dms(req, &ext.approvers, EXTENSION, text::EXTENSION_OUTLIVED);
+                        }
+                        if req.grant_failed {
+                            req.status = Status::Failed;
+                            fx.audit("revoked", req, "accessbot", text::CLEANED_UP.into());
+                        } else {
+                            req.status = Status::Revoked;
+                            fx.audit("revoked", req, "accessbot", text::revoked(req, &why));
+                            let notice = text::revoked_notice(req, &why);
+                            fx.update_dm(
+                                req,
+                                &req.requester,
+                                GRANT,
+                                blocks::notice(&notice, &[], &req.id),
+                            );
+                            fx.tell_requester(req, &notice);
+                        }
+                    }
+                    Err(e) => {
+                        req.attempts += 1;
+                        let backoff = backoff(&timing, req.attempts);
+                        let wait = e.retry_after().map_or(backoff, |asked| asked.max(backoff));
+                        req.retry_at = Some(now + chrono_dur(wait));
+                        fx.audit(
+                            "revoke_failed",
+                            req,
+                            "accessbot",
+                            text::revoke_failed(req.attempts, &e.to_string(), wait),
+                        );
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        self.wake();
+        Ok(())
+    }
+}
