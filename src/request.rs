@@ -253,6 +253,41 @@ impl AccessRequest {
     }
 }
 
+/// Text a person typed (a reason), cleaned the same way whichever way it
+/// came in (slash command, form, another transport): control characters,
+/// line breaks included, become spaces; invisible formatting characters
+/// (bidirectional overrides, zero-width spaces) are dropped; runs of spaces
+/// become one. So no NUL byte or escape sequence reaches a provider's
+/// environment, a log line or the audit log.
+pub fn clean_typed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_invisible_format(c) {
+            continue;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Characters that change how text around them is shown without being
+/// visible themselves: bidirectional embeddings, overrides and isolates,
+/// direction marks, zero-width spaces and joiners, the BOM.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A request ID: `ar-` and 20 base32 characters (100 random bits), so IDs
 /// cannot be guessed from one another.
 pub fn new_request_id() -> String {
@@ -267,6 +302,12 @@ pub fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_text_is_cleaned_at_the_edge() {
+        assert_eq!(clean_typed("  a\u{0}b\n\n c\u{202E}d\t "), "a b cd");
+        assert_eq!(clean_typed("\u{7}"), "");
+    }
 
     #[test]
     fn request_ids_are_long_random_and_distinct() {

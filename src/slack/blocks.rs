@@ -67,6 +67,32 @@ pub fn user_text(text: &str, max: usize) -> String {
     truncate(&escape(&clean), max)
 }
 
+/// Text a person typed (a reason, an input), shown as one quoted paragraph
+/// that cannot fake structure: line breaks and other control characters
+/// become spaces, bidirectional overrides and zero-width characters are
+/// dropped (no U+202E reversing "approved"), and mrkdwn markup characters
+/// are replaced by look-alikes that Slack does not format (no `*bold*`,
+/// no code fences, no strike-through). Mentions stay escaped.
+pub fn quoted(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = match c {
+            '*' => '∗',
+            '_' => 'ˍ',
+            '~' => '∼',
+            '`' => 'ˋ',
+            c if crate::request::is_invisible_format(c) => continue,
+            c if c.is_control() || c.is_whitespace() => ' ',
+            c => c,
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    truncate(&escape(out.trim_end()), max)
+}
+
 fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}})
 }
@@ -126,7 +152,7 @@ fn request_fields(req: &AccessRequest) -> Value {
     let reason = if req.reason.is_empty() {
         "_none given_".to_string()
     } else {
-        user_text(&req.reason, 1900)
+        format!(">{}", quoted(&req.reason, 1900))
     };
     json!({"type": "section", "fields": [
         {"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(&req.requester))},
@@ -440,6 +466,18 @@ mod tests {
             "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
         );
         assert_eq!(user_text("a\u{0007}b", 10), "a b");
+    }
+
+    #[test]
+    fn typed_text_cannot_fake_structure() {
+        let hostile =
+            "refunds\n\n*APPROVED by <@U0CFO>*\n```code```\u{202E}devorppa ~x~ _y_\r\n> quote";
+        let shown = quoted(hostile, 500);
+        assert_eq!(
+            shown,
+            "refunds ∗APPROVED by &lt;@U0CFO&gt;∗ ˋˋˋcodeˋˋˋdevorppa ∼x∼ ˍyˍ &gt; quote"
+        );
+        assert!(!shown.contains('\n') && !shown.contains('\u{202E}'));
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::blocks::user_text;
+use super::blocks::{quoted, user_text};
 use crate::duration::format_duration;
 use crate::grant::Action;
 use crate::request::{AccessRequest, StageState};
@@ -44,7 +44,7 @@ pub fn requested(req: &AccessRequest) -> String {
     let reason = if req.reason.is_empty() {
         String::new()
     } else {
-        format!(": “{}”", user_text(&req.reason, 500))
+        format!(": “{}”", quoted(&req.reason, 500))
     };
     format!(
         "{} requested {} for {}{reason}",

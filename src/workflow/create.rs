@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::{chrono_dur, Fx, Workflow, REVIEW};
 use crate::duration::{format_duration, DurationError};
 use crate::policy::{Refusal, ResolveError};
-use crate::request::{new_request_id, AccessRequest, Status};
+use crate::request::{clean_typed, new_request_id, AccessRequest, Status};
 use crate::runbook::Runbook;
 use crate::slack::{blocks, text};
 use crate::store::StoreError;
@@ -96,7 +96,7 @@ impl Workflow {
                 max: format_duration(rb.request.max_duration),
             });
         }
-        let reason = n.reason.trim();
+        let reason = clean_typed(&n.reason);
         if rb.request.require_reason && reason.is_empty() {
             return Err(RequestError::ReasonRequired(rb.id.clone()));
         }
@@ -142,7 +142,7 @@ impl Workflow {
         let mut req = AccessRequest {
             runbook_title: rb.title.clone(),
             system: rb.system.clone(),
-            reason: n.reason.trim().to_string(),
+            reason: clean_typed(&n.reason),
             approval_deadline: now + chrono_dur(policy.approval_timeout),
             remind_at: policy.remind_after.map(|d| now + chrono_dur(d)),
             escalate_at: policy.escalate_after.map(|d| now + chrono_dur(d)),

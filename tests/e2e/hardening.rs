@@ -75,3 +75,45 @@ async fn durations_as_people_type_them() {
         "{refused}"
     );
 }
+
+/// A reason typed in the form with line breaks, markup, a code fence, a
+/// right-to-left override and a NUL byte reads as one quoted paragraph in
+/// the approver's DM and the audit channel, and the NUL never reaches the
+/// stored request (it used to make the grant's environment unusable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_text_cannot_fake_structure() {
+    let app = TestApp::spawn().await;
+    let hostile = "refunds\n\n*APPROVED by CFO*\n```ok```\u{202E}lla \u{0}~x~";
+    let answer = app
+        .submit_modal(ALICE, "billing-admin", "30m", hostile)
+        .await;
+    assert!(answer.is_null(), "the form was refused: {answer}");
+    let dm = app.wait_dm(BOB, &["Approve", "refunds"], T).await;
+    let dm_text = dm.to_string();
+    let shown = "refunds ∗APPROVED by CFO∗ ˋˋˋokˋˋˋlla ∼x∼";
+    assert!(dm_text.contains(shown), "{dm_text}");
+    for forged in [
+        "*APPROVED",
+        "\\n*APPROVED",
+        "```",
+        "\\u202e",
+        "\u{202E}",
+        "~x~",
+    ] {
+        assert!(!dm_text.contains(forged), "{forged:?} in {dm_text}");
+    }
+    let notice = app.wait_audit(&["requested", "refunds"], T).await;
+    assert!(notice.contains(shown), "{notice}");
+    assert!(
+        !notice.contains('\n') || !notice.contains("\n*APPROVED"),
+        "{notice}"
+    );
+    let mut app = app;
+    let log = app.audit_log().await;
+    let requested = log.iter().find(|e| e["kind"] == "requested").unwrap();
+    let detail = requested.to_string();
+    assert!(
+        !detail.contains("\\u0000") && !detail.contains("\\n"),
+        "{detail}"
+    );
+}
