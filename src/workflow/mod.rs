@@ -7,6 +7,8 @@
 //! `Granting` and `Revoking` states are the recorded intents), so a crash at
 //! any point is completed by [`Workflow::recover`] on the next start.
 
+mod query;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
