@@ -47,7 +47,8 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
     if rb.break_glass {
         lines.push(":rotating_light: *Break-glass:* access is granted at once; approvers and the owner review it afterwards.".into());
     }
-    match wf.resolve_stages(rb, user).await {
+    let outlook = wf.approval_outlook(rb, user).await;
+    match outlook.stages {
         Ok(stages) => {
             for (i, s) in stages.iter().enumerate() {
                 let names: Vec<String> = s.approvers.iter().map(|u| format!("<@{u}>")).collect();
@@ -66,10 +67,7 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
         }
         Err(e) => lines.push(format!(":warning: {e}")),
     }
-    if let Ok(Some(rule)) = wf
-        .auto_approve_rule(rb, user, rb.request.default_duration)
-        .await
-    {
+    if let Some(rule) = outlook.auto_approve {
         lines.push(format!(
             ":zap: You are covered by auto-approval rule `{}` for up to {}.",
             blocks::user_text(&rule.name, 60),

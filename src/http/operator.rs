@@ -148,54 +148,57 @@ async fn healthz(State(s): State<Operator>) -> Response {
 }
 
 async fn metrics(State(s): State<Operator>) -> Response {
-    let m = &s.metrics;
     let counts = s.workflow.request_counts();
+    let (d, m) = (&s.delivery, &s.metrics);
+    let counters = [
+        (
+            "accessbot_commands_total",
+            "Slash commands received.",
+            &m.commands,
+        ),
+        (
+            "accessbot_interactions_total",
+            "Interactivity payloads received.",
+            &m.interactions,
+        ),
+        (
+            "accessbot_events_total",
+            "Events API deliveries received.",
+            &m.events,
+        ),
+        (
+            "accessbot_rejected_signatures_total",
+            "Requests refused for a bad or stale signature.",
+            &m.rejected_signatures,
+        ),
+        (
+            "accessbot_replays_total",
+            "Repeated deliveries answered from the replay guard.",
+            &m.replays,
+        ),
+        (
+            "accessbot_bad_payloads_total",
+            "Malformed payloads refused.",
+            &m.bad_payloads,
+        ),
+        (
+            "accessbot_slack_delivered_total",
+            "Slack messages delivered from the outbox.",
+            &d.delivered,
+        ),
+        (
+            "accessbot_slack_retries_total",
+            "Slack deliveries retried.",
+            &d.retried,
+        ),
+    ];
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
+    for (name, help, value) in counters {
+        let v = value.load(Ordering::Relaxed);
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
-    };
-    counter(
-        "accessbot_commands_total",
-        "Slash commands received.",
-        m.commands.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_interactions_total",
-        "Interactivity payloads received.",
-        m.interactions.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_events_total",
-        "Events API deliveries received.",
-        m.events.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_rejected_signatures_total",
-        "Requests refused for a bad or stale signature.",
-        m.rejected_signatures.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_replays_total",
-        "Repeated deliveries answered from the replay guard.",
-        m.replays.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_bad_payloads_total",
-        "Malformed payloads refused.",
-        m.bad_payloads.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_slack_delivered_total",
-        "Slack messages delivered from the outbox.",
-        s.delivery.delivered.load(Ordering::Relaxed),
-    );
-    counter(
-        "accessbot_slack_retries_total",
-        "Slack deliveries retried.",
-        s.delivery.retried.load(Ordering::Relaxed),
-    );
+    }
     out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
     out.push_str(&format!(
         "accessbot_outbox_pending {}\n",

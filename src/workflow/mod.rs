@@ -7,7 +7,7 @@
 //! `Granting` and `Revoking` states are the recorded intents), so a crash at
 //! any point is completed by [`Workflow::recover`] on the next start.
 
-mod query;
+pub mod query;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -20,6 +19,15 @@ use crate::request::{AccessRequest, StageState};
 use crate::runbook::{AutoApproveRule, Runbook};
 use crate::slack::SlackError;
 use crate::store::{Effects, StoreError};
+
+/// What a request for a runbook would meet, before it is made.
+pub struct ApprovalOutlook<'r> {
+    /// The stages with their approvers, or why no stage could complete.
+    pub stages: Result<Vec<StageState>, ResolveError>,
+    /// The auto-approval rule that applies; `None` also when Slack could
+    /// not say.
+    pub auto_approve: Option<&'r AutoApproveRule>,
+}
 
 impl Workflow {
     /// The answer remembered for a delivery `key`, if it was seen before.
@@ -101,22 +109,24 @@ impl Workflow {
             .map(|_| ())
     }
 
-    /// Who would approve `user`'s request for `runbook`, stage by stage.
-    pub async fn resolve_stages(
-        &self,
-        runbook: &Runbook,
-        user: &str,
-    ) -> Result<Vec<StageState>, ResolveError> {
-        self.people.resolve_stages(runbook, user).await
-    }
-
-    /// The auto-approval rule that would cover `user` asking for `duration`.
-    pub async fn auto_approve_rule<'r>(
+    /// Who would approve `user`'s request for `runbook`, stage by stage,
+    /// and the auto-approval rule that would cover its default duration.
+    /// Asks Slack (user groups, profile fields) as a real request would.
+    pub async fn approval_outlook<'r>(
         &self,
         runbook: &'r Runbook,
         user: &str,
-        duration: Duration,
-    ) -> Result<Option<&'r AutoApproveRule>, ResolveError> {
-        self.people.auto_approve_rule(runbook, user, duration).await
+    ) -> ApprovalOutlook<'r> {
+        let stages = self.people.resolve_stages(runbook, user).await;
+        let auto_approve = self
+            .people
+            .auto_approve_rule(runbook, user, runbook.request.default_duration)
+            .await
+            .ok()
+            .flatten();
+        ApprovalOutlook {
+            stages,
+            auto_approve,
+        }
     }
 }
