@@ -151,3 +151,97 @@ fn tell(wf: &Workflow, order_key: &str, channel: Option<String>, user: &str, tex
         tracing::error!(error = %e, "could not queue a reply");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Dispatch, Reply};
+    use crate::command::HELP;
+    use crate::slack::payload::{self, EventBody, SlashCommand};
+    use crate::workflow::Workflow;
+
+    fn dispatch() -> (tempfile::TempDir, Dispatch) {
+        let dir = tempfile::tempdir().unwrap();
+        let dispatch = Dispatch::new(Workflow::for_tests(dir.path()));
+        (dir, dispatch)
+    }
+
+    fn slash(text: &str) -> SlashCommand {
+        SlashCommand {
+            user_id: "U0ALICE".into(),
+            command: "/access".into(),
+            text: text.into(),
+            trigger_id: String::new(),
+            channel_id: "C0GENERAL".into(),
+            team_id: "T0FAKE".into(),
+        }
+    }
+
+    fn check(reply: Reply, expected: Option<serde_json::Value>) {
+        assert_eq!(reply.payload(), expected, "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn commands_answer_with_words_for_the_sender() {
+        let (_dir, d) = dispatch();
+        assert_eq!(
+            d.handle_command(slash("help")).await,
+            Reply::Ephemeral(HELP.into())
+        );
+        assert_eq!(
+            d.handle_command(slash("list")).await,
+            Reply::Ephemeral("There is nothing you can request yet.".into())
+        );
+        assert_eq!(
+            d.handle_command(slash("status")).await,
+            Reply::Ephemeral("You have no pending requests and no active access.".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_submission_without_a_runbook_is_shown_next_to_the_field() {
+        let (_dir, d) = dispatch();
+        let body = payload::parse_interaction(
+            serde_urlencoded::to_string([(
+                "payload",
+                json!({
+                    "type": "view_submission",
+                    "user": {"id": "U0ALICE"},
+                    "view": {"id": "V1", "callback_id": "access_request", "state": {"values": {}}}
+                })
+                .to_string(),
+            )])
+            .unwrap()
+            .as_bytes(),
+        )
+        .unwrap();
+        check(
+            d.handle_interaction(body).await,
+            Some(
+                json!({"response_action": "errors", "errors": {"runbook": "Choose what you need access to."}}),
+            ),
+        );
+    }
+
+    #[test]
+    fn events_are_handled_once_by_event_id() {
+        let (_dir, d) = dispatch();
+        let verification = EventBody::UrlVerification {
+            challenge: "c-1".into(),
+        };
+        check(
+            d.handle_event(verification, false),
+            Some(json!({"challenge": "c-1"})),
+        );
+        let home = || EventBody::Callback {
+            event_id: "Ev1".into(),
+            event: json!({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"}),
+        };
+        assert_eq!(d.handle_event(home(), false), Reply::Ack);
+        assert_eq!(d.workflow.outbox_len(), 1, "the Home tab is queued");
+        assert_eq!(d.handle_event(home(), true), Reply::AckNoRetry);
+        assert_eq!(d.workflow.outbox_len(), 1, "a repeat queues nothing");
+        check(Reply::AckNoRetry, None);
+    }
+}

@@ -140,7 +140,8 @@ impl Drop for Handling {
 
 #[cfg(test)]
 mod tests {
-    use super::DeliveryKey;
+    use super::{DeliveryKey, Handling, ReplayGuard, Seen};
+    use crate::workflow::Workflow;
 
     #[test]
     fn the_key_depends_on_kind_and_body_only() {
@@ -150,5 +151,46 @@ mod tests {
         assert_ne!(a, DeliveryKey::new("events", b"text=status&trigger_id=1"));
         // The separator keeps kind and body apart.
         assert_ne!(DeliveryKey::new("ab", b"c"), DeliveryKey::new("a", b"bc"));
+    }
+
+    /// A guard over a fresh store, and the claim of a first delivery.
+    fn first_delivery(body: &[u8]) -> (tempfile::TempDir, ReplayGuard, DeliveryKey, Handling) {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = ReplayGuard::new(Workflow::for_tests(dir.path()));
+        let key = DeliveryKey::new("commands", body);
+        match guard.check(&key) {
+            Ok(Seen::New(handling)) => (dir, guard, key, handling),
+            _ => panic!("a first delivery is new"),
+        }
+    }
+
+    #[test]
+    fn a_repeat_gets_the_first_answer() {
+        let (_dir, guard, key, handling) = first_delivery(b"one");
+        handling.answered(b"{\"text\":\"first\"}");
+        match guard.check(&key) {
+            Ok(Seen::Answered(answer)) => assert_eq!(answer, b"{\"text\":\"first\"}"),
+            _ => panic!("a repeat is answered from the guard"),
+        }
+    }
+
+    #[test]
+    fn a_delivery_given_up_without_an_answer_can_come_again() {
+        let (_dir, guard, key, handling) = first_delivery(b"bad");
+        drop(handling);
+        assert!(matches!(guard.check(&key), Ok(Seen::New(_))));
+    }
+
+    #[tokio::test]
+    async fn a_twin_in_flight_waits_for_the_first_answer() {
+        let (_dir, guard, key, handling) = first_delivery(b"twice");
+        assert!(matches!(guard.check(&key), Ok(Seen::InFlight)));
+        let twin = {
+            let (guard, key) = (guard.clone(), key.clone());
+            tokio::spawn(async move { guard.answer_of_twin(&key).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        handling.answered(b"answer");
+        assert_eq!(twin.await.unwrap().as_deref(), Some(&b"answer"[..]));
     }
 }

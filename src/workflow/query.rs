@@ -130,3 +130,34 @@ impl Workflow {
         }
     }
 }
+
+#[cfg(test)]
+impl Workflow {
+    /// A workflow over a fresh store in `dir`, with no runbooks and a Slack
+    /// that is never reached, for unit tests of the modules that ask it.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> std::sync::Arc<Workflow> {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let store = Arc::new(crate::store::Store::open(dir).expect("test store"));
+        let slack = crate::slack::SlackClient::new(
+            "http://127.0.0.1:9",
+            crate::config::Secret::new("xoxb-test"),
+        );
+        let people = crate::policy::People::new(slack.clone(), Default::default(), None);
+        let timing = crate::retry::Timing {
+            expiry_warning: Duration::from_secs(60),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(10),
+        };
+        Arc::new(Workflow::new(
+            store,
+            Arc::new(crate::runbook::Catalog { runbooks: vec![] }),
+            slack,
+            people,
+            crate::grant::Providers::with_builtin(),
+            "C0AUDIT".into(),
+            dir.to_path_buf(),
+            timing,
+        ))
+    }
+}
