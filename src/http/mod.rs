@@ -137,8 +137,8 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
     }
     let is_retry = header_str("x-slack-retry-num").is_some();
     // A delivery seen before (a replay, or Slack's retry of an event) gets
-    // the first answer and does nothing more. Slack's retries of events get
-    // the answer the event itself would give them: do not retry again.
+    // the first answer and does nothing more; a retried event is also told
+    // not to come again, as the event's own handling would tell it.
     let repeat = |answer: Vec<u8>| {
         let r = answer_with(answer);
         if endpoint == Endpoint::Events && is_retry {
@@ -171,29 +171,9 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
             );
         }
     };
-    let reply = match endpoint {
-        Endpoint::Commands => {
-            s.metrics.commands.fetch_add(1, Ordering::Relaxed);
-            match payload::parse_command(&body) {
-                Ok(CommandBody::SslCheck) => Reply::Ack,
-                Ok(CommandBody::Command(cmd)) => s.dispatch.handle_command(cmd).await,
-                Err(e) => return bad_payload(&s, e),
-            }
-        }
-        Endpoint::Interactions => {
-            s.metrics.interactions.fetch_add(1, Ordering::Relaxed);
-            match payload::parse_interaction(&body) {
-                Ok(interaction) => s.dispatch.handle_interaction(interaction).await,
-                Err(e) => return bad_payload(&s, e),
-            }
-        }
-        Endpoint::Events => {
-            s.metrics.events.fetch_add(1, Ordering::Relaxed);
-            match payload::parse_event(&body) {
-                Ok(event) => s.dispatch.handle_event(event, is_retry),
-                Err(e) => return bad_payload(&s, e),
-            }
-        }
+    let reply = match parse_and_dispatch(&s, endpoint, &body, is_retry).await {
+        Ok(reply) => reply,
+        Err(e) => return bad_payload(&s, e),
     };
     let answer = reply
         .payload()
@@ -206,6 +186,34 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
     } else {
         response
     }
+}
+
+/// Parses a verified body as its endpoint expects and hands it to dispatch.
+async fn parse_and_dispatch(
+    s: &Ingress,
+    endpoint: Endpoint,
+    body: &[u8],
+    is_retry: bool,
+) -> Result<Reply, payload::PayloadError> {
+    Ok(match endpoint {
+        Endpoint::Commands => {
+            s.metrics.commands.fetch_add(1, Ordering::Relaxed);
+            match payload::parse_command(body)? {
+                CommandBody::SslCheck => Reply::Ack,
+                CommandBody::Command(cmd) => s.dispatch.handle_command(cmd).await,
+            }
+        }
+        Endpoint::Interactions => {
+            s.metrics.interactions.fetch_add(1, Ordering::Relaxed);
+            let interaction = payload::parse_interaction(body)?;
+            s.dispatch.handle_interaction(interaction).await
+        }
+        Endpoint::Events => {
+            s.metrics.events.fetch_add(1, Ordering::Relaxed);
+            s.dispatch
+                .handle_event(payload::parse_event(body)?, is_retry)
+        }
+    })
 }
 
 /// A 200 carrying `answer`: empty, or Slack JSON.
