@@ -2,7 +2,8 @@
 //! endpoints bring to the workflow, so that none of them reaches into the
 //! store, the Slack client, the people resolver or the task tracker: the
 //! replay guard's remembered answers, a person's open requests, the audit
-//! log for export, the outbox length, queueing a reply, and the modal's Web
+//! log for export, the outbox length, queueing a reply, what a request would
+//! meet (for the modal preview), and the modal's Web
 //! API calls in the background.
 
 use std::collections::BTreeMap;
