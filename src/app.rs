@@ -111,7 +111,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         audit_token: config.audit_token.clone(),
         delivery,
         metrics: Arc::new(Metrics::default()),
-        in_flight: Default::default(),
     };
     tracing::info!("accessbot listening on {addr}");
     let server =

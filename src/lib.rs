@@ -16,7 +16,10 @@
 //! - [`outbox`]: delivers queued Slack messages in order, retrying until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
 //! - [`audit`]: the tamper-evident audit log and its notices to the audit channel.
-//! - [`http`]: the axum routes Slack calls, and `/healthz`, `/metrics`.
+//! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
+//!   typed reply, apart from any transport.
+//! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
+//!   endpoints `/healthz`, `/metrics`, `/audit`.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
@@ -24,6 +27,7 @@ pub mod audit;
 pub mod command;
 pub mod config;
 pub mod crashpoint;
+pub mod dispatch;
 pub mod duration;
 pub mod expiry;
 pub mod grant;

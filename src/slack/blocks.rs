@@ -340,6 +340,11 @@ pub fn view_errors(errors: &[(&str, String)]) -> Value {
     json!({"response_action": "errors", "errors": map})
 }
 
+/// The answer to the Events API's `url_verification`: its challenge, echoed.
+pub fn challenge_answer(challenge: &str) -> Value {
+    json!({ "challenge": challenge })
+}
+
 /// The `/access` modal: pick a runbook, a duration and a reason. With a
 /// runbook selected, `preview` lines say who will approve, in which stages.
 pub fn request_modal(

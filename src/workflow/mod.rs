@@ -22,6 +22,8 @@ mod end;
 mod extend;
 mod provision;
 
+pub mod query;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

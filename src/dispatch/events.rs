@@ -1,0 +1,53 @@
+//! Events API callbacks. Each event is handled once by its `event_id`
+//! (Slack retries a delivery it thinks was lost, re-signed); the only event
+//! the bot acts on is `app_home_opened`, which republishes the person's
+//! Home tab through the outbox.
+
+use super::Reply;
+use crate::outbox::SlackOp;
+use crate::slack::blocks;
+use crate::slack::payload::EventBody;
+use crate::workflow::Workflow;
+
+pub(super) fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) -> Reply {
+    match e {
+        EventBody::UrlVerification { challenge } => Reply::Challenge(challenge),
+        EventBody::Callback { event_id, event } => {
+            let key = format!("event:{event_id}");
+            match wf.delivery_answer(key.as_bytes()) {
+                Ok(Some(_)) => return Reply::AckNoRetry,
+                Ok(None) => {}
+                Err(_) => return Reply::Ack,
+            }
+            let _ = wf.remember_delivery(key.as_bytes(), b"");
+            if event["type"] == "app_home_opened"
+                && event["tab"].as_str().unwrap_or("home") == "home"
+            {
+                if let Some(user) = event["user"].as_str() {
+                    publish_home(wf, user);
+                }
+            }
+            if is_retry {
+                Reply::AckNoRetry
+            } else {
+                Reply::Ack
+            }
+        }
+        EventBody::Other(_) => Reply::Ack,
+    }
+}
+
+fn publish_home(wf: &Workflow, user: &str) {
+    let lines: Vec<String> = wf
+        .open_requests_of(user)
+        .unwrap_or_default()
+        .iter()
+        .map(blocks::status_line)
+        .collect();
+    let op = SlackOp::PublishHome {
+        user: user.to_string(),
+        view: blocks::home_view(&lines),
+    };
+    // Not queued means not shown now; the next app_home_opened tries again.
+    let _ = wf.queue_slack(&format!("home:{user}"), op);
+}

@@ -1,0 +1,214 @@
+//! The operator endpoints: `GET /healthz` (delivery health and the outbox
+//! length), `GET /metrics` (counters in Prometheus text) and `GET /audit`
+//! (the audit log as JSON lines, behind its own token). They read; nothing
+//! here changes a request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::reject;
+use crate::config::Secret;
+use crate::outbox::DeliveryHealth;
+use crate::workflow::Workflow;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub commands: AtomicU64,
+    pub interactions: AtomicU64,
+    pub events: AtomicU64,
+    pub rejected_signatures: AtomicU64,
+    pub replays: AtomicU64,
+    pub bad_payloads: AtomicU64,
+}
+
+/// What the operator endpoints read.
+#[derive(Clone)]
+pub(super) struct Operator {
+    pub workflow: Arc<Workflow>,
+    /// Guards `GET /audit`; `None` turns the export off.
+    pub audit_token: Option<Secret>,
+    pub delivery: Arc<DeliveryHealth>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub(super) fn router(state: Operator) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/audit", get(audit_export))
+        .with_state(state)
+}
+
+/// `GET /audit[?since=SEQ]`: the audit log as JSON lines, for auditors and
+/// SIEMs, while the bot runs. Needs `Authorization: Bearer <ACCESSBOT_AUDIT_TOKEN>`.
+/// The whole hash chain is verified on every export; the verdict is in the
+/// `X-Accessbot-Audit-Chain` header (`intact` or `broken-at=<seq>`).
+async fn audit_export(
+    State(s): State<Operator>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let Some(token) = &s.audit_token else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            "the audit export is off; set ACCESSBOT_AUDIT_TOKEN to turn it on",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same_secret(given, token.expose()) {
+        tracing::warn!("refused an audit export without the right token");
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <ACCESSBOT_AUDIT_TOKEN>",
+        );
+    }
+    let events = match s.workflow.audit_events() {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(error = %e, "audit export could not read the log");
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry",
+            );
+        }
+    };
+    let chain = match crate::audit::verify_chain(&events) {
+        Ok(_) => "intact".to_string(),
+        Err(seq) => {
+            tracing::error!(seq, "audit log hash chain is broken");
+            format!("broken-at={seq}")
+        }
+    };
+    let mut body = String::new();
+    for e in events
+        .iter()
+        .filter(|e| q.since.is_none_or(|since| e.seq > since))
+    {
+        body.push_str(&serde_json::to_string(e).unwrap_or_default());
+        body.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::HeaderName::from_static("x-accessbot-audit-chain"),
+                chain,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditQuery {
+    since: Option<u64>,
+}
+
+/// Compares two secrets in time that depends on neither: both are hashed
+/// first, so lengths and contents leak nothing.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+async fn healthz(State(s): State<Operator>) -> Response {
+    let errors = s
+        .delivery
+        .permanent_errors
+        .lock()
+        .expect("health lock")
+        .clone();
+    let status = if errors.is_empty() { "ok" } else { "degraded" };
+    Json(json!({
+        "status": status,
+        "outbox_pending": s.workflow.outbox_len(),
+        "slack_errors": errors,
+    }))
+    .into_response()
+}
+
+async fn metrics(State(s): State<Operator>) -> Response {
+    let counts = s.workflow.request_counts();
+    let (d, m) = (&s.delivery, &s.metrics);
+    let counters = [
+        (
+            "accessbot_commands_total",
+            "Slash commands received.",
+            &m.commands,
+        ),
+        (
+            "accessbot_interactions_total",
+            "Interactivity payloads received.",
+            &m.interactions,
+        ),
+        (
+            "accessbot_events_total",
+            "Events API deliveries received.",
+            &m.events,
+        ),
+        (
+            "accessbot_rejected_signatures_total",
+            "Requests refused for a bad or stale signature.",
+            &m.rejected_signatures,
+        ),
+        (
+            "accessbot_replays_total",
+            "Repeated deliveries answered from the replay guard.",
+            &m.replays,
+        ),
+        (
+            "accessbot_bad_payloads_total",
+            "Malformed payloads refused.",
+            &m.bad_payloads,
+        ),
+        (
+            "accessbot_slack_delivered_total",
+            "Slack messages delivered from the outbox.",
+            &d.delivered,
+        ),
+        (
+            "accessbot_slack_retries_total",
+            "Slack deliveries retried.",
+            &d.retried,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in counters {
+        let v = value.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
+    out.push_str(&format!(
+        "accessbot_outbox_pending {}\n",
+        s.workflow.outbox_len()
+    ));
+    out.push_str(
+        "# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n",
+    );
+    for (status, n) in counts {
+        out.push_str(&format!("accessbot_requests{{status=\"{status}\"}} {n}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
