@@ -57,13 +57,10 @@ const WARNING: &str = "warning";
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
 /// the timer loop.
 pub struct Workflow {
-    // TEMPORARY: `store`, `slack`, `people` and `tasks` stay `pub(crate)`
-    // only because `http` reaches into them today; its split (in parallel)
-    // asks `workflow::query` instead. The lead makes them private at merge.
-    pub(crate) store: Arc<Store>,
+    store: Arc<Store>,
     catalog: Arc<Catalog>,
-    pub(crate) slack: SlackClient,
-    pub(crate) people: People,
+    slack: SlackClient,
+    people: People,
     providers: Providers,
     audit_channel: String,
     /// Where relative program paths of `command` runbooks resolve.
@@ -74,7 +71,7 @@ pub struct Workflow {
     /// Wakes the timer loop when a deadline may have moved earlier.
     timer_wake: Arc<Notify>,
     /// Background work, awaited on shutdown.
-    pub(crate) tasks: TaskTracker,
+    tasks: TaskTracker,
     /// Requests whose grant or revoke is running in this process.
     running: Mutex<HashSet<String>>,
     /// One provider run at a time per person and runbook, so a revoke and an
