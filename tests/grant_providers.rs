@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use accessbot::grant::{
-    sign_webhook, Action, CommandProvider, ExitReason, GrantContext, GrantError, GrantProvider,
-    Providers, WebhookProvider,
+    sign_webhook, Action, CommandProvider, CommandSpec, ExitReason, GrantContext, GrantError,
+    GrantProvider, GrantSpec, Providers, SlackUsergroupSpec, WebhookProvider, WebhookSpec,
 };
-use accessbot::runbook::GrantSpec;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -76,12 +75,12 @@ fn context(runbook_dir: &Path) -> GrantContext {
 
 fn command_spec(grant: &[&str], revoke: &[&str], timeout: Duration, env: &[&str]) -> GrantSpec {
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    GrantSpec::Command {
+    GrantSpec::new(CommandSpec {
         grant: strings(grant),
         revoke: strings(revoke),
         timeout,
         env: strings(env),
-    }
+    })
 }
 
 /// Writing an executable while another thread forks can leave the child
@@ -550,11 +549,11 @@ async fn receive(State(received): State<Arc<Mutex<Vec<Received>>>>, request: Req
 }
 
 fn webhook_spec(url: String, secret_env: &str, timeout: Duration) -> GrantSpec {
-    GrantSpec::Webhook {
+    GrantSpec::new(WebhookSpec {
         url,
         secret_env: secret_env.to_string(),
         timeout,
-    }
+    })
 }
 
 fn header<'a>(request: &'a Received, name: &str) -> &'a str {
@@ -645,11 +644,13 @@ async fn webhook_error_status_is_reported_with_the_start_of_the_body() {
         origin,
         status,
         body,
+        retry_after,
     } = error
     else {
         panic!("expected WebhookStatus, got {message}");
     };
     assert_eq!(status, 500);
+    assert_eq!(retry_after, None, "the receiver sent no Retry-After");
     assert_eq!(origin, format!("http://{}", receiver.addr));
     // The escape character goes; the printable rest of the sequence stays.
     assert!(body.starts_with("database is down[31m\nxxx"), "{body:?}");
@@ -796,9 +797,9 @@ async fn providers_dispatch_by_name() {
     assert!(builtin.get("slack_usergroup").is_none());
     let ctx = context(Path::new("/"));
 
-    let usergroup = GrantSpec::SlackUsergroup {
+    let usergroup = GrantSpec::new(SlackUsergroupSpec {
         usergroup: "S0123".to_string(),
-    };
+    });
     let error = builtin
         .run(&usergroup, Action::Grant, &ctx)
         .await

@@ -1,15 +1,82 @@
 //! The `slack_usergroup` provider: access is membership of a Slack user
 //! group (which many SSO and SaaS tools map to a role). Grant adds the
-//! requester to the group, revoke removes them; both are idempotent.
+//! requester to the group, revoke removes them; both are idempotent. It owns
+//! its one `[grant]` key, `usergroup`, and runs only where accessbot has a
+//! Slack client (`Services::slack`).
 //!
 //! usergroups.users.update replaces the whole member list, so updates are
 //! serialised here (read, change, write) to never lose a concurrent one.
 
+use std::sync::Arc;
+
 use tokio::sync::Mutex;
 
-use super::{Action, GrantContext, GrantError, GrantFuture, GrantProvider};
-use crate::runbook::GrantSpec;
+use super::{
+    Action, GrantContext, GrantError, GrantFuture, GrantProvider, GrantSpec, ProviderKind,
+    ProviderSpec, Services,
+};
+use crate::runbook::{shorten, slack_id_hint, slack_id_kind, GrantTable, SlackIdKind};
 use crate::slack::SlackClient;
+
+const NAME: &str = "slack_usergroup";
+
+/// A `slack_usergroup` runbook's `[grant]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackUsergroupSpec {
+    /// The ID (`S…`) of the group whose members have the access.
+    pub usergroup: String,
+}
+
+impl ProviderSpec for SlackUsergroupSpec {
+    fn provider(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// The `slack_usergroup` provider as runbooks see it.
+pub(super) struct Kind;
+
+impl ProviderKind for Kind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["usergroup"]
+    }
+
+    fn parse(&self, t: &mut GrantTable<'_>) -> Option<GrantSpec> {
+        let found = t.string("usergroup");
+        let group = t.require(
+            "usergroup",
+            found,
+            r#"add usergroup = "S0123ABCD", the ID of the Slack user group that carries the access"#,
+        )?;
+        if slack_id_kind(&group.value) != Some(SlackIdKind::Group) {
+            let hint = match slack_id_kind(&group.value) {
+                Some(SlackIdKind::User) => "; this one is a user ID".to_string(),
+                _ => slack_id_hint(&group.value),
+            };
+            t.report(
+                group.line,
+                "usergroup",
+                format!(
+                    "`{}` is not a Slack user group ID; write the group's ID (S…){hint}",
+                    shorten(&group.value)
+                ),
+            );
+            return None;
+        }
+        Some(GrantSpec::new(SlackUsergroupSpec {
+            usergroup: group.value,
+        }))
+    }
+
+    fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>> {
+        let slack = services.slack.clone()?;
+        Some(Arc::new(SlackUsergroupProvider::new(slack)))
+    }
+}
 
 pub struct SlackUsergroupProvider {
     slack: SlackClient,
@@ -27,9 +94,9 @@ impl SlackUsergroupProvider {
 
     async fn change(&self, group: &str, action: Action, user: &str) -> Result<(), GrantError> {
         let _one_at_a_time = self.lock.lock().await;
-        let slack_err = |e: crate::slack::SlackError| GrantError::Slack {
+        let slack_err = |source: crate::slack::SlackError| GrantError::Slack {
             usergroup: group.to_string(),
-            reason: e.to_string(),
+            source,
         };
         let mut members = self
             .slack
@@ -44,9 +111,8 @@ impl SlackUsergroupProvider {
             Action::Revoke => members.retain(|m| m != user),
         }
         if members.is_empty() {
-            return Err(GrantError::Slack {
+            return Err(GrantError::LastMember {
                 usergroup: group.to_string(),
-                reason: "removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it".into(),
             });
         }
         self.slack
@@ -58,7 +124,7 @@ impl SlackUsergroupProvider {
 
 impl GrantProvider for SlackUsergroupProvider {
     fn name(&self) -> &'static str {
-        "slack_usergroup"
+        NAME
     }
 
     fn run<'a>(
@@ -68,10 +134,51 @@ impl GrantProvider for SlackUsergroupProvider {
         ctx: &'a GrantContext,
     ) -> GrantFuture<'a> {
         Box::pin(async move {
-            let GrantSpec::SlackUsergroup { usergroup } = spec else {
-                return Err(GrantError::wrong_provider("slack_usergroup", spec));
+            let Some(SlackUsergroupSpec { usergroup }) = spec.get::<SlackUsergroupSpec>() else {
+                return Err(GrantError::wrong_provider(NAME, spec));
             };
             self.change(usergroup, action, &ctx.user_id).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::fixture::{check, edit, listed, parse, VALID};
+
+    #[test]
+    fn slack_usergroup_maps_into_the_model() {
+        let text = edit(
+            r#"provider = "command"
+grant = ["./scripts/billing.sh", "grant"]
+revoke = ["./scripts/billing.sh", "revoke"]"#,
+            r#"provider = "slack_usergroup"
+usergroup = "S0BILLINGADM""#,
+        );
+        let runbook = parse(&text).unwrap_or_else(|p| panic!("{}", listed(&p)));
+        assert_eq!(
+            runbook.grant,
+            GrantSpec::new(SlackUsergroupSpec {
+                usergroup: "S0BILLINGADM".into()
+            })
+        );
+    }
+
+    #[test]
+    fn reports_bad_usergroups() {
+        let usergroup = |body: &str| {
+            let grant_start = VALID.find("[grant]").unwrap();
+            format!(
+                "{}[grant]\nprovider = \"slack_usergroup\"\n{body}\n",
+                &VALID[..grant_start]
+            )
+        };
+        check(&usergroup(""), "grant.usergroup", "missing");
+        check(
+            &usergroup("usergroup = \"U0BOB\""),
+            "grant.usergroup",
+            "this one is a user ID",
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The `webhook` provider: POSTs a signed JSON description of the grant or
 //! revoke to the runbook's URL and treats any 2xx answer as success. It owns
-//! the wire format receivers implement: the body, the `X-Accessbot-Timestamp`
+//! its `[grant]` keys (`url`, `secret_env`, `timeout`) and their checks, the
+//! `Retry-After` a refusing receiver sends, and the wire format receivers
+//! implement: the body, the `X-Accessbot-Timestamp`
 //! and `X-Accessbot-Signature` headers, and [`sign_webhook`], the one
 //! implementation of the signature that the tests and the docs use too.
 //!
@@ -12,22 +14,111 @@
 //! the origin (`https://grants.example.com`).
 
 use std::os::unix::ffi::OsStringExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{redirect, Client, Response, Url};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::{printable, Action, GrantContext, GrantError, GrantFuture, GrantProvider};
-use crate::runbook::GrantSpec;
+use super::{
+    printable, Action, GrantContext, GrantError, GrantFuture, GrantProvider, GrantSpec,
+    ProviderKind, ProviderSpec, Services, DEFAULT_TIMEOUT,
+};
+use crate::runbook::{is_env_name, shorten, GrantTable};
 
 /// How much of an error response's body is quoted in the error.
 const BODY_IN_ERROR: usize = 300;
+/// The longest `Retry-After` a receiver is taken at its word for.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+const NAME: &str = "webhook";
 
-/// Sends grants and revokes to the URL named by `GrantSpec::Webhook`.
+/// A `webhook` runbook's `[grant]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSpec {
+    /// An http or https URL; its path and query may hold a token.
+    pub url: String,
+    /// The environment variable holding the HMAC key.
+    pub secret_env: String,
+    pub timeout: Duration,
+}
+
+impl ProviderSpec for WebhookSpec {
+    fn provider(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// The `webhook` provider as runbooks see it.
+pub(super) struct Kind;
+
+impl ProviderKind for Kind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["url", "secret_env", "timeout"]
+    }
+
+    fn parse(&self, t: &mut GrantTable<'_>) -> Option<GrantSpec> {
+        let found = t.string("url");
+        let url = t.require(
+            "url",
+            found,
+            r#"add url = "https://…", the address accessbot POSTs grants and revokes to"#,
+        );
+        let url = url.and_then(|url| {
+            if parse_url(url.value.trim()).is_ok() {
+                return Some(url.value.trim().to_string());
+            }
+            t.report(
+                url.line,
+                "url",
+                format!(
+                    "`{}` is not an http or https URL; write the full address, e.g. https://automation.example.com/accessbot",
+                    shorten(&url.value)
+                ),
+            );
+            None
+        });
+        let found = t.string("secret_env");
+        let secret_env = t.require(
+            "secret_env",
+            found,
+            r#"add secret_env = "MY_WEBHOOK_SECRET", the name of the environment variable holding the signing secret"#,
+        );
+        let secret_env = secret_env.and_then(|name| {
+            if is_env_name(&name.value) {
+                return Some(name.value);
+            }
+            t.report(
+                name.line,
+                "secret_env",
+                format!(
+                    "`{}` is not an environment variable name; write the variable's name (letters, digits, underscores), not the secret itself",
+                    shorten(&name.value)
+                ),
+            );
+            None
+        });
+        let timeout = t.duration_or("timeout", DEFAULT_TIMEOUT);
+        Some(GrantSpec::new(WebhookSpec {
+            url: url?,
+            secret_env: secret_env?,
+            timeout: timeout?,
+        }))
+    }
+
+    fn start(&self, _services: &Services) -> Option<Arc<dyn GrantProvider>> {
+        Some(Arc::new(WebhookProvider::new()))
+    }
+}
+
+/// Sends grants and revokes to the URL of a [`WebhookSpec`].
 #[derive(Debug, Clone)]
 pub struct WebhookProvider {
     /// Shared by every call so connections are reused.
@@ -57,7 +148,7 @@ impl Default for WebhookProvider {
 
 impl GrantProvider for WebhookProvider {
     fn name(&self) -> &'static str {
-        "webhook"
+        NAME
     }
 
     fn run<'a>(
@@ -100,7 +191,7 @@ pub fn sign_webhook(secret: &[u8], ts: i64, body: &[u8]) -> String {
 impl WebhookProvider {
     #[tracing::instrument(
         skip_all,
-        fields(provider = "webhook", request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
+        fields(provider = NAME, request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
     )]
     async fn send(
         &self,
@@ -108,13 +199,13 @@ impl WebhookProvider {
         action: Action,
         ctx: &GrantContext,
     ) -> Result<(), GrantError> {
-        let GrantSpec::Webhook {
+        let Some(WebhookSpec {
             url,
             secret_env,
             timeout,
-        } = spec
+        }) = spec.get::<WebhookSpec>()
         else {
-            return Err(GrantError::wrong_provider("webhook", spec));
+            return Err(GrantError::wrong_provider(NAME, spec));
         };
         let url = parse_url(url)?;
         let origin = url.origin().ascii_serialization();
@@ -161,11 +252,13 @@ impl WebhookProvider {
             tracing::info!(%origin, request_id = %ctx.request_id, status = status.as_u16(), duration_ms = elapsed_ms(started), "webhook succeeded");
             return Ok(());
         }
+        let retry_after = retry_after(&response, Utc::now());
         let body = body_head(response, BODY_IN_ERROR).await;
         let error = GrantError::WebhookStatus {
             origin: origin.clone(),
             status: status.as_u16(),
             body: printable(&body),
+            retry_after,
         };
         tracing::warn!(%origin, request_id = %ctx.request_id, duration_ms = elapsed_ms(started), error = %error, "webhook refused");
         Err(error)
@@ -175,7 +268,7 @@ impl WebhookProvider {
 /// The URL is not echoed back: its path or query may be the secret part.
 fn parse_url(url: &str) -> Result<Url, GrantError> {
     let misconfigured = |problem: &str| GrantError::Misconfigured {
-        provider: "webhook",
+        provider: NAME,
         problem: problem.to_string(),
     };
     let url = Url::parse(url).map_err(|_| misconfigured("`url` is not a valid URL"))?;
@@ -185,6 +278,23 @@ fn parse_url(url: &str) -> Result<Url, GrantError> {
         ));
     }
     Ok(url)
+}
+
+/// How long a refusing receiver asked us to wait: its `Retry-After`, in
+/// seconds or as an HTTP date, at most [`RETRY_AFTER_MAX`]. A date in the
+/// past means no wait; an answer that is neither form is ignored.
+fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
 }
 
 /// The secret's bytes, read now so a rotated value is used at once.
@@ -233,4 +343,36 @@ async fn body_head(mut response: Response, max: usize) -> Vec<u8> {
 
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::runbook::fixture::{check, VALID};
+
+    #[test]
+    fn reports_bad_webhook_keys() {
+        let webhook = |body: &str| {
+            let grant_start = VALID.find("[grant]").unwrap();
+            format!(
+                "{}[grant]\nprovider = \"webhook\"\n{body}\n",
+                &VALID[..grant_start]
+            )
+        };
+        check(
+            &webhook("url = \"https://x.example.com\""),
+            "grant.secret_env",
+            "missing",
+        );
+        check(&webhook("secret_env = \"S\""), "grant.url", "missing");
+        check(
+            &webhook("url = \"ftp://x.example.com\"\nsecret_env = \"S\""),
+            "grant.url",
+            "is not an http or https URL",
+        );
+        check(
+            &webhook("url = \"https://x.example.com\"\nsecret_env = \"hunter2 !\""),
+            "grant.secret_env",
+            "not the secret itself",
+        );
+    }
 }

@@ -1,0 +1,158 @@
+//! Every provider by name, twice: [`Registry`], the provider kinds the
+//! runbook loader checks `[grant]` tables with, and [`Providers`], the
+//! running providers the workflow hands a spec to. Both come from the one
+//! list in [`Registry::builtin`], so a provider the loader accepts is one the
+//! workflow can run, given the services it needs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::{
+    command, slack_usergroup, webhook, Action, GrantContext, GrantError, GrantProvider, GrantSpec,
+    ProviderKind,
+};
+use crate::slack::SlackClient;
+
+/// Every provider this accessbot knows, in the order messages list them.
+/// Adding a provider is one line here.
+const BUILTIN: &[&dyn ProviderKind] = &[&command::Kind, &webhook::Kind, &slack_usergroup::Kind];
+
+/// The provider kinds runbooks may name, in the order messages list them.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: Vec<&'static dyn ProviderKind>,
+}
+
+impl Registry {
+    /// Every provider built into accessbot.
+    pub fn builtin() -> Self {
+        Registry {
+            kinds: BUILTIN.to_vec(),
+        }
+    }
+
+    /// This registry and `kind`, which replaces a kind of the same name.
+    pub fn with(mut self, kind: &'static dyn ProviderKind) -> Self {
+        match self.kinds.iter_mut().find(|k| k.name() == kind.name()) {
+            Some(known) => *known = kind,
+            None => self.kinds.push(kind),
+        }
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'static dyn ProviderKind> {
+        self.kinds.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &'static dyn ProviderKind> + '_ {
+        self.kinds.iter().copied()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.iter().map(|k| k.name())
+    }
+
+    /// Every key a `[grant]` table may have: `provider`, then each
+    /// provider's keys in order, each once.
+    pub fn grant_keys(&self) -> Vec<&'static str> {
+        let mut keys = vec!["provider"];
+        for key in self.kinds.iter().flat_map(|k| k.keys()) {
+            if !keys.contains(key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// What running providers may need from the rest of the bot. A provider
+/// whose service is missing is not started.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// For `slack_usergroup`.
+    pub slack: Option<SlackClient>,
+}
+
+/// The running providers, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<&'static str, Arc<dyn GrantProvider>>,
+}
+
+impl Providers {
+    /// No providers at all; every `run` fails with [`GrantError::Unsupported`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The built-in providers that need nothing but the runbook (`command`
+    /// and `webhook`).
+    pub fn with_builtin() -> Self {
+        Self::start(&Registry::builtin(), &Services::default())
+    }
+
+    /// Every built-in provider, `slack_usergroup` too.
+    pub fn with_slack(slack: SlackClient) -> Self {
+        Self::start(&Registry::builtin(), &Services { slack: Some(slack) })
+    }
+
+    /// Starts every kind of `registry` that `services` has what it needs for.
+    pub fn start(registry: &Registry, services: &Services) -> Self {
+        let mut providers = Self::new();
+        for kind in registry.kinds() {
+            if let Some(provider) = kind.start(services) {
+                providers.register(provider);
+            }
+        }
+        providers
+    }
+
+    /// Adds a provider under its `name()`, replacing one of the same name.
+    pub fn register(&mut self, provider: Arc<dyn GrantProvider>) {
+        self.by_name.insert(provider.name(), provider);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn GrantProvider>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// Registered names in order, for startup checks against the runbooks.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_name.keys().copied()
+    }
+
+    /// Runs `action` with the provider the spec names.
+    pub async fn run(
+        &self,
+        spec: &GrantSpec,
+        action: Action,
+        ctx: &GrantContext,
+    ) -> Result<(), GrantError> {
+        let provider =
+            self.by_name
+                .get(spec.provider_name())
+                .ok_or_else(|| GrantError::Unsupported {
+                    provider: spec.provider_name().to_string(),
+                })?;
+        provider.run(spec, action, ctx).await
+    }
+}
+
+impl fmt::Debug for Providers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
