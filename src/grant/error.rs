@@ -174,3 +174,42 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
         .trim()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_errors_keep_what_slack_said_about_retrying() {
+        let slack = |source: SlackError| GrantError::Slack {
+            usergroup: "S0ADMINS".into(),
+            source,
+        };
+        let limited = slack(SlackError::RateLimited {
+            method: "usergroups.users.update".into(),
+            retry_after: Duration::from_secs(30),
+        });
+        assert!(limited.is_retryable());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(30)));
+
+        let refused = slack(SlackError::Api {
+            method: "usergroups.users.update".into(),
+            error: "missing_scope".into(),
+        });
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.retry_after(), None);
+        assert_eq!(
+            refused.to_string(),
+            "Slack user group S0ADMINS: Slack usergroups.users.update answered error `missing_scope`"
+        );
+
+        let last = GrantError::LastMember {
+            usergroup: "S0ADMINS".into(),
+        };
+        assert!(!last.is_retryable());
+        assert_eq!(
+            last.to_string(),
+            "Slack user group S0ADMINS: removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it"
+        );
+    }
+}

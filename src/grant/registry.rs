@@ -156,3 +156,40 @@ impl fmt::Debug for Providers {
         f.debug_list().entries(self.by_name.keys()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn the_builtin_list_feeds_the_loader_and_the_running_providers() {
+        let registry = Registry::builtin();
+        assert_eq!(
+            registry.names().collect::<Vec<_>>(),
+            ["command", "webhook", "slack_usergroup"]
+        );
+        assert_eq!(
+            registry.grant_keys(),
+            [
+                "provider",
+                "grant",
+                "revoke",
+                "timeout",
+                "env",
+                "url",
+                "secret_env",
+                "usergroup"
+            ]
+        );
+        assert_eq!(
+            Providers::with_builtin().names().collect::<Vec<_>>(),
+            ["command", "webhook"]
+        );
+        let slack = SlackClient::new("http://127.0.0.1:9", Secret::new("xoxb-test"));
+        assert_eq!(
+            Providers::with_slack(slack).names().collect::<Vec<_>>(),
+            ["command", "slack_usergroup", "webhook"]
+        );
+    }
+}

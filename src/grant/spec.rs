@@ -64,3 +64,38 @@ impl fmt::Debug for GrantSpec {
         self.spec.fmt(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct One(u8);
+    #[derive(Debug, PartialEq)]
+    struct Other(u8);
+
+    impl ProviderSpec for One {
+        fn provider(&self) -> &'static str {
+            "one"
+        }
+    }
+
+    impl ProviderSpec for Other {
+        fn provider(&self) -> &'static str {
+            "other"
+        }
+    }
+
+    #[test]
+    fn specs_are_equal_only_with_the_same_type_and_settings() {
+        let one = GrantSpec::new(One(1));
+        assert_eq!(one, one.clone());
+        assert_eq!(one, GrantSpec::new(One(1)));
+        assert_ne!(one, GrantSpec::new(One(2)));
+        assert_ne!(one, GrantSpec::new(Other(1)));
+        assert_eq!(one.provider_name(), "one");
+        assert_eq!(one.get::<One>(), Some(&One(1)));
+        assert_eq!(one.get::<Other>(), None);
+        assert_eq!(format!("{one:?}"), "One(1)");
+    }
+}

@@ -270,6 +270,7 @@ fn check_source(
 mod tests {
     use super::*;
     use crate::runbook::fixture::{edit, listed, parse, VALID};
+    use crate::runbook::request::BREAK_GLASS_MAX_DURATION;
 
     #[test]
     fn reports_syntax_errors_with_their_line() {
@@ -493,8 +494,6 @@ mod tests {
         );
         let break_glass = catalog.get("incident-break-glass").unwrap();
         assert!(break_glass.break_glass);
-        assert!(
-            break_glass.request.max_duration <= super::super::request::BREAK_GLASS_MAX_DURATION
-        );
+        assert!(break_glass.request.max_duration <= BREAK_GLASS_MAX_DURATION);
     }
 }
