@@ -75,12 +75,15 @@ fn context(runbook_dir: &Path) -> GrantContext {
 
 fn command_spec(grant: &[&str], revoke: &[&str], timeout: Duration, env: &[&str]) -> GrantSpec {
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    GrantSpec::new(CommandSpec {
-        grant: strings(grant),
-        revoke: strings(revoke),
-        timeout,
-        env: strings(env),
-    })
+    GrantSpec::new(
+        "command",
+        CommandSpec {
+            grant: strings(grant),
+            revoke: strings(revoke),
+            timeout,
+            env: strings(env),
+        },
+    )
 }
 
 /// Writing an executable while another thread forks can leave the child
@@ -557,11 +560,14 @@ async fn receive(State(received): State<Arc<Mutex<Vec<Received>>>>, request: Req
 }
 
 fn webhook_spec(url: String, secret_env: &str, timeout: Duration) -> GrantSpec {
-    GrantSpec::new(WebhookSpec {
-        url,
-        secret_env: secret_env.to_string(),
-        timeout,
-    })
+    GrantSpec::new(
+        "webhook",
+        WebhookSpec {
+            url,
+            secret_env: secret_env.to_string(),
+            timeout,
+        },
+    )
 }
 
 fn header<'a>(request: &'a Received, name: &str) -> &'a str {
@@ -857,9 +863,12 @@ async fn providers_dispatch_by_name() {
     assert!(builtin.get("slack_usergroup").is_none());
     let ctx = context(Path::new("/"));
 
-    let usergroup = GrantSpec::new(SlackUsergroupSpec {
-        usergroup: "S0123".to_string(),
-    });
+    let usergroup = GrantSpec::new(
+        "slack_usergroup",
+        SlackUsergroupSpec {
+            usergroup: "S0123".to_string(),
+        },
+    );
     let error = builtin
         .run(&usergroup, Action::Grant, &ctx)
         .await

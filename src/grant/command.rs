@@ -25,8 +25,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use super::{
-    printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, GrantProvider, GrantSpec,
-    ProviderKind, ProviderSpec, Services, DEFAULT_TIMEOUT,
+    printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, Provider, Services,
+    DEFAULT_TIMEOUT,
 };
 use crate::runbook::{is_env_name, shorten, shorten_path, GrantTable, Located};
 
@@ -41,8 +41,6 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Used only when the bot itself runs without `PATH`.
 const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-const NAME: &str = "command";
-
 /// A `command` runbook's `[grant]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandSpec {
@@ -56,25 +54,22 @@ pub struct CommandSpec {
     pub env: Vec<String>,
 }
 
-impl ProviderSpec for CommandSpec {
-    fn provider(&self) -> &'static str {
-        NAME
+/// Runs programs named by a [`CommandSpec`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandProvider;
+
+impl CommandProvider {
+    pub fn new() -> Self {
+        Self
     }
 }
 
-/// The `command` provider as runbooks see it.
-pub(super) struct Kind;
+impl Provider for CommandProvider {
+    const NAME: &'static str = "command";
+    const KEYS: &'static [&'static str] = &["grant", "revoke", "timeout", "env"];
+    type Spec = CommandSpec;
 
-impl ProviderKind for Kind {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn keys(&self) -> &'static [&'static str] {
-        &["grant", "revoke", "timeout", "env"]
-    }
-
-    fn parse(&self, t: &mut GrantTable<'_>) -> Option<GrantSpec> {
+    fn parse(t: &mut GrantTable<'_>) -> Option<CommandSpec> {
         let grant = argv(t, "grant");
         let revoke = argv(t, "revoke");
         let timeout = t.duration_or("timeout", DEFAULT_TIMEOUT);
@@ -102,16 +97,25 @@ impl ProviderKind for Kind {
             None if t.has("env") => None,
             None => Some(Vec::new()),
         };
-        Some(GrantSpec::new(CommandSpec {
+        Some(CommandSpec {
             grant: grant?,
             revoke: revoke?,
             timeout: timeout?,
             env: env?,
-        }))
+        })
     }
 
-    fn start(&self, _services: &Services) -> Option<Arc<dyn GrantProvider>> {
-        Some(Arc::new(CommandProvider::new()))
+    fn start(_services: &Services) -> Option<Self> {
+        Some(Self::new())
+    }
+
+    fn apply<'a>(
+        &'a self,
+        spec: &'a CommandSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        Box::pin(run_command(spec, action, ctx))
     }
 }
 
@@ -179,56 +183,28 @@ fn is_executable(meta: &fs::Metadata) -> bool {
     meta.permissions().mode() & 0o111 != 0
 }
 
-/// Runs programs named by a [`CommandSpec`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CommandProvider;
-
-impl CommandProvider {
-    pub fn new() -> Self {
-        Self
-    }
-}
-
-impl GrantProvider for CommandProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn run<'a>(
-        &'a self,
-        spec: &'a GrantSpec,
-        action: Action,
-        ctx: &'a GrantContext,
-    ) -> GrantFuture<'a> {
-        Box::pin(run_command(spec, action, ctx))
-    }
-}
-
 #[tracing::instrument(
     skip_all,
-    fields(provider = NAME, request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
+    fields(provider = "command", request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
 )]
 async fn run_command(
-    spec: &GrantSpec,
+    spec: &CommandSpec,
     action: Action,
     ctx: &GrantContext,
 ) -> Result<(), GrantError> {
-    let Some(CommandSpec {
+    let CommandSpec {
         grant,
         revoke,
         timeout,
         env,
-    }) = spec.get::<CommandSpec>()
-    else {
-        return Err(GrantError::wrong_provider(NAME, spec));
-    };
+    } = spec;
     let argv = match action {
         Action::Grant => grant,
         Action::Revoke => revoke,
     };
     let Some((program, args)) = argv.split_first() else {
         return Err(GrantError::Misconfigured {
-            provider: NAME,
+            provider: CommandProvider::NAME,
             problem: format!("the `{action}` command is empty"),
         });
     };

@@ -6,10 +6,11 @@
 //!
 //! A provider lives in one file: `command` runs a program, `webhook` POSTs
 //! signed JSON, `slack_usergroup` changes a Slack user group's members. Each
-//! file owns its `[grant]` keys and their checks ([`ProviderKind`]), its spec
-//! type and its run ([`GrantProvider`]). Adding a provider is that file plus
-//! one line in [`Registry::builtin`]; the runbook loader and the workflow only
-//! ever talk to [`Registry`] and [`Providers`].
+//! implements [`Provider`]: its `[grant]` keys and their checks, its spec
+//! type, its start and its run, with its errors in [`GrantError`]. Adding a
+//! provider is that file plus one line in the registry's `BUILTIN` list; the
+//! runbook loader and the workflow only ever talk to [`Registry`] and
+//! [`Providers`].
 
 mod command;
 mod error;
@@ -22,7 +23,6 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -91,8 +91,43 @@ impl GrantContext {
 /// The future every provider returns: boxed so the trait stays object safe.
 pub type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GrantError>> + Send + 'a>>;
 
-/// One running way of granting and revoking access, named like the runbook's
-/// `grant.provider` value.
+/// One way of granting and revoking access, implemented once, in its own
+/// file: the name runbooks give it, the `[grant]` keys it owns and how they
+/// are checked, its typed settings, how it is started and how it runs. The
+/// registry turns it into what the loader and the workflow use, so neither
+/// names a provider.
+pub trait Provider: Sized + Send + Sync + 'static {
+    /// The `grant.provider` value that picks this provider.
+    const NAME: &'static str;
+
+    /// The `[grant]` keys it reads, besides `provider`. The loader refuses
+    /// any other provider's key, and unknown keys, before calling [`parse`].
+    ///
+    /// [`parse`]: Provider::parse
+    const KEYS: &'static [&'static str];
+
+    /// Its settings, as `parse` builds them from the `[grant]` table.
+    type Spec: ProviderSpec + PartialEq;
+
+    /// Checks the `[grant]` table. Every problem is reported through `grant`
+    /// (with its line and a fix); `None` when there was one.
+    fn parse(grant: &mut GrantTable<'_>) -> Option<Self::Spec>;
+
+    /// The running provider, or `None` when `services` lacks something it
+    /// needs (then runbooks using it fail with [`GrantError::Unsupported`]).
+    fn start(services: &Services) -> Option<Self>;
+
+    /// Grants or revokes; `Ok` only when the target system confirmed it.
+    fn apply<'a>(
+        &'a self,
+        spec: &'a Self::Spec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a>;
+}
+
+/// A running provider as [`Providers`] holds it, whatever its spec type;
+/// every [`Provider`] is one.
 pub trait GrantProvider: Send + Sync {
     /// The name runbooks use, equal to [`GrantSpec::provider_name`].
     fn name(&self) -> &'static str;
@@ -107,26 +142,23 @@ pub trait GrantProvider: Send + Sync {
     ) -> GrantFuture<'a>;
 }
 
-/// A provider as runbooks see it: its name, the `[grant]` keys it owns and
-/// how they are checked, and how the running [`GrantProvider`] is made.
-/// Kinds hold no state, so `accessbot check` can validate runbooks without
-/// any of the services a provider needs to run.
-pub trait ProviderKind: Sync {
-    /// The `grant.provider` value that picks this provider.
-    fn name(&self) -> &'static str;
+impl<P: Provider> GrantProvider for P {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
 
-    /// The `[grant]` keys it reads, besides `provider`. The loader refuses
-    /// any other provider's key, and unknown keys, before calling [`parse`].
-    ///
-    /// [`parse`]: ProviderKind::parse
-    fn keys(&self) -> &'static [&'static str];
-
-    /// Checks the `[grant]` table and builds the provider's spec. Every
-    /// problem is reported through `grant` (with its line and a fix); `None`
-    /// when there was one.
-    fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec>;
-
-    /// The running provider, or `None` when `services` lacks something it
-    /// needs (then runbooks using it fail with [`GrantError::Unsupported`]).
-    fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>>;
+    fn run<'a>(
+        &'a self,
+        spec: &'a GrantSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        match spec.get::<P::Spec>() {
+            Some(own) => self.apply(own, action, ctx),
+            None => Box::pin(std::future::ready(Err(GrantError::wrong_provider(
+                P::NAME,
+                spec,
+            )))),
+        }
+    }
 }

@@ -6,17 +6,58 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::{
-    command, slack_usergroup, webhook, Action, GrantContext, GrantError, GrantProvider, GrantSpec,
-    ProviderKind,
+    Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Provider,
+    SlackUsergroupProvider, WebhookProvider,
 };
+use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
 
 /// Every provider this accessbot knows, in the order messages list them.
 /// Adding a provider is one line here.
-const BUILTIN: &[&dyn ProviderKind] = &[&command::Kind, &webhook::Kind, &slack_usergroup::Kind];
+const BUILTIN: &[&dyn ProviderKind] = &[
+    &Kind::<CommandProvider>::NEW,
+    &Kind::<WebhookProvider>::NEW,
+    &Kind::<SlackUsergroupProvider>::NEW,
+];
+
+/// A [`Provider`] without its spec type, so providers with different specs
+/// fit in one list.
+pub(crate) trait ProviderKind: Sync {
+    fn name(&self) -> &'static str;
+    fn keys(&self) -> &'static [&'static str];
+    fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec>;
+    fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>>;
+}
+
+/// The [`ProviderKind`] of `P`.
+struct Kind<P>(PhantomData<fn() -> P>);
+
+impl<P> Kind<P> {
+    const NEW: Self = Kind(PhantomData);
+}
+
+impl<P: Provider> ProviderKind for Kind<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        P::KEYS
+    }
+
+    fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec> {
+        P::parse(grant).map(|spec| GrantSpec::new(P::NAME, spec))
+    }
+
+    fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>> {
+        let provider: Arc<dyn GrantProvider> = Arc::new(P::start(services)?);
+        Some(provider)
+    }
+}
 
 /// The provider kinds runbooks may name, in the order messages list them.
 #[derive(Clone)]
@@ -32,8 +73,9 @@ impl Registry {
         }
     }
 
-    /// This registry and `kind`, which replaces a kind of the same name.
-    pub fn with(mut self, kind: &'static dyn ProviderKind) -> Self {
+    /// This registry and `P`, which replaces a provider of the same name.
+    pub fn with<P: Provider>(mut self) -> Self {
+        let kind: &'static dyn ProviderKind = &Kind::<P>::NEW;
         match self.kinds.iter_mut().find(|k| k.name() == kind.name()) {
             Some(known) => *known = kind,
             None => self.kinds.push(kind),
@@ -41,11 +83,11 @@ impl Registry {
         self
     }
 
-    pub fn get(&self, name: &str) -> Option<&'static dyn ProviderKind> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'static dyn ProviderKind> {
         self.kinds.iter().copied().find(|k| k.name() == name)
     }
 
-    pub fn kinds(&self) -> impl Iterator<Item = &'static dyn ProviderKind> + '_ {
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = &'static dyn ProviderKind> + '_ {
         self.kinds.iter().copied()
     }
 

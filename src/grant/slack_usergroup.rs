@@ -7,18 +7,11 @@
 //! usergroups.users.update replaces the whole member list, so updates are
 //! serialised here (read, change, write) to never lose a concurrent one.
 
-use std::sync::Arc;
-
 use tokio::sync::Mutex;
 
-use super::{
-    Action, GrantContext, GrantError, GrantFuture, GrantProvider, GrantSpec, ProviderKind,
-    ProviderSpec, Services,
-};
+use super::{Action, GrantContext, GrantError, GrantFuture, Provider, Services};
 use crate::runbook::{shorten, slack_id_hint, slack_id_kind, GrantTable, SlackIdKind};
 use crate::slack::SlackClient;
-
-const NAME: &str = "slack_usergroup";
 
 /// A `slack_usergroup` runbook's `[grant]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,25 +20,12 @@ pub struct SlackUsergroupSpec {
     pub usergroup: String,
 }
 
-impl ProviderSpec for SlackUsergroupSpec {
-    fn provider(&self) -> &'static str {
-        NAME
-    }
-}
+impl Provider for SlackUsergroupProvider {
+    const NAME: &'static str = "slack_usergroup";
+    const KEYS: &'static [&'static str] = &["usergroup"];
+    type Spec = SlackUsergroupSpec;
 
-/// The `slack_usergroup` provider as runbooks see it.
-pub(super) struct Kind;
-
-impl ProviderKind for Kind {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn keys(&self) -> &'static [&'static str] {
-        &["usergroup"]
-    }
-
-    fn parse(&self, t: &mut GrantTable<'_>) -> Option<GrantSpec> {
+    fn parse(t: &mut GrantTable<'_>) -> Option<SlackUsergroupSpec> {
         let found = t.string("usergroup");
         let group = t.require(
             "usergroup",
@@ -67,14 +47,22 @@ impl ProviderKind for Kind {
             );
             return None;
         }
-        Some(GrantSpec::new(SlackUsergroupSpec {
+        Some(SlackUsergroupSpec {
             usergroup: group.value,
-        }))
+        })
     }
 
-    fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>> {
-        let slack = services.slack.clone()?;
-        Some(Arc::new(SlackUsergroupProvider::new(slack)))
+    fn start(services: &Services) -> Option<Self> {
+        services.slack.clone().map(Self::new)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        spec: &'a SlackUsergroupSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        Box::pin(self.change(&spec.usergroup, action, &ctx.user_id))
     }
 }
 
@@ -122,29 +110,10 @@ impl SlackUsergroupProvider {
     }
 }
 
-impl GrantProvider for SlackUsergroupProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn run<'a>(
-        &'a self,
-        spec: &'a GrantSpec,
-        action: Action,
-        ctx: &'a GrantContext,
-    ) -> GrantFuture<'a> {
-        Box::pin(async move {
-            let Some(SlackUsergroupSpec { usergroup }) = spec.get::<SlackUsergroupSpec>() else {
-                return Err(GrantError::wrong_provider(NAME, spec));
-            };
-            self.change(usergroup, action, &ctx.user_id).await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grant::GrantSpec;
     use crate::runbook::fixture::{check, edit, listed, parse, VALID};
 
     #[test]
@@ -159,9 +128,12 @@ usergroup = "S0BILLINGADM""#,
         let runbook = parse(&text).unwrap_or_else(|p| panic!("{}", listed(&p)));
         assert_eq!(
             runbook.grant,
-            GrantSpec::new(SlackUsergroupSpec {
-                usergroup: "S0BILLINGADM".into()
-            })
+            GrantSpec::new(
+                "slack_usergroup",
+                SlackUsergroupSpec {
+                    usergroup: "S0BILLINGADM".into()
+                }
+            )
         );
     }
 

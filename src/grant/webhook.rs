@@ -14,7 +14,6 @@
 //! the origin (`https://grants.example.com`).
 
 use std::os::unix::ffi::OsStringExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,8 +24,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use super::{
-    printable, Action, GrantContext, GrantError, GrantFuture, GrantProvider, GrantSpec,
-    ProviderKind, ProviderSpec, Services, DEFAULT_TIMEOUT,
+    printable, Action, GrantContext, GrantError, GrantFuture, Provider, Services, DEFAULT_TIMEOUT,
 };
 use crate::runbook::{is_env_name, shorten, GrantTable};
 
@@ -34,7 +32,6 @@ use crate::runbook::{is_env_name, shorten, GrantTable};
 const BODY_IN_ERROR: usize = 300;
 /// The longest `Retry-After` a receiver is taken at its word for.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
-const NAME: &str = "webhook";
 
 /// A `webhook` runbook's `[grant]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,25 +43,12 @@ pub struct WebhookSpec {
     pub timeout: Duration,
 }
 
-impl ProviderSpec for WebhookSpec {
-    fn provider(&self) -> &'static str {
-        NAME
-    }
-}
+impl Provider for WebhookProvider {
+    const NAME: &'static str = "webhook";
+    const KEYS: &'static [&'static str] = &["url", "secret_env", "timeout"];
+    type Spec = WebhookSpec;
 
-/// The `webhook` provider as runbooks see it.
-pub(super) struct Kind;
-
-impl ProviderKind for Kind {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn keys(&self) -> &'static [&'static str] {
-        &["url", "secret_env", "timeout"]
-    }
-
-    fn parse(&self, t: &mut GrantTable<'_>) -> Option<GrantSpec> {
+    fn parse(t: &mut GrantTable<'_>) -> Option<WebhookSpec> {
         let found = t.string("url");
         let url = t.require(
             "url",
@@ -106,15 +90,24 @@ impl ProviderKind for Kind {
             None
         });
         let timeout = t.duration_or("timeout", DEFAULT_TIMEOUT);
-        Some(GrantSpec::new(WebhookSpec {
+        Some(WebhookSpec {
             url: url?,
             secret_env: secret_env?,
             timeout: timeout?,
-        }))
+        })
     }
 
-    fn start(&self, _services: &Services) -> Option<Arc<dyn GrantProvider>> {
-        Some(Arc::new(WebhookProvider::new()))
+    fn start(_services: &Services) -> Option<Self> {
+        Some(Self::new())
+    }
+
+    fn apply<'a>(
+        &'a self,
+        spec: &'a WebhookSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        Box::pin(self.send(spec, action, ctx))
     }
 }
 
@@ -143,21 +136,6 @@ impl WebhookProvider {
 impl Default for WebhookProvider {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl GrantProvider for WebhookProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn run<'a>(
-        &'a self,
-        spec: &'a GrantSpec,
-        action: Action,
-        ctx: &'a GrantContext,
-    ) -> GrantFuture<'a> {
-        Box::pin(self.send(spec, action, ctx))
     }
 }
 
@@ -191,22 +169,19 @@ pub fn sign_webhook(secret: &[u8], ts: i64, body: &[u8]) -> String {
 impl WebhookProvider {
     #[tracing::instrument(
         skip_all,
-        fields(provider = NAME, request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
+        fields(provider = "webhook", request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
     )]
     async fn send(
         &self,
-        spec: &GrantSpec,
+        spec: &WebhookSpec,
         action: Action,
         ctx: &GrantContext,
     ) -> Result<(), GrantError> {
-        let Some(WebhookSpec {
+        let WebhookSpec {
             url,
             secret_env,
             timeout,
-        }) = spec.get::<WebhookSpec>()
-        else {
-            return Err(GrantError::wrong_provider(NAME, spec));
-        };
+        } = spec;
         let url = parse_url(url)?;
         let origin = url.origin().ascii_serialization();
         let secret = read_secret(secret_env)?;
@@ -268,7 +243,7 @@ impl WebhookProvider {
 /// The URL is not echoed back: its path or query may be the secret part.
 fn parse_url(url: &str) -> Result<Url, GrantError> {
     let misconfigured = |problem: &str| GrantError::Misconfigured {
-        provider: NAME,
+        provider: WebhookProvider::NAME,
         problem: problem.to_string(),
     };
     let url = Url::parse(url).map_err(|_| misconfigured("`url` is not a valid URL"))?;

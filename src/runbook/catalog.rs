@@ -269,7 +269,7 @@ fn check_source(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::fixture::{edit, listed, parse, VALID};
+    use crate::runbook::fixture::{assert_first, edit, listed, parse, VALID};
     use crate::runbook::request::BREAK_GLASS_MAX_DURATION;
 
     #[test]
@@ -280,15 +280,7 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(problems.len(), 1, "{}", listed(&problems));
-        assert_eq!(
-            (problems[0].line, problems[0].field.as_str()),
-            (Some(4), "")
-        );
-        assert!(
-            problems[0].message.contains("not valid TOML"),
-            "{}",
-            problems[0]
-        );
+        assert_first(&problems, 4, "", "not valid TOML");
     }
 
     #[test]
@@ -351,47 +343,34 @@ mod tests {
 
     #[test]
     fn load_dir_reads_toml_files_only_and_sorts_by_id() {
-        let dir = runbook_dir();
+        let tmp = runbook_dir();
+        let dir = tmp.path();
         let valid = with_local_script(VALID);
-        write(
-            dir.path(),
-            "a.toml",
-            &valid.replace("billing-admin", "zeta"),
-        );
-        write(
-            dir.path(),
-            "b.toml",
-            &valid.replace("billing-admin", "alpha"),
-        );
-        write(dir.path(), "README.md", "not a runbook");
-        write(dir.path(), ".#a.toml", "not a runbook either");
-        fs::create_dir(dir.path().join("old.toml")).unwrap();
-        let catalog = load_dir(dir.path()).unwrap_or_else(|p| panic!("{}", listed(&p)));
+        write(dir, "a.toml", &valid.replace("billing-admin", "zeta"));
+        write(dir, "b.toml", &valid.replace("billing-admin", "alpha"));
+        write(dir, "README.md", "not a runbook");
+        write(dir, ".#a.toml", "not a runbook either");
+        fs::create_dir(dir.join("old.toml")).unwrap();
+        let catalog = load_dir(dir).unwrap_or_else(|p| panic!("{}", listed(&p)));
         let ids: Vec<&str> = catalog.runbooks.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["alpha", "zeta"]);
-        assert_eq!(
-            catalog.get("zeta").unwrap().source,
-            dir.path().join("a.toml")
-        );
+        assert_eq!(catalog.get("zeta").unwrap().source, dir.join("a.toml"));
         assert!(catalog.get("billing-admin").is_none());
     }
 
     #[test]
     fn load_dir_reports_every_problem_in_every_file() {
-        let dir = runbook_dir();
+        let tmp = runbook_dir();
+        let dir = tmp.path();
         let valid = with_local_script(VALID);
-        write(dir.path(), "a.toml", &valid);
+        write(dir, "a.toml", &valid);
         write(
-            dir.path(),
+            dir,
             "b.toml",
             &valid.replace("required = 1", "required = 0"),
         );
-        write(
-            dir.path(),
-            "c.toml",
-            &valid.replace("\"U0OWNER\"", "\"bob\""),
-        );
-        let problems = load_dir(dir.path()).unwrap_err();
+        write(dir, "c.toml", &valid.replace("\"U0OWNER\"", "\"bob\""));
+        let problems = load_dir(dir).unwrap_err();
         let found: Vec<(String, Option<usize>, &str)> = problems
             .iter()
             .map(|p| {
@@ -422,15 +401,7 @@ mod tests {
         write(dir.path(), "a.toml", VALID);
         let problems = load_dir(dir.path()).unwrap_err();
         assert_eq!(problems.len(), 2, "{}", listed(&problems));
-        assert_eq!(
-            (problems[0].line, problems[0].field.as_str()),
-            (Some(19), "grant.grant")
-        );
-        assert!(
-            problems[0].message.contains("does not exist"),
-            "{}",
-            problems[0]
-        );
+        assert_first(&problems, 19, "grant.grant", "does not exist");
 
         #[cfg(unix)]
         {

@@ -61,3 +61,15 @@ pub(crate) fn check(input: &str, field: &str, message: &str) {
         listed(&problems)
     );
 }
+
+/// Asserts the first problem is on `line` and `field` and its message
+/// contains `message`.
+pub(crate) fn assert_first(problems: &[Problem], line: usize, field: &str, message: &str) {
+    assert_eq!(
+        (problems[0].line, problems[0].field.as_str()),
+        (Some(line), field),
+        "{}",
+        listed(problems)
+    );
+    assert!(problems[0].message.contains(message), "{}", problems[0]);
+}

@@ -85,10 +85,9 @@ pub(super) fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
 
     use super::*;
-    use crate::grant::{GrantProvider, ProviderKind, ProviderSpec, Registry, Services};
+    use crate::grant::{Action, GrantContext, GrantFuture, Provider, Registry, Services};
     use crate::runbook::fixture::{check, edit, listed, VALID};
     use crate::runbook::{parse_runbook_with, Problem};
 
@@ -125,33 +124,30 @@ mod tests {
         queue: String,
     }
 
-    impl ProviderSpec for TicketSpec {
-        fn provider(&self) -> &'static str {
-            "ticket"
-        }
-    }
+    impl Provider for Ticket {
+        const NAME: &'static str = "ticket";
+        const KEYS: &'static [&'static str] = &["queue", "timeout"];
+        type Spec = TicketSpec;
 
-    impl ProviderKind for Ticket {
-        fn name(&self) -> &'static str {
-            "ticket"
-        }
-
-        fn keys(&self) -> &'static [&'static str] {
-            &["queue", "timeout"]
-        }
-
-        fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec> {
+        fn parse(grant: &mut GrantTable<'_>) -> Option<TicketSpec> {
             let found = grant.string("queue");
             let queue = grant.require("queue", found, r#"add queue = "ACCESS""#)?;
-            Some(GrantSpec::new(TicketSpec { queue: queue.value }))
+            Some(TicketSpec { queue: queue.value })
         }
 
-        fn start(&self, _services: &Services) -> Option<Arc<dyn GrantProvider>> {
-            None
+        fn start(_services: &Services) -> Option<Self> {
+            Some(Ticket)
+        }
+
+        fn apply<'a>(
+            &'a self,
+            _spec: &'a TicketSpec,
+            _action: Action,
+            _ctx: &'a GrantContext,
+        ) -> GrantFuture<'a> {
+            Box::pin(async { Ok(()) })
         }
     }
-
-    static TICKET: Ticket = Ticket;
 
     fn parse_with_ticket(grant: &str) -> Result<crate::runbook::Runbook, Vec<Problem>> {
         let text = format!(
@@ -161,7 +157,7 @@ mod tests {
         parse_runbook_with(
             &text,
             Path::new("t.toml"),
-            &Registry::builtin().with(&TICKET),
+            &Registry::builtin().with::<Ticket>(),
         )
     }
 
@@ -204,6 +200,39 @@ mod tests {
         assert_eq!(
             shown(problems),
             ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, ticket"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_added_to_the_registry_runs_through_providers() {
+        let registry = Registry::builtin().with::<Ticket>();
+        let runbook = parse_with_ticket("provider = \"ticket\"\nqueue = \"ACCESS\"")
+            .unwrap_or_else(|p| panic!("{}", listed(&p)));
+        let providers = crate::grant::Providers::start(&registry, &Services::default());
+        assert_eq!(
+            providers.names().collect::<Vec<_>>(),
+            ["command", "ticket", "webhook"]
+        );
+        let ctx = GrantContext {
+            request_id: "ar-1".into(),
+            runbook_id: runbook.id.clone(),
+            user_id: "U0ALICE".into(),
+            user_email: None,
+            expires_at: chrono::Utc::now(),
+            reason: "test".into(),
+            runbook_dir: ".".into(),
+        };
+        providers
+            .run(&runbook.grant, Action::Grant, &ctx)
+            .await
+            .expect("the ticket provider runs its own spec");
+        let error = crate::grant::Providers::with_builtin()
+            .run(&runbook.grant, Action::Grant, &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "grant provider `ticket` is not available in this accessbot"
         );
     }
 

@@ -302,12 +302,15 @@ env = ["BILLING_API_TOKEN"]
                 escalate_after: Some(hours(4)),
                 fallback_approvers: vec![Approver::User("U0CTO".into())],
             },
-            grant: GrantSpec::new(CommandSpec {
-                grant: vec!["./scripts/billing.sh".into(), "grant".into()],
-                revoke: vec!["./scripts/billing.sh".into(), "revoke".into()],
-                timeout: Duration::from_secs(45),
-                env: vec!["BILLING_API_TOKEN".into()],
-            }),
+            grant: GrantSpec::new(
+                "command",
+                CommandSpec {
+                    grant: vec!["./scripts/billing.sh".into(), "grant".into()],
+                    revoke: vec!["./scripts/billing.sh".into(), "revoke".into()],
+                    timeout: Duration::from_secs(45),
+                    env: vec!["BILLING_API_TOKEN".into()],
+                },
+            ),
             source: PathBuf::from("t.toml"),
         };
         assert_eq!(runbook, expected);
@@ -390,11 +393,14 @@ secret_env = "IDP_SECRET"
         assert_eq!(names, ["auto_approve[1]", "on-call"]);
         assert_eq!(
             runbook.grant,
-            GrantSpec::new(WebhookSpec {
-                url: "https://idp.example.com/hook".into(),
-                secret_env: "IDP_SECRET".into(),
-                timeout: Duration::from_secs(30),
-            })
+            GrantSpec::new(
+                "webhook",
+                WebhookSpec {
+                    url: "https://idp.example.com/hook".into(),
+                    secret_env: "IDP_SECRET".into(),
+                    timeout: Duration::from_secs(30),
+                }
+            )
         );
     }
 
