@@ -93,6 +93,16 @@ pub enum GrantError {
     #[error("Slack user group {usergroup}: removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it")]
     LastMember { usergroup: String },
 
+    /// A failure of a provider whose errors have no variant above: it keeps
+    /// them in its own file, as a type implementing [`ProviderError`].
+    #[error("{error}")]
+    Provider {
+        provider: &'static str,
+        /// Shown as the message. Not a `#[source]`: thiserror cannot take a
+        /// boxed trait object of ours as one.
+        error: Box<dyn ProviderError>,
+    },
+
     #[error("grant provider `{provider}` is not available in this accessbot")]
     Unsupported { provider: String },
 
@@ -117,6 +127,7 @@ impl GrantError {
                 *status >= 500 || *status == 429 || *status == 408
             }
             GrantError::Slack { source, .. } => source.is_retryable(),
+            GrantError::Provider { error, .. } => error.is_retryable(),
             GrantError::Spawn { .. }
             | GrantError::MissingSecret { .. }
             | GrantError::LastMember { .. }
@@ -131,6 +142,7 @@ impl GrantError {
         match self {
             GrantError::WebhookStatus { retry_after, .. } => *retry_after,
             GrantError::Slack { source, .. } => source.retry_after(),
+            GrantError::Provider { error, .. } => error.retry_after(),
             _ => None,
         }
     }
@@ -144,6 +156,19 @@ impl GrantError {
                 spec.provider_name()
             ),
         }
+    }
+}
+
+/// A provider's own error type, for [`GrantError::Provider`]. Its message
+/// is shown to operators as it is, so it must name what failed and never a
+/// secret.
+pub trait ProviderError: std::error::Error + Send + Sync + 'static {
+    /// Whether trying the same run again later can succeed.
+    fn is_retryable(&self) -> bool;
+
+    /// How long the target asked to wait before the next try, if it said.
+    fn retry_after(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -178,6 +203,32 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a provider's own error looks like, e.g. an API that said 429.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the ticket API answered 429")]
+    struct Throttled;
+
+    impl ProviderError for Throttled {
+        fn is_retryable(&self) -> bool {
+            true
+        }
+
+        fn retry_after(&self) -> Option<Duration> {
+            Some(Duration::from_secs(12))
+        }
+    }
+
+    #[test]
+    fn a_providers_own_error_says_whether_and_when_to_retry() {
+        let error = GrantError::Provider {
+            provider: "ticket",
+            error: Box::new(Throttled),
+        };
+        assert!(error.is_retryable());
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(12)));
+        assert_eq!(error.to_string(), "the ticket API answered 429");
+    }
 
     #[test]
     fn slack_errors_keep_what_slack_said_about_retrying() {

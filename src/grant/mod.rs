@@ -7,10 +7,10 @@
 //! A provider lives in one file: `command` runs a program, `webhook` POSTs
 //! signed JSON, `slack_usergroup` changes a Slack user group's members. Each
 //! implements [`Provider`]: its `[grant]` keys and their checks, its spec
-//! type, its start and its run, with its errors in [`GrantError`]. Adding a
-//! provider is that file plus one line in the registry's `BUILTIN` list; the
-//! runbook loader and the workflow only ever talk to [`Registry`] and
-//! [`Providers`].
+//! type, its start and its run; its errors are [`GrantError`] variants or,
+//! for a new provider, its own [`ProviderError`] type. Adding a provider is
+//! that file plus one line in the registry's `BUILTIN` list; the runbook
+//! loader and the workflow only ever talk to [`Registry`] and [`Providers`].
 
 mod command;
 mod error;
@@ -31,7 +31,7 @@ use crate::runbook::GrantTable;
 
 pub use command::{CommandProvider, CommandSpec};
 pub(crate) use error::printable;
-pub use error::{ExitReason, GrantError};
+pub use error::{ExitReason, GrantError, ProviderError};
 pub use registry::{Providers, Registry, Services};
 pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
 pub use spec::{GrantSpec, ProviderSpec};

@@ -539,7 +539,7 @@ pub(super) fn optional<T>(s: &Section<'_>, key: &str, found: Option<T>) -> Optio
     }
 }
 
-pub(crate) fn is_close(typed: &str, known: &str) -> bool {
+fn is_close(typed: &str, known: &str) -> bool {
     edit_distance(typed, known) <= (typed.len() / 3).max(1)
 }
 
