@@ -57,10 +57,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         config.directory.clone(),
         config.manager_field.clone(),
     );
-    let mut providers = Providers::with_builtin();
-    providers.register(Arc::new(crate::grant::SlackUsergroupProvider::new(
-        slack.clone(),
-    )));
+    let providers = Providers::with_slack(slack.clone());
     let timing = Timing {
         expiry_warning: config.expiry_warning,
         retry_base: config.retry_base,

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use accessbot::grant::{
-    sign_webhook, Action, CommandProvider, ExitReason, GrantContext, GrantError, GrantProvider,
-    Providers, WebhookProvider,
+    sign_webhook, Action, CommandProvider, CommandSpec, ExitReason, GrantContext, GrantError,
+    GrantProvider, GrantSpec, Providers, SlackUsergroupSpec, WebhookProvider, WebhookSpec,
 };
-use accessbot::runbook::GrantSpec;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -76,12 +75,15 @@ fn context(runbook_dir: &Path) -> GrantContext {
 
 fn command_spec(grant: &[&str], revoke: &[&str], timeout: Duration, env: &[&str]) -> GrantSpec {
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    GrantSpec::Command {
-        grant: strings(grant),
-        revoke: strings(revoke),
-        timeout,
-        env: strings(env),
-    }
+    GrantSpec::new(
+        "command",
+        CommandSpec {
+            grant: strings(grant),
+            revoke: strings(revoke),
+            timeout,
+            env: strings(env),
+        },
+    )
 }
 
 /// Writing an executable while another thread forks can leave the child
@@ -487,7 +489,9 @@ struct Received {
 }
 
 /// A webhook receiver on 127.0.0.1 that records everything and answers by path:
-/// `/hooks/ok` 200, `/hooks/fail` 500, `/hooks/slow` after 5 s, `/hooks/moved` 302.
+/// `/hooks/ok` 200, `/hooks/fail` 500, `/hooks/slow` after 5 s, `/hooks/moved` 302,
+/// `/hooks/busy` 429 with `Retry-After: 7`, `/hooks/down` 503 with a
+/// `Retry-After` date two minutes ahead, `/hooks/refused` 403.
 struct Receiver {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -545,16 +549,25 @@ async fn receive(State(received): State<Arc<Mutex<Vec<Received>>>>, request: Req
             StatusCode::OK.into_response()
         }
         "/hooks/moved" => (StatusCode::FOUND, [("location", "/hooks/ok")]).into_response(),
+        "/hooks/busy" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")]).into_response(),
+        "/hooks/down" => {
+            let at = (Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+            (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", at)]).into_response()
+        }
+        "/hooks/refused" => (StatusCode::FORBIDDEN, "no such role").into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
 fn webhook_spec(url: String, secret_env: &str, timeout: Duration) -> GrantSpec {
-    GrantSpec::Webhook {
-        url,
-        secret_env: secret_env.to_string(),
-        timeout,
-    }
+    GrantSpec::new(
+        "webhook",
+        WebhookSpec {
+            url,
+            secret_env: secret_env.to_string(),
+            timeout,
+        },
+    )
 }
 
 fn header<'a>(request: &'a Received, name: &str) -> &'a str {
@@ -645,11 +658,13 @@ async fn webhook_error_status_is_reported_with_the_start_of_the_body() {
         origin,
         status,
         body,
+        retry_after,
     } = error
     else {
         panic!("expected WebhookStatus, got {message}");
     };
     assert_eq!(status, 500);
+    assert_eq!(retry_after, None, "the receiver sent no Retry-After");
     assert_eq!(origin, format!("http://{}", receiver.addr));
     // The escape character goes; the printable rest of the sequence stays.
     assert!(body.starts_with("database is down[31m\nxxx"), "{body:?}");
@@ -661,6 +676,58 @@ async fn webhook_error_status_is_reported_with_the_start_of_the_body() {
         "{message}"
     );
     assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn webhook_refusals_say_whether_and_when_to_retry() {
+    init();
+    let receiver = Receiver::start().await;
+    let refusal = |path: &str| {
+        let spec = webhook_spec(
+            receiver.url(path),
+            WEBHOOK_SECRET_VAR,
+            Duration::from_secs(10),
+        );
+        async move {
+            WebhookProvider::new()
+                .run(&spec, Action::Revoke, &context(Path::new("/")))
+                .await
+                .unwrap_err()
+        }
+    };
+
+    let busy = refusal("/hooks/busy").await;
+    assert!(
+        matches!(busy, GrantError::WebhookStatus { status: 429, .. }),
+        "{busy}"
+    );
+    assert!(busy.is_retryable());
+    assert_eq!(busy.retry_after(), Some(Duration::from_secs(7)));
+
+    let down = refusal("/hooks/down").await;
+    assert!(
+        matches!(down, GrantError::WebhookStatus { status: 503, .. }),
+        "{down}"
+    );
+    assert!(down.is_retryable());
+    let wait = down.retry_after().expect("the date is read");
+    assert!(
+        (Duration::from_secs(100)..=Duration::from_secs(120)).contains(&wait),
+        "{wait:?}"
+    );
+
+    let failed = refusal("/hooks/fail").await;
+    assert!(failed.is_retryable());
+    assert_eq!(failed.retry_after(), None);
+
+    let refused = refusal("/hooks/refused").await;
+    assert!(
+        matches!(refused, GrantError::WebhookStatus { status: 403, .. }),
+        "{refused}"
+    );
+    assert!(!refused.is_retryable());
+    assert_eq!(refused.retry_after(), None);
+    assert_eq!(receiver.received().len(), 4);
 }
 
 #[tokio::test]
@@ -796,9 +863,12 @@ async fn providers_dispatch_by_name() {
     assert!(builtin.get("slack_usergroup").is_none());
     let ctx = context(Path::new("/"));
 
-    let usergroup = GrantSpec::SlackUsergroup {
-        usergroup: "S0123".to_string(),
-    };
+    let usergroup = GrantSpec::new(
+        "slack_usergroup",
+        SlackUsergroupSpec {
+            usergroup: "S0123".to_string(),
+        },
+    );
     let error = builtin
         .run(&usergroup, Action::Grant, &ctx)
         .await

@@ -19,9 +19,8 @@ use std::time::Duration;
 use accessbot::command::{self, Command, CommandError, MAX_TEXT};
 use accessbot::config::Secret;
 use accessbot::duration::{format_duration, parse_duration, DurationError, MAX_DURATION};
-use accessbot::runbook::{
-    load_dir, parse_runbook, Approver, GrantSpec, Principal, Problem, Runbook,
-};
+use accessbot::grant::{CommandSpec, SlackUsergroupSpec, WebhookSpec};
+use accessbot::runbook::{load_dir, parse_runbook, Approver, Principal, Problem, Runbook};
 use accessbot::slack::payload::{
     parse_command, parse_event, parse_interaction, CommandBody, EventBody, Interaction,
     PayloadError,
@@ -1298,41 +1297,44 @@ fn runbook_is_valid(r: &Runbook) -> Result<(), TestCaseError> {
         prop_assert!(in_range(rule.max_duration) && rule.max_duration <= q.max_duration);
     }
 
-    match &r.grant {
-        GrantSpec::Command {
-            grant,
-            revoke,
-            timeout,
-            env,
-        } => {
-            for argv in [grant, revoke] {
-                prop_assert!(argv.first().is_some_and(|p| !p.trim().is_empty()));
-            }
-            prop_assert!(in_range(*timeout));
-            for name in env {
-                prop_assert!(name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'));
-                prop_assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-            }
+    let spec = &r.grant;
+    if let Some(CommandSpec {
+        grant,
+        revoke,
+        timeout,
+        env,
+    }) = spec.get()
+    {
+        for argv in [grant, revoke] {
+            prop_assert!(argv.first().is_some_and(|p| !p.trim().is_empty()));
         }
-        GrantSpec::Webhook {
-            url,
-            secret_env,
-            timeout,
-        } => {
-            // The URL parser drops tabs and newlines, as reqwest will at run time.
-            let plain: String = url
-                .chars()
-                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-                .collect::<String>()
-                .to_ascii_lowercase();
-            prop_assert!(
-                plain.starts_with("http://") || plain.starts_with("https://"),
-                "{url}"
-            );
-            prop_assert!(!secret_env.is_empty());
-            prop_assert!(in_range(*timeout));
+        prop_assert!(in_range(*timeout));
+        for name in env {
+            prop_assert!(name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'));
+            prop_assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         }
-        GrantSpec::SlackUsergroup { usergroup } => prop_assert!(is_group_id(usergroup)),
+    } else if let Some(WebhookSpec {
+        url,
+        secret_env,
+        timeout,
+    }) = spec.get()
+    {
+        // The URL parser drops tabs and newlines, as reqwest will at run time.
+        let plain: String = url
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect::<String>()
+            .to_ascii_lowercase();
+        prop_assert!(
+            plain.starts_with("http://") || plain.starts_with("https://"),
+            "{url}"
+        );
+        prop_assert!(!secret_env.is_empty());
+        prop_assert!(in_range(*timeout));
+    } else if let Some(SlackUsergroupSpec { usergroup }) = spec.get() {
+        prop_assert!(is_group_id(usergroup));
+    } else {
+        prop_assert!(false, "a grant spec of no built-in provider: {spec:?}");
     }
     Ok(())
 }

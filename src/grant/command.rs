@@ -1,5 +1,8 @@
 //! The `command` provider: runs the runbook's `grant` or `revoke` program and
-//! treats exit code 0 as success. It owns everything about that child process:
+//! treats exit code 0 as success. It owns its `[grant]` keys (`grant`,
+//! `revoke`, `timeout`, `env`) and their checks, among them that a program
+//! given by a relative path exists next to the runbook and is executable, and
+//! everything about the child process:
 //! where the program is found, the environment it sees (cleared first, so the
 //! bot's own secrets such as `SLACK_BOT_TOKEN` never reach a script), how much
 //! of its output is kept, and killing it together with everything it started
@@ -11,6 +14,7 @@
 //! is also killed directly, so a missing `/bin/kill` still stops the program.
 
 use std::ffi::OsStr;
+use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,8 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use super::{printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, GrantProvider};
-use crate::runbook::GrantSpec;
+use super::{
+    printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, Provider, Services,
+    DEFAULT_TIMEOUT,
+};
+use crate::runbook::{is_env_name, shorten, shorten_path, GrantTable, Located};
 
 /// How much of stdout and of stderr is kept, from the end: enough to explain
 /// a failure, small enough that a chatty script cannot exhaust memory.
@@ -34,7 +41,20 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// Used only when the bot itself runs without `PATH`.
 const FALLBACK_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Runs programs named by `GrantSpec::Command`.
+/// A `command` runbook's `[grant]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    /// The program and its arguments; a relative path starts at the runbook
+    /// directory.
+    pub grant: Vec<String>,
+    pub revoke: Vec<String>,
+    pub timeout: Duration,
+    /// Names of accessbot's environment variables passed on to the
+    /// program, usually its secrets; the environment is otherwise cleared.
+    pub env: Vec<String>,
+}
+
+/// Runs programs named by a [`CommandSpec`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommandProvider;
 
@@ -44,14 +64,54 @@ impl CommandProvider {
     }
 }
 
-impl GrantProvider for CommandProvider {
-    fn name(&self) -> &'static str {
-        "command"
+impl Provider for CommandProvider {
+    const NAME: &'static str = "command";
+    const KEYS: &'static [&'static str] = &["grant", "revoke", "timeout", "env"];
+    type Spec = CommandSpec;
+
+    fn parse(t: &mut GrantTable<'_>) -> Option<CommandSpec> {
+        let grant = argv(t, "grant");
+        let revoke = argv(t, "revoke");
+        let timeout = t.duration_or("timeout", DEFAULT_TIMEOUT);
+        let env = match t.string_list("env") {
+            Some(list) => {
+                let mut names = Vec::new();
+                let mut ok = true;
+                for name in list.value {
+                    if !is_env_name(&name.value) {
+                        t.report(
+                            name.line,
+                            "env",
+                            format!(
+                                "`{}` is not an environment variable name; use letters, digits and underscores, e.g. BILLING_API_TOKEN",
+                                shorten(&name.value)
+                            ),
+                        );
+                        ok = false;
+                    } else if !names.contains(&name.value) {
+                        names.push(name.value);
+                    }
+                }
+                ok.then_some(names)
+            }
+            None if t.has("env") => None,
+            None => Some(Vec::new()),
+        };
+        Some(CommandSpec {
+            grant: grant?,
+            revoke: revoke?,
+            timeout: timeout?,
+            env: env?,
+        })
     }
 
-    fn run<'a>(
+    fn start(_services: &Services) -> Option<Self> {
+        Some(Self::new())
+    }
+
+    fn apply<'a>(
         &'a self,
-        spec: &'a GrantSpec,
+        spec: &'a CommandSpec,
         action: Action,
         ctx: &'a GrantContext,
     ) -> GrantFuture<'a> {
@@ -59,31 +119,92 @@ impl GrantProvider for CommandProvider {
     }
 }
 
+/// The program and arguments for `action` (`grant` or `revoke`, the key too).
+fn argv(t: &mut GrantTable<'_>, action: &str) -> Option<Vec<String>> {
+    let found = t.string_list(action);
+    let list = t.require(
+        action,
+        found,
+        &format!(
+            r#"add {action} = ["./scripts/billing.sh", "{action}"], the program that does the {action} and its arguments"#
+        ),
+    )?;
+    let Some(program) = list.value.first() else {
+        t.report(
+            list.line,
+            action,
+            format!(r#"is empty; give the program and its arguments, e.g. {action} = ["./scripts/billing.sh", "{action}"]"#),
+        );
+        return None;
+    };
+    if program.value.trim().is_empty() {
+        t.report(
+            program.line,
+            action,
+            "the program name is empty; write the path of the program first",
+        );
+        return None;
+    }
+    if let Some(dir) = t.runbook_dir() {
+        if let Some(problem) = program_problem(program, dir) {
+            t.report(program.line, action, problem);
+            return None;
+        }
+    }
+    Some(list.value.into_iter().map(|a| a.value).collect())
+}
+
+/// Why a program given by a relative path cannot run from the runbook
+/// directory, if it cannot. Bare names are looked up on PATH and absolute
+/// paths live on the production host, so both are left to run time.
+fn program_problem(program: &Located<String>, dir: &Path) -> Option<String> {
+    let path = Path::new(&program.value);
+    if path.is_absolute() || !program.value.contains('/') {
+        return None;
+    }
+    let full = dir.join(path.strip_prefix("./").unwrap_or(path));
+    let shown = shorten(&program.value);
+    match fs::metadata(&full) {
+        Err(_) => Some(format!(
+            "`{shown}` does not exist ({} was not found); relative paths start at the runbook directory",
+            shorten_path(&full)
+        )),
+        Ok(meta) if !meta.is_file() => Some(format!("`{shown}` is not a file")),
+        Ok(meta) if !is_executable(&meta) => Some(format!(
+            "`{shown}` is not executable; run chmod +x {}",
+            shorten_path(&full)
+        )),
+        Ok(_) => None,
+    }
+}
+
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
 #[tracing::instrument(
     skip_all,
     fields(provider = "command", request_id = %ctx.request_id, runbook = %ctx.runbook_id, %action)
 )]
 async fn run_command(
-    spec: &GrantSpec,
+    spec: &CommandSpec,
     action: Action,
     ctx: &GrantContext,
 ) -> Result<(), GrantError> {
-    let GrantSpec::Command {
+    let CommandSpec {
         grant,
         revoke,
         timeout,
-        ..
-    } = spec
-    else {
-        return Err(GrantError::wrong_provider("command", spec));
-    };
+        env,
+    } = spec;
     let argv = match action {
         Action::Grant => grant,
         Action::Revoke => revoke,
     };
     let Some((program, args)) = argv.split_first() else {
         return Err(GrantError::Misconfigured {
-            provider: "command",
+            provider: CommandProvider::NAME,
             problem: format!("the `{action}` command is empty"),
         });
     };
@@ -103,7 +224,7 @@ async fn run_command(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    set_environment(&mut command, spec, action, ctx);
+    set_environment(&mut command, env, action, ctx);
 
     let started = Instant::now();
     let result = match command.spawn() {
@@ -205,9 +326,9 @@ fn resolve_program(program: &str, runbook_dir: &Path) -> PathBuf {
 }
 
 /// Starts from nothing and adds only what a script needs: the bot's secrets
-/// must not be inherited. Variables named in the runbook are copied first so
-/// they can never override the `ACCESSBOT_*` values.
-fn set_environment(command: &mut Command, spec: &GrantSpec, action: Action, ctx: &GrantContext) {
+/// must not be inherited. The variables the runbook names (`passed`) are
+/// copied first so they can never override the `ACCESSBOT_*` values.
+fn set_environment(command: &mut Command, passed: &[String], action: Action, ctx: &GrantContext) {
     command.env_clear();
     command.env(
         "PATH",
@@ -217,7 +338,7 @@ fn set_environment(command: &mut Command, spec: &GrantSpec, action: Action, ctx:
         command.env("HOME", home);
     }
     command.env("LANG", "C.UTF-8");
-    for name in passed_through(spec) {
+    for name in passed {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
@@ -236,14 +357,6 @@ fn set_environment(command: &mut Command, spec: &GrantSpec, action: Action, ctx:
         ("ACCESSBOT_REASON", ctx.reason.as_ref()),
     ];
     command.envs(vars);
-}
-
-/// Names of the bot's environment variables the runbook asks to pass on.
-fn passed_through(spec: &GrantSpec) -> &[String] {
-    match spec {
-        GrantSpec::Command { env, .. } => env,
-        _ => &[],
-    }
 }
 
 fn exit_reason(status: ExitStatus) -> ExitReason {
@@ -371,6 +484,24 @@ impl Drop for ProcessGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runbook::fixture::{check, edit};
+
+    #[test]
+    fn reports_bad_command_keys() {
+        check(
+            &edit("[\"./scripts/billing.sh\", \"revoke\"]", "[]"),
+            "grant.revoke",
+            "is empty",
+        );
+        check(
+            &edit(
+                "provider = \"command\"",
+                "provider = \"command\"\nenv = [\"NOT-A-NAME\"]",
+            ),
+            "grant.env",
+            "is not an environment variable name",
+        );
+    }
 
     #[test]
     fn resolves_programs() {

@@ -1,31 +1,44 @@
 //! Grant providers: the one trait every way of granting and revoking access
-//! implements, the context a provider is given, the errors it can report, and
-//! the registry that picks a provider by the name a runbook's `[grant]` table
-//! uses. `command` runs a program and `webhook` POSTs signed JSON; each lives
-//! in its own file. The workflow only ever talks to [`Providers`], so adding a
-//! provider (like `slack_usergroup`, which needs the Slack client) is one
-//! `register` call and touches nothing here.
+//! implements, the context a provider is given, the errors it can report
+//! (`error.rs`), the opaque spec a runbook's `[grant]` table becomes
+//! (`spec.rs`), and the registry that knows every provider by the name a
+//! runbook's `grant.provider` uses (`registry.rs`).
+//!
+//! A provider lives in one file: `command` runs a program, `webhook` POSTs
+//! signed JSON, `slack_usergroup` changes a Slack user group's members. Each
+//! implements [`Provider`]: its `[grant]` keys and their checks, its spec
+//! type, its start and its run; its errors are [`GrantError`] variants or,
+//! for a new provider, its own [`ProviderError`] type. Adding a provider is
+//! that file plus one line in the registry's `BUILTIN` list; the runbook
+//! loader and the workflow only ever talk to [`Registry`] and [`Providers`].
 
 mod command;
+mod error;
+mod registry;
 mod slack_usergroup;
+mod spec;
 mod webhook;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::duration::format_duration;
-use crate::runbook::GrantSpec;
+use crate::runbook::GrantTable;
 
-pub use command::CommandProvider;
-pub use slack_usergroup::SlackUsergroupProvider;
-pub use webhook::{sign_webhook, WebhookProvider};
+pub use command::{CommandProvider, CommandSpec};
+pub(crate) use error::printable;
+pub use error::{ExitReason, GrantError, ProviderError};
+pub use registry::{Providers, Registry, Services};
+pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
+pub use spec::{GrantSpec, ProviderSpec};
+pub use webhook::{sign_webhook, WebhookProvider, WebhookSpec};
+
+/// How long a provider run may take when the runbook's `timeout` does not say.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether a provider is asked to give access or take it away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -75,162 +88,52 @@ impl GrantContext {
     }
 }
 
-/// How a program ended when it did not exit with 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitReason {
-    Code(i32),
-    Signal(i32),
-    /// Neither a code nor a signal was reported (should not happen on Unix).
-    Unknown,
-}
-
-impl fmt::Display for ExitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitReason::Code(code) => write!(f, "exited with code {code}"),
-            ExitReason::Signal(signal) => write!(f, "was killed by signal {signal}"),
-            ExitReason::Unknown => f.write_str("exited with an unknown status"),
-        }
-    }
-}
-
-/// Why a grant or revoke failed. Messages are meant for the people who fix
-/// the runbook: they name the program, URL origin or variable involved, and
-/// never contain a secret (webhook URLs are shown without path or query,
-/// because those often carry tokens).
-#[derive(Debug, thiserror::Error)]
-pub enum GrantError {
-    #[error("{what} timed out after {}", format_duration(*.after))]
-    TimedOut { what: String, after: Duration },
-
-    #[error("`{program}` {exit}{}", stderr_suffix(.stderr_tail))]
-    Failed {
-        program: String,
-        exit: ExitReason,
-        /// The last ~500 bytes of stderr, control characters removed.
-        stderr_tail: String,
-    },
-
-    #[error(
-        "could not start `{}`: {source}; is it executable? relative paths resolve against the runbook directory {}",
-        .program.display(),
-        .runbook_dir.display()
-    )]
-    Spawn {
-        program: PathBuf,
-        runbook_dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("webhook {origin} answered {status}{}", body_suffix(.body))]
-    WebhookStatus {
-        /// Scheme, host and port of the URL; the path may hold a token.
-        origin: String,
-        status: u16,
-        /// The first 300 bytes of the response body, control characters removed.
-        body: String,
-    },
-
-    #[error("could not reach webhook {origin}: {source}")]
-    WebhookTransport {
-        origin: String,
-        /// Built with `without_url()`, so it cannot leak the path or query.
-        #[source]
-        source: reqwest::Error,
-    },
-
-    #[error("environment variable `{var}` holds the webhook secret but is not set or is empty; set it where accessbot runs")]
-    MissingSecret { var: String },
-
-    #[error("Slack user group {usergroup}: {reason}")]
-    Slack { usergroup: String, reason: String },
-
-    #[error("grant provider `{provider}` is not available in this accessbot")]
-    Unsupported { provider: String },
-
-    #[error("grant provider `{provider}` cannot run this grant: {problem}")]
-    Misconfigured {
-        provider: &'static str,
-        problem: String,
-    },
-}
-
-impl GrantError {
-    /// Whether trying the same run again later can succeed. A program that
-    /// cannot start, a missing secret or a refused request (4xx) fails the
-    /// same way every time: it needs a person, not a retry.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            GrantError::TimedOut { .. }
-            | GrantError::Failed { .. }
-            | GrantError::WebhookTransport { .. }
-            | GrantError::Slack { .. } => true,
-            GrantError::WebhookStatus { status, .. } => {
-                *status >= 500 || *status == 429 || *status == 408
-            }
-            GrantError::Spawn { .. }
-            | GrantError::MissingSecret { .. }
-            | GrantError::Unsupported { .. }
-            | GrantError::Misconfigured { .. } => false,
-        }
-    }
-
-    /// How long the target asked us to wait before the next try, if it said.
-    pub fn retry_after(&self) -> Option<Duration> {
-        None
-    }
-
-    /// The spec handed to `provider` is for another provider.
-    pub(crate) fn wrong_provider(provider: &'static str, spec: &GrantSpec) -> GrantError {
-        GrantError::Misconfigured {
-            provider,
-            problem: format!(
-                "the runbook's grant uses provider `{}`",
-                spec.provider_name()
-            ),
-        }
-    }
-}
-
-fn stderr_suffix(tail: &str) -> String {
-    if tail.is_empty() {
-        "; stderr was empty".to_string()
-    } else {
-        format!("; stderr ends with: {tail}")
-    }
-}
-
-fn body_suffix(body: &str) -> String {
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
-    }
-}
-
-/// Turns raw program or server output into text that is safe to put in a
-/// log line or a Slack message: invalid UTF-8 replaced, control characters
-/// (terminal escapes, carriage returns) removed, newlines kept, ends trimmed.
-pub(crate) fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .filter(|c| *c == '\n' || !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
 /// The future every provider returns: boxed so the trait stays object safe.
 pub type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GrantError>> + Send + 'a>>;
 
-/// One way of granting and revoking access, named like the runbook's
-/// `grant.provider` value.
+/// One way of granting and revoking access, implemented once, in its own
+/// file: the name runbooks give it, the `[grant]` keys it owns and how they
+/// are checked, its typed settings, how it is started and how it runs. The
+/// registry turns it into what the loader and the workflow use, so neither
+/// names a provider.
+pub trait Provider: Sized + Send + Sync + 'static {
+    /// The `grant.provider` value that picks this provider.
+    const NAME: &'static str;
+
+    /// The `[grant]` keys it reads, besides `provider`. The loader refuses
+    /// any other provider's key, and unknown keys, before calling [`parse`].
+    ///
+    /// [`parse`]: Provider::parse
+    const KEYS: &'static [&'static str];
+
+    /// Its settings, as `parse` builds them from the `[grant]` table.
+    type Spec: ProviderSpec + PartialEq;
+
+    /// Checks the `[grant]` table. Every problem is reported through `grant`
+    /// (with its line and a fix); `None` when there was one.
+    fn parse(grant: &mut GrantTable<'_>) -> Option<Self::Spec>;
+
+    /// The running provider, or `None` when `services` lacks something it
+    /// needs (then runbooks using it fail with [`GrantError::Unsupported`]).
+    fn start(services: &Services) -> Option<Self>;
+
+    /// Grants or revokes; `Ok` only when the target system confirmed it.
+    fn apply<'a>(
+        &'a self,
+        spec: &'a Self::Spec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a>;
+}
+
+/// A running provider as [`Providers`] holds it, whatever its spec type;
+/// every [`Provider`] is one.
 pub trait GrantProvider: Send + Sync {
     /// The name runbooks use, equal to [`GrantSpec::provider_name`].
     fn name(&self) -> &'static str;
 
-    /// Grants or revokes; `Ok` only when the target system confirmed it.
+    /// Grants or revokes; `Ok` only when the target system confirmed it. A
+    /// spec of another provider is refused with [`GrantError::Misconfigured`].
     fn run<'a>(
         &'a self,
         spec: &'a GrantSpec,
@@ -239,59 +142,23 @@ pub trait GrantProvider: Send + Sync {
     ) -> GrantFuture<'a>;
 }
 
-/// The providers this accessbot can use, by name.
-#[derive(Clone, Default)]
-pub struct Providers {
-    by_name: BTreeMap<&'static str, Arc<dyn GrantProvider>>,
-}
-
-impl Providers {
-    /// No providers at all; every `run` fails with [`GrantError::Unsupported`].
-    pub fn new() -> Self {
-        Self::default()
+impl<P: Provider> GrantProvider for P {
+    fn name(&self) -> &'static str {
+        P::NAME
     }
 
-    /// `command` and `webhook`, the providers that need nothing but the runbook.
-    pub fn with_builtin() -> Self {
-        let mut providers = Self::new();
-        providers.register(Arc::new(CommandProvider::new()));
-        providers.register(Arc::new(WebhookProvider::new()));
-        providers
-    }
-
-    /// Adds a provider under its `name()`, replacing one of the same name.
-    pub fn register(&mut self, provider: Arc<dyn GrantProvider>) {
-        self.by_name.insert(provider.name(), provider);
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<dyn GrantProvider>> {
-        self.by_name.get(name).cloned()
-    }
-
-    /// Registered names in order, for startup checks against the runbooks.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.by_name.keys().copied()
-    }
-
-    /// Runs `action` with the provider the spec names.
-    pub async fn run(
-        &self,
-        spec: &GrantSpec,
+    fn run<'a>(
+        &'a self,
+        spec: &'a GrantSpec,
         action: Action,
-        ctx: &GrantContext,
-    ) -> Result<(), GrantError> {
-        let provider =
-            self.by_name
-                .get(spec.provider_name())
-                .ok_or_else(|| GrantError::Unsupported {
-                    provider: spec.provider_name().to_string(),
-                })?;
-        provider.run(spec, action, ctx).await
-    }
-}
-
-impl fmt::Debug for Providers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.by_name.keys()).finish()
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        match spec.get::<P::Spec>() {
+            Some(own) => self.apply(own, action, ctx),
+            None => Box::pin(std::future::ready(Err(GrantError::wrong_provider(
+                P::NAME,
+                spec,
+            )))),
+        }
     }
 }

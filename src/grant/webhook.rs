@@ -1,6 +1,8 @@
 //! The `webhook` provider: POSTs a signed JSON description of the grant or
 //! revoke to the runbook's URL and treats any 2xx answer as success. It owns
-//! the wire format receivers implement: the body, the `X-Accessbot-Timestamp`
+//! its `[grant]` keys (`url`, `secret_env`, `timeout`) and their checks, the
+//! `Retry-After` a refusing receiver sends, and the wire format receivers
+//! implement: the body, the `X-Accessbot-Timestamp`
 //! and `X-Accessbot-Signature` headers, and [`sign_webhook`], the one
 //! implementation of the signature that the tests and the docs use too.
 //!
@@ -14,20 +16,102 @@
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{redirect, Client, Response, Url};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::{printable, Action, GrantContext, GrantError, GrantFuture, GrantProvider};
-use crate::runbook::GrantSpec;
+use super::{
+    printable, Action, GrantContext, GrantError, GrantFuture, Provider, Services, DEFAULT_TIMEOUT,
+};
+use crate::runbook::{is_env_name, shorten, GrantTable};
 
 /// How much of an error response's body is quoted in the error.
 const BODY_IN_ERROR: usize = 300;
+/// The longest `Retry-After` a receiver is taken at its word for.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
-/// Sends grants and revokes to the URL named by `GrantSpec::Webhook`.
+/// A `webhook` runbook's `[grant]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSpec {
+    /// An http or https URL; its path and query may hold a token.
+    pub url: String,
+    /// The environment variable holding the HMAC key.
+    pub secret_env: String,
+    pub timeout: Duration,
+}
+
+impl Provider for WebhookProvider {
+    const NAME: &'static str = "webhook";
+    const KEYS: &'static [&'static str] = &["url", "secret_env", "timeout"];
+    type Spec = WebhookSpec;
+
+    fn parse(t: &mut GrantTable<'_>) -> Option<WebhookSpec> {
+        let found = t.string("url");
+        let url = t.require(
+            "url",
+            found,
+            r#"add url = "https://…", the address accessbot POSTs grants and revokes to"#,
+        );
+        let url = url.and_then(|url| {
+            if parse_url(url.value.trim()).is_ok() {
+                return Some(url.value.trim().to_string());
+            }
+            t.report(
+                url.line,
+                "url",
+                format!(
+                    "`{}` is not an http or https URL; write the full address, e.g. https://automation.example.com/accessbot",
+                    shorten(&url.value)
+                ),
+            );
+            None
+        });
+        let found = t.string("secret_env");
+        let secret_env = t.require(
+            "secret_env",
+            found,
+            r#"add secret_env = "MY_WEBHOOK_SECRET", the name of the environment variable holding the signing secret"#,
+        );
+        let secret_env = secret_env.and_then(|name| {
+            if is_env_name(&name.value) {
+                return Some(name.value);
+            }
+            t.report(
+                name.line,
+                "secret_env",
+                format!(
+                    "`{}` is not an environment variable name; write the variable's name (letters, digits, underscores), not the secret itself",
+                    shorten(&name.value)
+                ),
+            );
+            None
+        });
+        let timeout = t.duration_or("timeout", DEFAULT_TIMEOUT);
+        Some(WebhookSpec {
+            url: url?,
+            secret_env: secret_env?,
+            timeout: timeout?,
+        })
+    }
+
+    fn start(_services: &Services) -> Option<Self> {
+        Some(Self::new())
+    }
+
+    fn apply<'a>(
+        &'a self,
+        spec: &'a WebhookSpec,
+        action: Action,
+        ctx: &'a GrantContext,
+    ) -> GrantFuture<'a> {
+        Box::pin(self.send(spec, action, ctx))
+    }
+}
+
+/// Sends grants and revokes to the URL of a [`WebhookSpec`].
 #[derive(Debug, Clone)]
 pub struct WebhookProvider {
     /// Shared by every call so connections are reused.
@@ -52,21 +136,6 @@ impl WebhookProvider {
 impl Default for WebhookProvider {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl GrantProvider for WebhookProvider {
-    fn name(&self) -> &'static str {
-        "webhook"
-    }
-
-    fn run<'a>(
-        &'a self,
-        spec: &'a GrantSpec,
-        action: Action,
-        ctx: &'a GrantContext,
-    ) -> GrantFuture<'a> {
-        Box::pin(self.send(spec, action, ctx))
     }
 }
 
@@ -104,18 +173,15 @@ impl WebhookProvider {
     )]
     async fn send(
         &self,
-        spec: &GrantSpec,
+        spec: &WebhookSpec,
         action: Action,
         ctx: &GrantContext,
     ) -> Result<(), GrantError> {
-        let GrantSpec::Webhook {
+        let WebhookSpec {
             url,
             secret_env,
             timeout,
-        } = spec
-        else {
-            return Err(GrantError::wrong_provider("webhook", spec));
-        };
+        } = spec;
         let url = parse_url(url)?;
         let origin = url.origin().ascii_serialization();
         let secret = read_secret(secret_env)?;
@@ -161,11 +227,13 @@ impl WebhookProvider {
             tracing::info!(%origin, request_id = %ctx.request_id, status = status.as_u16(), duration_ms = elapsed_ms(started), "webhook succeeded");
             return Ok(());
         }
+        let retry_after = retry_after(&response, Utc::now());
         let body = body_head(response, BODY_IN_ERROR).await;
         let error = GrantError::WebhookStatus {
             origin: origin.clone(),
             status: status.as_u16(),
             body: printable(&body),
+            retry_after,
         };
         tracing::warn!(%origin, request_id = %ctx.request_id, duration_ms = elapsed_ms(started), error = %error, "webhook refused");
         Err(error)
@@ -175,7 +243,7 @@ impl WebhookProvider {
 /// The URL is not echoed back: its path or query may be the secret part.
 fn parse_url(url: &str) -> Result<Url, GrantError> {
     let misconfigured = |problem: &str| GrantError::Misconfigured {
-        provider: "webhook",
+        provider: WebhookProvider::NAME,
         problem: problem.to_string(),
     };
     let url = Url::parse(url).map_err(|_| misconfigured("`url` is not a valid URL"))?;
@@ -185,6 +253,23 @@ fn parse_url(url: &str) -> Result<Url, GrantError> {
         ));
     }
     Ok(url)
+}
+
+/// How long a refusing receiver asked us to wait: its `Retry-After`, in
+/// seconds or as an HTTP date, at most [`RETRY_AFTER_MAX`]. A date in the
+/// past means no wait; an answer that is neither form is ignored.
+fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
 }
 
 /// The secret's bytes, read now so a rotated value is used at once.
@@ -233,4 +318,36 @@ async fn body_head(mut response: Response, max: usize) -> Vec<u8> {
 
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::runbook::fixture::{check, VALID};
+
+    #[test]
+    fn reports_bad_webhook_keys() {
+        let webhook = |body: &str| {
+            let grant_start = VALID.find("[grant]").unwrap();
+            format!(
+                "{}[grant]\nprovider = \"webhook\"\n{body}\n",
+                &VALID[..grant_start]
+            )
+        };
+        check(
+            &webhook("url = \"https://x.example.com\""),
+            "grant.secret_env",
+            "missing",
+        );
+        check(&webhook("secret_env = \"S\""), "grant.url", "missing");
+        check(
+            &webhook("url = \"ftp://x.example.com\"\nsecret_env = \"S\""),
+            "grant.url",
+            "is not an http or https URL",
+        );
+        check(
+            &webhook("url = \"https://x.example.com\"\nsecret_env = \"hunter2 !\""),
+            "grant.secret_env",
+            "not the secret itself",
+        );
+    }
 }

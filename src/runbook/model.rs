@@ -1,9 +1,13 @@
-//! The validated runbook model. Every value here has passed `load`'s checks:
-//! durations are positive, `default_duration <= max_duration`, every stage
-//! can in principle collect its `required` approvals, ids are unique.
+//! The validated runbook model. Every value here has passed the loader's
+//! checks: durations are positive, `default_duration <= max_duration`, every
+//! stage can in principle collect its `required` approvals, ids are unique.
+//! How access is granted is a [`GrantSpec`], whose contents belong to the
+//! provider that checked them (see `src/grant/`).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::grant::GrantSpec;
 
 /// One requestable kind of access, loaded from `runbooks/<file>.toml`.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +26,7 @@ pub struct Runbook {
     pub break_glass: bool,
     pub request: RequestPolicy,
     pub approval: ApprovalPolicy,
+    /// How access is granted and revoked: the provider and its settings.
     pub grant: GrantSpec,
     /// The file this runbook came from, for error messages.
     pub source: PathBuf,
@@ -97,38 +102,6 @@ pub struct AutoApproveRule {
     pub groups: Vec<String>,
     /// Only requests (or extensions) up to this long are auto-approved.
     pub max_duration: Duration,
-}
-
-/// How access is granted and revoked.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GrantSpec {
-    /// Runs a program; relative paths resolve against the runbook directory.
-    Command {
-        grant: Vec<String>,
-        revoke: Vec<String>,
-        timeout: Duration,
-        /// Names of accessbot's environment variables passed on to the
-        /// program, usually its secrets; the environment is otherwise cleared.
-        env: Vec<String>,
-    },
-    /// POSTs signed JSON to a URL; the HMAC key is read from the env var `secret_env`.
-    Webhook {
-        url: String,
-        secret_env: String,
-        timeout: Duration,
-    },
-    /// Adds the requester to a Slack user group and removes them on revoke.
-    SlackUsergroup { usergroup: String },
-}
-
-impl GrantSpec {
-    pub fn provider_name(&self) -> &'static str {
-        match self {
-            GrantSpec::Command { .. } => "command",
-            GrantSpec::Webhook { .. } => "webhook",
-            GrantSpec::SlackUsergroup { .. } => "slack_usergroup",
-        }
-    }
 }
 
 impl Runbook {
