@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn reports_every_problem_of_a_file_in_line_order() {
         let text = edit("\"billing-admin\"", "\"Billing\"")
-            .replace("\"4h\"", "\"4 hours\"")
+            .replace("\"4h\"", "\"4 parsecs\"")
             .replace("required = 1", "required = 0");
         let problems = parse(&text).unwrap_err();
         let found: Vec<(Option<usize>, &str)> = problems

@@ -163,9 +163,9 @@ mod tests {
     #[test]
     fn reports_bad_durations() {
         check(
-            &edit("\"4h\"", "\"1.5h\""),
+            &edit("\"4h\"", "\"1.5.5h\""),
             "request.max_duration",
-            "`1.5h` is not a duration; write a number and a unit",
+            "`1.5.5h` is not a duration; write it like 30m, 90 minutes",
         );
         check(
             &edit("required = 1", "required = 1\napproval_timeout = \"0m\""),
