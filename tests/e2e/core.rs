@@ -309,8 +309,9 @@ async fn restart_while_granted_revokes_what_expired_during_the_downtime() {
         !app.provider_done().contains(&format!("revoke {id}")),
         "revoked before the kill: the scenario needs it still active"
     );
-    // Down until the short grant's end has passed.
-    let ends = app.provider_runs("grant", &id)[0].expires_at;
+    // Down until the short grant's end has passed (the script sees it in
+    // whole seconds, cut down: the end is within the second after).
+    let ends = app.provider_runs("grant", &id)[0].expires_at + chrono::Duration::seconds(1);
     wait_until(T, || (chrono::Utc::now() > ends).then_some(()))
         .await
         .expect("the short grant's end passed");
