@@ -66,10 +66,12 @@ async fn happy_path_grants_then_revokes_on_time() {
         );
     }
 
-    // Revoked within a second of expiry (3s after the grant), not before.
-    let granted_at = std::time::Instant::now();
+    // Revoked within a second of expiry (3s after the grant), not before:
+    // timed from when the bot ran the grant, not from when the test saw it.
     app.wait_done(&format!("revoke {id}"), T).await;
-    let took = granted_at.elapsed();
+    let granted_at = app.provider_runs("grant", &id)[0].started_at;
+    let revoked_at = app.provider_runs("revoke", &id)[0].started_at;
+    let took = (revoked_at - granted_at).to_std().unwrap_or_default();
     assert!(
         took >= Duration::from_millis(1500),
         "revoked too early: {took:?}"
@@ -99,13 +101,13 @@ async fn deny_ends_the_request_and_nothing_is_granted() {
     assert!(bob.is_some(), "{:#?}", app.dms(BOB));
     app.press(BOB, "approve", &id).await;
     app.wait_ephemeral(BOB, "already denied", T).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped, the bot has finished everything it started.
+    let log = app.audit_log().await;
     assert!(
         app.provider_calls().is_empty(),
         "{:?}",
         app.provider_calls()
     );
-    let log = app.audit_log().await;
     assert!(log
         .iter()
         .any(|e| e["kind"] == "denied" && e["actor"] == CAROL));
@@ -120,7 +122,18 @@ async fn a_non_approver_press_is_refused_and_changes_nothing() {
     app.press(MALLORY, "approve", &id).await;
     app.wait_ephemeral(MALLORY, "not an approver", T).await;
     app.press(MALLORY, "deny", &id).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The deny is refused too: a second answer, and everything queued is sent.
+    wait_until(T, || {
+        (app.ephemerals(MALLORY)
+            .iter()
+            .filter(|t| t.contains("not an approver"))
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("deny not refused: {:?}", app.ephemerals(MALLORY)));
+    app.wait_outbox_empty(T).await;
     assert!(app.provider_calls().is_empty());
     assert!(!app
         .audit_texts()
@@ -163,6 +176,7 @@ async fn self_approval_is_refused() {
     let id = app.request(ALICE, "crm").await;
     // Alice is listed as an approver but is the requester: she is not asked...
     app.wait_dm(BOB, &[&id], T).await;
+    app.wait_outbox_empty(T).await;
     assert!(!app
         .dms(ALICE)
         .iter()
@@ -171,7 +185,7 @@ async fn self_approval_is_refused() {
     app.press(ALICE, "approve", &id).await;
     app.wait_ephemeral(ALICE, "cannot approve your own request", T)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_status(ALICE, &id, "pending approval", T).await;
     assert!(app.provider_calls().is_empty());
 }
 
@@ -237,15 +251,15 @@ async fn bad_signatures_and_stale_timestamps_get_401_and_store_nothing() {
         401
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.slash(ALICE, "status").await,
+        "You have no pending requests and no active access."
+    );
+    app.wait_outbox_empty(T).await;
     assert!(
         app.slack.all_calls().is_empty(),
         "a refused request reached Slack: {:?}",
         app.slack.all_calls()
-    );
-    assert_eq!(
-        app.slash(ALICE, "status").await,
-        "You have no pending requests and no active access."
     );
 }
 
@@ -265,39 +279,49 @@ async fn over_max_duration_is_refused_with_the_fix() {
     );
     let unknown = app.slash(ALICE, "request payroll 1h x").await;
     assert!(unknown.contains("no runbook `payroll`"), "{unknown}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(app.slack.calls("chat.postMessage").is_empty());
     assert_eq!(
         app.slash(ALICE, "status").await,
         "You have no pending requests and no active access."
     );
+    app.wait_outbox_empty(T).await;
+    assert!(app.slack.calls("chat.postMessage").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_while_granted_revokes_what_expired_during_the_downtime() {
     let mut app = TestApp::spawn().await;
+    // A grant with a long expiry must keep its timer across the restart.
+    let long = app.request(DAVE, "billing-admin 1h support ticket").await;
+    app.wait_dm(BOB, &[&long], T).await;
+    // The short grant is made while the long one waits, so that the kill
+    // comes soon after it is active and well before its 2s are up.
     let id = app.request(ALICE, "billing-admin 2s quarter close").await;
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
-    app.wait_done(&format!("grant {id}"), T).await;
-    // A second grant with a long expiry must keep its timer across the restart.
-    let long = app.request(DAVE, "billing-admin 1h support ticket").await;
-    app.wait_dm(BOB, &[&long], T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    // Approving is answered only once stored, which also makes the short
+    // grant's state durable before the kill.
     app.press(CAROL, "approve", &long).await;
-    app.wait_done(&format!("grant {long}"), T).await;
+    app.wait_for_status(DAVE, &long, "active", T).await;
 
     app.kill().await; // kill -9
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!app.provider_done().contains(&format!("revoke {id}")));
+    assert!(
+        !app.provider_done().contains(&format!("revoke {id}")),
+        "revoked before the kill: the scenario needs it still active"
+    );
+    // Down until the short grant's end has passed (the script sees it in
+    // whole seconds, cut down: the end is within the second after).
+    let ends = app.provider_runs("grant", &id)[0].expires_at + chrono::Duration::seconds(1);
+    wait_until(T, || (chrono::Utc::now() > ends).then_some(()))
+        .await
+        .expect("the short grant's end passed");
     app.start().await;
     app.wait_done(&format!("revoke {id}"), Duration::from_secs(3))
         .await;
     app.wait_audit(&["revoked", &id], T).await;
-    let status = app.slash(DAVE, "status").await;
-    assert!(
-        status.contains(&long) && status.contains("active"),
-        "{status}"
-    );
+    // Still active; had the kill come before its grant reached the disk,
+    // the bot grants it again first, as after any crash.
+    app.wait_for_status(DAVE, &long, "active", T).await;
     assert!(!app.provider_done().contains(&format!("revoke {long}")));
 }
 
@@ -311,8 +335,11 @@ async fn a_failing_grant_marks_the_request_failed_and_tells_everyone() {
     app.wait_dm(ALICE, &["could not grant", &id], T).await;
     app.wait_audit(&["failed", &id, "simulated grant failure"], T)
         .await;
-    // The clean-up revoke runs so nothing stays half-granted.
+    // The clean-up revoke runs so nothing stays half-granted, and the bot
+    // records the request as failed (with its audit event, in one commit).
     app.wait_done(&format!("revoke {id}"), T).await;
+    app.wait_audit(&["revoked", &id, "clean-up after the failed grant"], T)
+        .await;
     assert!(!app.provider_done().contains(&format!("grant {id}")));
     assert!(!app
         .dms(ALICE)
@@ -419,6 +446,7 @@ async fn early_revoke_by_an_approver() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
     let refused = app.slash(MALLORY, &format!("revoke {id}")).await;
     assert!(
         refused.contains("only the requester, an approver or the owner"),
@@ -445,6 +473,7 @@ async fn an_overlapping_grant_keeps_the_access_when_the_first_ends() {
     app.wait_dm(BOB, &[&long], T).await;
     app.press(BOB, "approve", &long).await;
     app.wait_done(&format!("grant {long}"), T).await;
+    app.wait_for_status(ALICE, &long, "active", T).await;
 
     app.wait_audit(&["revoked", &short, "continues under request"], T)
         .await;

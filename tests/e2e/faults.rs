@@ -55,7 +55,15 @@ async fn slack_down_then_back_delivers_every_notice_in_order() {
     let app = TestApp::spawn().await;
     app.slack.set_down(true);
     let id = app.request(ALICE, "billing-admin 2s outage").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Back up only once the bot has failed to deliver and queued a retry.
+    let deadline = Instant::now() + T;
+    while app.metric("accessbot_slack_retries_total").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery tried while Slack was down"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     app.slack.set_down(false);
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
@@ -126,7 +134,8 @@ async fn errors_that_cannot_succeed_are_reported_not_retried_forever() {
     })
     .await;
     assert!(health.is_some());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Retried, the post would stay queued; given up, it leaves the queue.
+    app.wait_outbox_empty(T).await;
     let to_audit = app
         .slack
         .calls("chat.postMessage")
@@ -164,7 +173,7 @@ async fn a_replayed_or_resent_request_does_nothing_more() {
     assert_eq!(first, second);
     let id = request_id_in(&first).unwrap();
     app.wait_dm(BOB, &[&id], T).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Requests are stored before they are answered: both answers are in.
     let status = app.slash(ALICE, "status").await;
     assert_eq!(status.matches("ar-").count(), 1, "{status}");
 
@@ -186,7 +195,9 @@ async fn a_replayed_or_resent_request_does_nothing_more() {
     }
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once active, no approval can start another grant; count what was sent.
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    app.wait_outbox_empty(T).await;
     assert_eq!(
         app.provider_calls()
             .iter()
@@ -239,7 +250,7 @@ async fn the_same_delivery_five_times_at_once_runs_once() {
     let id = request_id_in(&answers[0]).expect("the first answer names the request");
     assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
     app.wait_dm(BOB, &[&id], T).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_outbox_empty(T).await;
     let requested = app
         .audit_texts()
         .iter()
@@ -292,7 +303,9 @@ async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
     for id in &ids {
         app.wait_done(&format!("grant {id}"), T).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stopped, the bot has finished every grant it started.
+    let mut app = app;
+    let log = app.audit_log().await;
     let mut grants: BTreeMap<String, usize> = BTreeMap::new();
     for l in app
         .provider_calls()
@@ -305,8 +318,6 @@ async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
     }
     assert_eq!(grants.len(), 10);
     assert!(grants.values().all(|n| *n == 1), "{grants:?}");
-    let mut app = app;
-    let log = app.audit_log().await;
     for id in &ids {
         let approvals: Vec<&Value> = log
             .iter()
@@ -445,17 +456,21 @@ async fn secrets_never_reach_logs_health_or_metrics() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("revoke {id}"), T).await;
+    // The failures go to the new request's messages, not the old one's.
+    app.wait_audit(&["revoked", &id], T).await;
+    app.wait_outbox_empty(T).await;
     app.slack.fail_next("*", 3, "invalid_auth");
     app.slash(ALICE, "request billing-admin 1h x").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Refused for good, the messages leave the queue and health names why.
+    app.wait_outbox_empty(T).await;
     let health = app.get("/healthz").await.text().await.unwrap();
+    assert!(health.contains("invalid_auth"), "{health}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("accessbot_commands_total"));
+    // Logged before it was recorded; the log pipe may still be carrying it.
+    let logged = wait_until(T, || app.logs().contains("invalid_auth").then_some(())).await;
+    assert!(logged.is_some(), "the auth failure should be logged");
     let logs = app.logs();
-    assert!(
-        logs.contains("invalid_auth"),
-        "the auth failure should be logged"
-    );
     for secret in [SECRET, TOKEN, AUDIT_TOKEN] {
         for (name, text) in [("logs", &logs), ("healthz", &health), ("metrics", &metrics)] {
             assert!(!text.contains(secret), "{name} contains a secret");
@@ -536,7 +551,8 @@ async fn app_home_and_duplicate_events() {
     }
     let publish = app.slack.wait_for("views.publish", T, |_| true).await;
     assert!(publish.body["view"].to_string().contains(&id));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both deliveries were answered, so whatever they queued has now been sent.
+    app.wait_outbox_empty(T).await;
     assert_eq!(app.slack.calls("views.publish").len(), 1);
 }
 

@@ -66,7 +66,8 @@ async fn manager_then_owner_in_two_stages() {
     .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Stage 1 of 2", "Manager"], T).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Everything the request queued has been sent: the owner was not asked.
+    app.wait_outbox_empty(T).await;
     assert!(
         app.dms(OWNER).is_empty(),
         "owner asked before the manager approved"
@@ -75,6 +76,7 @@ async fn manager_then_owner_in_two_stages() {
     app.wait_dm(OWNER, &[&id, "Stage 2 of 2", "System owner"], T)
         .await;
     app.wait_audit(&["stage_approved", &id, "Manager"], T).await;
+    app.wait_for_status(ALICE, &id, "pending approval", T).await;
     assert!(app.provider_calls().is_empty());
     app.press(OWNER, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
@@ -146,7 +148,8 @@ async fn one_person_cannot_approve_in_two_stages() {
     app.wait_dm(OWNER, &[&id, "Stage 2 of 2"], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_ephemeral(BOB, "already approved", T).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Counted twice, Bob would have moved the request on to being granted.
+    app.wait_for_status(ALICE, &id, "pending approval", T).await;
     assert!(app.provider_calls().is_empty(), "Bob counted twice");
     app.press(OWNER, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
@@ -164,6 +167,7 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
     app.wait_audit(&["auto_approved", &id, "on-call"], T).await;
+    app.wait_outbox_empty(T).await;
     assert!(
         app.dms(BOB).iter().all(|m| !m.to_string().contains(&id)),
         "Bob was asked"
@@ -263,6 +267,7 @@ async fn extension_approved_and_refused() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
 
     // Over max_total: refused at once.
     let too_long = app.slash(ALICE, &format!("extend {id} 3h")).await;
@@ -318,6 +323,7 @@ async fn release_now_button_and_expiry_warning() {
     app.wait_dm(BOB, &[&id2], T).await;
     app.press(BOB, "approve", &id2).await;
     app.wait_done(&format!("grant {id2}"), T).await;
+    app.wait_for_status(ALICE, &id2, "active", T).await;
     app.press(ALICE, "release", &id2).await;
     app.wait_done(&format!("revoke {id2}"), T).await;
     app.wait_audit(&["released", &id2], T).await;
@@ -408,6 +414,7 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
     let answer = app.slash(DAVE, "request payroll 10s incident").await;
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(DAVE, &id, "active", T).await;
     let extended = app.slash(DAVE, &format!("extend {id} 5s")).await;
     assert!(extended.contains("Extended by 5s"), "{extended}");
     // The warning comes 2s before the new end (13s after the grant), not never.
@@ -417,15 +424,32 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
         Duration::from_secs(20),
     )
     .await;
-    let warned = app
-        .dms(DAVE)
+    // Count once no more warning can come: the access has ended and every
+    // message about it was sent. Posts are recorded in the order they came.
+    app.wait_audit(&["revoked", &id], T).await;
+    app.wait_outbox_empty(T).await;
+    let posts: Vec<String> = app
+        .slack
+        .calls("chat.postMessage")
         .iter()
-        .filter(|m| m.to_string().contains("ends at"))
-        .count();
-    assert_eq!(warned, 1, "one warning, for the new end");
+        .filter(|c| c.body["channel"] == format!("D{DAVE}"))
+        .map(|c| c.body.to_string())
+        .collect();
+    let warnings: Vec<usize> = (0..posts.len())
+        .filter(|&i| posts[i].contains("ends at"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, for the new end: {posts:#?}"
+    );
+    let ended = posts
+        .iter()
+        .position(|m| m.contains("has ended"))
+        .unwrap_or_else(|| panic!("no end notice: {posts:#?}"));
     assert!(
-        !app.provider_done().contains(&format!("revoke {id}")),
-        "the warning came after the end"
+        warnings[0] < ended,
+        "the warning came after the end: {posts:#?}"
     );
 }
 
@@ -479,6 +503,7 @@ async fn an_extension_goes_through_every_stage_again() {
     app.wait_dm(OWNER, &[&id, "Approve"], T).await;
     app.press(OWNER, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
 
     let asked = app.slash(ALICE, &format!("extend {id} 1h")).await;
     assert!(asked.contains("Asked the approvers"), "{asked}");
@@ -519,7 +544,9 @@ async fn an_extension_still_waiting_when_access_ends_is_closed() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
-    app.slash(ALICE, &format!("extend {id} 1h")).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    let asked = app.slash(ALICE, &format!("extend {id} 1h")).await;
+    assert!(asked.contains("Asked the approvers"), "{asked}");
     app.wait_dm(BOB, &[&id, "Extension request"], T).await;
     app.press(ALICE, "release", &id).await;
     app.wait_done(&format!("revoke {id}"), T).await;
@@ -534,6 +561,7 @@ async fn an_extension_still_waiting_when_access_ends_is_closed() {
     assert!(closed.is_some(), "{:#?}", app.dms(BOB));
     app.press(BOB, "extension_approve", &id).await;
     app.wait_ephemeral(BOB, "not active", T).await;
+    app.wait_outbox_empty(T).await;
     let log = app.audit_texts();
     assert!(
         !log.iter()

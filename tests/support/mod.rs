@@ -31,12 +31,14 @@ pub const OWNER: &str = "U0OWNER";
 pub const MALLORY: &str = "U0MALLORY";
 pub const DAVE: &str = "U0DAVE";
 
-/// A runbook for tests: `billing-admin`, approvers Bob and Carol, one
-/// approval, granted by `provider.sh`. `extra` replaces or adds TOML lines.
+/// A runbook file for [`Setup`]: `body` (a whole runbook in TOML, e.g.
+/// [`BILLING`]) stored as `<id>.toml` in the bot's runbook directory.
 pub fn runbook(id: &str, body: &str) -> (String, String) {
     (format!("{id}.toml"), body.to_string())
 }
 
+/// The default runbook: `billing-admin`, approvers Bob and Carol, one
+/// approval, a 3s default and 1h maximum, granted by `provider.sh`.
 pub const BILLING: &str = r#"
 id = "billing-admin"
 title = "Billing portal admin"
@@ -114,14 +116,15 @@ pub struct TestApp {
 }
 
 /// The provider script every test runbook uses: records each run in
-/// `state/calls`, fails while `state/fail_<action>` holds a positive count,
-/// sleeps while `state/slow_<action>` exists.
+/// `state/calls` (with the time it started, so tests can check when the bot
+/// ran it rather than when they noticed), fails while `state/fail_<action>`
+/// holds a positive count, sleeps while `state/slow_<action>` exists.
 fn provider_script(state: &Path) -> String {
     let s = state.display();
     format!(
         r#"#!/bin/sh
 S="{s}"
-echo "$1 $ACCESSBOT_REQUEST_ID $ACCESSBOT_USER_ID $ACCESSBOT_USER_EMAIL $ACCESSBOT_EXPIRES_AT" >> "$S/calls"
+echo "$1 $ACCESSBOT_REQUEST_ID $ACCESSBOT_USER_ID $ACCESSBOT_USER_EMAIL $ACCESSBOT_EXPIRES_AT $(date +%s.%N)" >> "$S/calls"
 if [ -f "$S/slow_$1" ]; then sleep "$(cat "$S/slow_$1")"; fi
 if [ -f "$S/fail_$1" ]; then
   n=$(cat "$S/fail_$1")
@@ -508,9 +511,20 @@ impl TestApp {
 
     // ---- what happened ----
 
-    /// Lines the provider script wrote: "grant <id> <user> <email> <expires>".
+    /// Lines the provider script wrote when it started:
+    /// "grant <id> <user> <email> <expires> <started>".
     pub fn provider_calls(&self) -> Vec<String> {
         read_lines(&self.state_dir.join("calls"))
+    }
+
+    /// The provider runs of `action` (grant|revoke) for request `id`, in the
+    /// order they started.
+    pub fn provider_runs(&self, action: &str, id: &str) -> Vec<ProviderRun> {
+        self.provider_calls()
+            .iter()
+            .map(|line| ProviderRun::parse(line))
+            .filter(|run| run.action == action && run.request_id == id)
+            .collect()
     }
 
     /// Successful provider runs: "grant <id>" / "revoke <id>".
@@ -579,7 +593,10 @@ impl TestApp {
         })
     }
 
-    /// Waits until the provider script recorded `line` as done.
+    /// Waits until the provider script recorded `line` as done. That is the
+    /// target system's side: the bot records the outcome a moment later, so
+    /// a test that goes on to act on the request (extend, release, revoke,
+    /// restart) waits for that with [`TestApp::wait_for_status`].
     pub async fn wait_done(&self, line: &str, timeout: Duration) {
         let ok = wait_until(timeout, || {
             self.provider_done()
@@ -617,6 +634,79 @@ impl TestApp {
                 self.ephemerals(user)
             )
         })
+    }
+
+    /// Where request `id` stands in `/access status` as `requester`: "pending
+    /// approval", "being granted", "active" or "being revoked"; `None` when
+    /// the reply does not list it (it has ended, or does not exist).
+    pub async fn status_of(&self, requester: &str, id: &str) -> Option<String> {
+        let reply = self.slash(requester, "status").await;
+        status_in(&reply, id)
+    }
+
+    /// Waits until `/access status` as `requester` says request `id` is
+    /// `state` (see [`TestApp::status_of`]). This is the bot's own record, not
+    /// a side effect that usually comes with it: the provider finishing, a
+    /// Slack message or a log line can all be seen before the state is.
+    pub async fn wait_for_status(&self, requester: &str, id: &str, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.status_of(requester, id).await;
+            if seen.as_deref() == Some(state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "request {id} is not {state:?} after {timeout:?}: last seen {seen:?}; \
+                 provider runs: {:?}\nlogs:\n{}",
+                self.provider_calls(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The value of a counter or gauge without labels in `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// Slack messages the bot has queued but not yet sent, from `/healthz`.
+    pub async fn outbox_pending(&self) -> u64 {
+        let health: Value = self
+            .get("/healthz")
+            .await
+            .json()
+            .await
+            .expect("/healthz JSON");
+        health["outbox_pending"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("/healthz has no outbox_pending: {health}"))
+    }
+
+    /// Waits until the bot has no Slack message left to send (`/healthz`
+    /// says `outbox_pending: 0`): everything queued so far has reached the
+    /// fake Slack or was given up as undeliverable. Use it before asserting
+    /// that a message was *not* sent or counting messages, once the state
+    /// that queues them has been reached.
+    pub async fn wait_outbox_empty(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pending = self.outbox_pending().await;
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pending} Slack message(s) still queued after {timeout:?}; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -666,6 +756,59 @@ pub fn block_action(user: &str, action_id: &str, value: &str) -> Value {
         "response_url": "https://hooks.slack.com/actions/T0FAKE/1/x",
         "actions": [{"action_id": action_id, "block_id": "b", "type": "button", "value": value, "action_ts": format!("{}.1", chrono::Utc::now().timestamp())}]
     })
+}
+
+/// One run of the provider script, as it recorded it when it started.
+#[derive(Debug, Clone)]
+pub struct ProviderRun {
+    pub action: String,
+    pub request_id: String,
+    /// `ACCESSBOT_EXPIRES_AT`: when the bot says the access ends.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// When the bot started the script.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ProviderRun {
+    fn parse(line: &str) -> ProviderRun {
+        // Split on single spaces: an unknown email leaves an empty field.
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 6, "unexpected provider line {line:?}");
+        let started: f64 = f[5]
+            .parse()
+            .unwrap_or_else(|_| panic!("no start time in provider line {line:?}"));
+        ProviderRun {
+            action: f[0].to_string(),
+            request_id: f[1].to_string(),
+            expires_at: chrono::DateTime::parse_from_rfc3339(f[4])
+                .unwrap_or_else(|e| panic!("bad expiry in provider line {line:?}: {e}"))
+                .with_timezone(&chrono::Utc),
+            started_at: chrono::DateTime::from_timestamp_millis((started * 1000.0) as i64)
+                .expect("start time in range"),
+        }
+    }
+}
+
+/// The state a `/access status` reply gives request `id`, if it lists it.
+/// Each line reads "`id` *title* (system), duration: state[ until …| (expires …)]".
+pub fn status_in(reply: &str, id: &str) -> Option<String> {
+    const STATES: [&str; 4] = [
+        "pending approval",
+        "being granted",
+        "active",
+        "being revoked",
+    ];
+    let line = reply.lines().find(|l| l.starts_with(&format!("`{id}`")))?;
+    let found = STATES
+        .iter()
+        .find(|state| {
+            line.match_indices(&format!(": {state}")).any(|(at, m)| {
+                let rest = &line[at + m.len()..];
+                rest.is_empty() || rest.starts_with(' ')
+            })
+        })
+        .unwrap_or_else(|| panic!("request {id} listed in an unknown state: {line}"));
+    Some(found.to_string())
 }
 
 /// The first `ar-...` request ID in `text`.
