@@ -22,7 +22,7 @@ use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
 use crate::store::{Store, StoreError};
-use crate::workflow::Workflow;
+use crate::workflow::{Deps, Workflow};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -65,16 +65,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     };
     let runbook_dir =
         std::fs::canonicalize(&config.runbooks).unwrap_or_else(|_| config.runbooks.clone());
-    let workflow = Arc::new(Workflow::new(
-        Arc::clone(&store),
-        Arc::new(catalog),
-        slack.clone(),
+    let workflow = Arc::new(Workflow::new(Deps {
+        store: Arc::clone(&store),
+        catalog: Arc::new(catalog),
+        slack: slack.clone(),
         people,
         providers,
-        config.audit_channel.clone(),
+        audit_channel: config.audit_channel.clone(),
         runbook_dir,
-        timing.clone(),
-    ));
+        timing: timing.clone(),
+    }));
 
     let listener = TcpListener::bind(config.listen)
         .await

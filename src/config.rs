@@ -150,26 +150,21 @@ impl Config {
         // Every setting is checked, and every problem reported at once.
         let mut problems = Vec::new();
         let mut required = |env: &'static str, value: Option<String>, hint: &'static str| {
+            let value = pick(env, value);
             if value.is_none() {
                 problems.push(ConfigError::Missing { env, hint });
             }
             value.unwrap_or_default()
         };
-        let signing_secret = required(
-            "SLACK_SIGNING_SECRET",
-            pick("SLACK_SIGNING_SECRET", file.slack_signing_secret),
-            "copy the Signing Secret from your Slack app's Basic Information page",
-        );
-        let bot_token = required(
-            "SLACK_BOT_TOKEN",
-            pick("SLACK_BOT_TOKEN", file.slack_bot_token),
-            "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page",
-        );
-        let audit_channel = required(
-            "ACCESSBOT_AUDIT_CHANNEL",
-            pick("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel),
-            "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there",
-        );
+        let [signing_secret, bot_token, audit_channel] = [
+            ("SLACK_SIGNING_SECRET", file.slack_signing_secret,
+             "copy the Signing Secret from your Slack app's Basic Information page"),
+            ("SLACK_BOT_TOKEN", file.slack_bot_token,
+             "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page"),
+            ("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel,
+             "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there"),
+        ]
+        .map(|(env, value, hint)| required(env, value, hint));
         if !audit_channel.is_empty() && !looks_like_channel(&audit_channel) {
             problems.push(ConfigError::Invalid {
                 env: "ACCESSBOT_AUDIT_CHANNEL",
@@ -202,27 +197,17 @@ impl Config {
         let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
         let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
         let manager_field = pick("ACCESSBOT_MANAGER_FIELD", file.manager_field);
-        let mut duration = |name: &'static str, value: Option<String>, default: &str| {
-            pick_duration(name, value, default).unwrap_or_else(|e| {
+        let [expiry_warning, retry_base, retry_max] = [
+            ("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning, "10m"),
+            ("ACCESSBOT_RETRY_BASE", file.retry_base, "1s"),
+            ("ACCESSBOT_RETRY_MAX", file.retry_max, "5m"),
+        ]
+        .map(|(name, value, default)| {
+            pick_duration(name, pick(name, value), default).unwrap_or_else(|e| {
                 problems.push(e);
                 Duration::from_secs(1)
             })
-        };
-        let expiry_warning = duration(
-            "ACCESSBOT_EXPIRY_WARNING",
-            pick("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning),
-            "10m",
-        );
-        let retry_base = duration(
-            "ACCESSBOT_RETRY_BASE",
-            pick("ACCESSBOT_RETRY_BASE", file.retry_base),
-            "1s",
-        );
-        let retry_max = duration(
-            "ACCESSBOT_RETRY_MAX",
-            pick("ACCESSBOT_RETRY_MAX", file.retry_max),
-            "5m",
-        );
+        });
         let audit_token = pick("ACCESSBOT_AUDIT_TOKEN", file.audit_token).map(Secret::new);
         if let Some(token) = &audit_token {
             if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {

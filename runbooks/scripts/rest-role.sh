@@ -31,7 +31,7 @@ trap '' PIPE
 me=$(basename "$0")
 say() { printf '%s: %s\n' "$me" "$*" 2>/dev/null || true; }
 fail() {
-    printf '%s: %s\n' "$me" "$*" >&2 2>/dev/null || true
+    say "$*" >&2
     exit 1
 }
 

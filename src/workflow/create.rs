@@ -74,8 +74,8 @@ impl Workflow {
     /// Runbooks `user` may request, in catalog order.
     pub async fn requestable(&self, user: &str) -> Vec<&Runbook> {
         let mut out = Vec::new();
-        for r in &self.catalog.runbooks {
-            if self.people.may_request(r, user).await.unwrap_or(false) {
+        for r in &self.deps.catalog.runbooks {
+            if self.deps.people.may_request(r, user).await.unwrap_or(false) {
                 out.push(r);
             }
         }
@@ -85,6 +85,7 @@ impl Workflow {
     /// Checks what can be checked without Slack: runbook, duration, reason.
     pub fn validate(&self, n: &NewRequest) -> Result<(&Runbook, Duration), RequestError> {
         let rb = self
+            .deps
             .catalog
             .get(&n.runbook)
             .ok_or_else(|| RequestError::UnknownRunbook(blocks::user_text(&n.runbook, 64)))?;
@@ -118,17 +119,20 @@ impl Workflow {
         // Each Slack lookup is bounded on its own; this bounds them all, so
         // the answer still reaches Slack within its 3 seconds.
         let resolved = tokio::time::timeout(LOOKUPS_BUDGET, async {
-            if !self.people.may_request(rb, &n.user).await? {
+            if !self.deps.people.may_request(rb, &n.user).await? {
                 return Err(RequestError::NotAllowed {
                     id: rb.id.clone(),
                     owner: rb.owner.clone(),
                 });
             }
-            let stages = self.people.resolve_stages(rb, &n.user).await?;
+            let stages = self.deps.people.resolve_stages(rb, &n.user).await?;
             let auto = if rb.break_glass {
                 None
             } else {
-                self.people.auto_approve_rule(rb, &n.user, duration).await?
+                self.deps
+                    .people
+                    .auto_approve_rule(rb, &n.user, duration)
+                    .await?
             };
             Ok((stages, auto))
         })
@@ -149,7 +153,7 @@ impl Workflow {
             break_glass: rb.break_glass,
             ..AccessRequest::new(new_request_id(), &rb.id, &n.user, duration, stages, now)
         };
-        let mut fx = Fx::new(&self.audit_channel);
+        let mut fx = Fx::new(&self.deps.audit_channel);
         fx.audit("requested", &req, &req.requester, text::requested(&req));
         if rb.break_glass {
             req.status = Status::Granting;
@@ -180,8 +184,8 @@ impl Workflow {
         } else {
             Self::ask_stage(&mut fx, &req, 0, "");
         }
-        self.store.insert(&req, fx.effects)?;
-        self.store.flush().await?;
+        self.deps.store.insert(&req, fx.effects)?;
+        self.deps.store.flush().await?;
         self.wake();
         if req.status == Status::Granting {
             self.spawn_grant(&req.id);

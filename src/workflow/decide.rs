@@ -28,6 +28,7 @@ impl Workflow {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
         let allow_self = self
+            .deps
             .catalog
             .get(&current.runbook_id)
             .map(|r| r.approval.allow_self_approval)
@@ -102,7 +103,7 @@ impl Workflow {
                 fx.close_dms(req, &done_stage.approvers, APPROVAL, &outcome);
                 // The new stage's approvers get their own time before a
                 // reminder and before escalation.
-                if let Some(rb) = self.catalog.get(&req.runbook_id) {
+                if let Some(rb) = self.deps.catalog.get(&req.runbook_id) {
                     let now = Utc::now();
                     req.remind_at = rb.approval.remind_after.map(|d| now + chrono_dur(d));
                     req.escalate_at = rb.approval.escalate_after.map(|d| now + chrono_dur(d));

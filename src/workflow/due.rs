@@ -19,10 +19,11 @@ impl Workflow {
     /// on expiry, or retry a revoke.
     #[tracing::instrument(skip(self))]
     pub async fn on_due(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let fallback = match self.store.get(id)? {
+        let fallback = match self.deps.store.get(id)? {
             Some(r) if r.status == Status::Pending && r.escalate_at.is_some_and(|t| t <= now) => {
-                match self.catalog.get(&r.runbook_id) {
+                match self.deps.catalog.get(&r.runbook_id) {
                     Some(rb) => self
+                        .deps
                         .people
                         .expand(rb, &rb.approval.fallback_approvers, &r.requester)
                         .await

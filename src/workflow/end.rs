@@ -100,6 +100,7 @@ impl Workflow {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
         Ok(self
+            .deps
             .catalog
             .get(&current.runbook_id)
             .map(|r| r.owner.clone())

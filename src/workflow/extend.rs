@@ -28,6 +28,7 @@ impl Workflow {
             return Err(Refusal::NotFound(request_id.to_string()).into());
         };
         let rb = self
+            .deps
             .catalog
             .get(&current.runbook_id)
             .ok_or_else(|| RequestError::UnknownRunbook(current.runbook_id.clone()))?;
@@ -44,7 +45,7 @@ impl Workflow {
                 max: format_duration(cap),
             });
         }
-        let auto = self.people.auto_approve_rule(rb, user, extra).await?;
+        let auto = self.deps.people.auto_approve_rule(rb, user, extra).await?;
         let approvers: Vec<String> = current
             .stages
             .first()
@@ -53,7 +54,7 @@ impl Workflow {
             .into_iter()
             .filter(|a| *a != current.requester)
             .collect();
-        let warning = self.timing.expiry_warning;
+        let warning = self.deps.timing.expiry_warning;
         let (answer, _) = self
             .change(request_id, |req, fx| {
                 if req.status != Status::Active {
@@ -108,7 +109,7 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let warning = self.timing.expiry_warning;
+        let warning = self.deps.timing.expiry_warning;
         let (answer, _) = self
             .change(request_id, |req, fx| -> Result<_, Refusal> {
                 let (mut ext, stage) = extension_stage(req, user)?;

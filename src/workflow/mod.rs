@@ -54,18 +54,25 @@ const REVIEW: &str = "review";
 const EXTENSION: &str = "extension";
 const WARNING: &str = "warning";
 
+/// What the lifecycle works with, built by `app` at start: the store,
+/// the runbooks, Slack, the people directory, the grant providers and the
+/// settings the lifecycle needs.
+pub struct Deps {
+    pub store: Arc<Store>,
+    pub catalog: Arc<Catalog>,
+    pub slack: SlackClient,
+    pub people: People,
+    pub providers: Providers,
+    pub audit_channel: String,
+    /// Where relative program paths of `command` runbooks resolve.
+    pub runbook_dir: PathBuf,
+    pub timing: Timing,
+}
+
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
 /// the timer loop.
 pub struct Workflow {
-    store: Arc<Store>,
-    catalog: Arc<Catalog>,
-    slack: SlackClient,
-    people: People,
-    providers: Providers,
-    audit_channel: String,
-    /// Where relative program paths of `command` runbooks resolve.
-    runbook_dir: PathBuf,
-    timing: Timing,
+    deps: Deps,
     /// Wakes the outbox worker when messages are queued.
     outbox_wake: Arc<Notify>,
     /// Wakes the timer loop when a deadline may have moved earlier.
@@ -183,26 +190,9 @@ fn warn_time(
 }
 
 impl Workflow {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<Store>,
-        catalog: Arc<Catalog>,
-        slack: SlackClient,
-        people: People,
-        providers: Providers,
-        audit_channel: String,
-        runbook_dir: PathBuf,
-        timing: Timing,
-    ) -> Workflow {
+    pub fn new(deps: Deps) -> Workflow {
         Workflow {
-            store,
-            catalog,
-            slack,
-            people,
-            providers,
-            audit_channel,
-            runbook_dir,
-            timing,
+            deps,
             outbox_wake: Arc::new(Notify::new()),
             timer_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
@@ -213,12 +203,12 @@ impl Workflow {
 
     /// IDs of the requests whose next deadline is at or before `now`.
     pub fn due_now(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        self.store.due_at(now)
+        self.deps.store.due_at(now)
     }
 
     /// The earliest deadline of any request.
     pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.store.next_deadline()
+        self.deps.store.next_deadline()
     }
 
     /// Notified when a deadline may have moved earlier; the timer loop waits on it.
@@ -258,19 +248,19 @@ impl Workflow {
         id: &str,
         change: impl FnOnce(&mut AccessRequest, &mut Fx) -> Result<T, E>,
     ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
-        let result = self.store.update(id, |req| {
-            let mut fx = Fx::new(&self.audit_channel);
+        let result = self.deps.store.update(id, |req| {
+            let mut fx = Fx::new(&self.deps.audit_channel);
             let value = change(req, &mut fx)?;
             Ok((value, fx.effects))
         })?;
         if result.is_ok() {
-            self.store.flush().await?;
+            self.deps.store.flush().await?;
         }
         Ok(result)
     }
 
     fn get(&self, id: &str) -> Result<Option<AccessRequest>, Refusal> {
-        Ok(self.store.get(id)?)
+        Ok(self.deps.store.get(id)?)
     }
 
     /// DMs the approvers of `stage` with Approve / Deny.
@@ -361,7 +351,7 @@ impl Workflow {
     /// not tracked, so it never holds up shutdown.
     fn again_later(self: &Arc<Self>, id: String, spawn: fn(&Arc<Self>, &str)) {
         let this = Arc::clone(self);
-        let wait = self.timing.retry_max;
+        let wait = self.deps.timing.retry_max;
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             spawn(&this, &id);

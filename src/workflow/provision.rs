@@ -42,7 +42,7 @@ impl Workflow {
     /// recorded as intents but whose outcome was not.
     pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
         let mut n = 0;
-        for req in self.store.all_requests()? {
+        for req in self.deps.store.all_requests()? {
             match req.status {
                 Status::Granting => {
                     tracing::info!(request_id = %req.id, "resuming an interrupted grant");
@@ -76,6 +76,7 @@ impl Workflow {
     /// system would take that access away too.
     fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
         Ok(self
+            .deps
             .store
             .all_requests()?
             .into_iter()
@@ -89,7 +90,7 @@ impl Workflow {
     }
 
     async fn context(&self, req: &AccessRequest, expires_at: DateTime<Utc>) -> GrantContext {
-        let email = match self.slack.user_info(&req.requester).await {
+        let email = match self.deps.slack.user_info(&req.requester).await {
             Ok(u) => u.email,
             Err(e) => {
                 tracing::warn!(request_id = %req.id, error = %e, "users.info failed; running the provider without an email");
@@ -103,7 +104,7 @@ impl Workflow {
             user_email: email,
             expires_at,
             reason: req.reason.clone(),
-            runbook_dir: self.runbook_dir.clone(),
+            runbook_dir: self.deps.runbook_dir.clone(),
         }
     }
 
@@ -117,7 +118,7 @@ impl Workflow {
         expires_at: DateTime<Utc>,
         covered_by: Option<&str>,
     ) -> Result<(), RunError> {
-        let Some(rb) = self.catalog.get(&req.runbook_id) else {
+        let Some(rb) = self.deps.catalog.get(&req.runbook_id) else {
             return Err(RunError::RunbookGone {
                 runbook_id: req.runbook_id.clone(),
                 action,
@@ -128,7 +129,7 @@ impl Workflow {
             return Ok(());
         }
         let ctx = self.context(req, expires_at).await;
-        let result = self.providers.run(&rb.grant, action, &ctx).await;
+        let result = self.deps.providers.run(&rb.grant, action, &ctx).await;
         crashpoint::hit(match action {
             Action::Grant => "after_grant",
             Action::Revoke => "after_revoke",
@@ -144,7 +145,7 @@ impl Workflow {
     /// Returns whether a clean-up revoke must follow.
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_grant(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
-        let Some(req) = self.store.get(id)? else {
+        let Some(req) = self.deps.store.get(id)? else {
             return Ok(false);
         };
         if req.status != Status::Granting {
@@ -158,11 +159,12 @@ impl Workflow {
             .run_provider(&req, Action::Grant, expires_at, None)
             .await;
         let instructions = self
+            .deps
             .catalog
             .get(&req.runbook_id)
             .map(|r| r.instructions.clone())
             .unwrap_or_default();
-        let warning = self.timing.expiry_warning;
+        let warning = self.deps.timing.expiry_warning;
         let ok = result.is_ok();
         let Ok((_, req)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
@@ -192,7 +194,7 @@ impl Workflow {
                         fx.audit("failed", req, "accessbot", text::grant_failed(&e));
                         fx.tell_requester(
                             req,
-                            &text::grant_failed_notice(req, &self.audit_channel),
+                            &text::grant_failed_notice(req, &self.deps.audit_channel),
                         );
                     }
                 }
@@ -207,7 +209,7 @@ impl Workflow {
     /// with backoff and says so in the audit channel, every time.
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_revoke(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
-        let Some(req) = self.store.get(id)? else {
+        let Some(req) = self.deps.store.get(id)? else {
             return Ok(());
         };
         if req.status != Status::Revoking {
@@ -220,7 +222,7 @@ impl Workflow {
         let result = self
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
-        let timing = self.timing.clone();
+        let timing = self.deps.timing.clone();
         let Ok(_) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Revoking {

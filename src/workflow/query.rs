@@ -33,14 +33,14 @@ pub struct ApprovalOutlook<'r> {
 impl Workflow {
     /// The answer remembered for a delivery `key`, if it was seen before.
     pub fn delivery_answer(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.seen_before(key)
+        self.deps.store.seen_before(key)
     }
 
     /// Remembers that the delivery `key` was answered with `answer`; the
     /// timestamp lets the pruner forget it later. Not flushed: it records no
     /// request state.
     pub fn remember_delivery(&self, key: &[u8], answer: &[u8]) -> Result<(), StoreError> {
-        self.store.remember_seen(key, Utc::now(), answer)
+        self.deps.store.remember_seen(key, Utc::now(), answer)
     }
 
     /// `user`'s requests that are not finished yet, in store order.
@@ -48,6 +48,7 @@ impl Workflow {
     // requester replaces this scan later.
     pub fn open_requests_of(&self, user: &str) -> Result<Vec<AccessRequest>, StoreError> {
         Ok(self
+            .deps
             .store
             .all_requests()?
             .into_iter()
@@ -59,7 +60,7 @@ impl Workflow {
     /// when the store cannot be read.
     pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
         let mut counts = BTreeMap::new();
-        for r in self.store.all_requests().unwrap_or_default() {
+        for r in self.deps.store.all_requests().unwrap_or_default() {
             *counts.entry(r.status.label()).or_default() += 1;
         }
         counts
@@ -67,12 +68,12 @@ impl Workflow {
 
     /// The whole audit log, in order, for export.
     pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        self.store.audit_events()
+        self.deps.store.audit_events()
     }
 
     /// Slack messages waiting for delivery.
     pub fn outbox_len(&self) -> usize {
-        self.store.outbox_len()
+        self.deps.store.outbox_len()
     }
 
     /// Queues one Slack operation that records no request state (a reply to
@@ -82,7 +83,7 @@ impl Workflow {
             outbox: vec![OutboxItem::new(order_key, op)],
             audit: vec![],
         };
-        self.store.enqueue(effects)?;
+        self.deps.store.enqueue(effects)?;
         self.wake();
         Ok(())
     }
@@ -94,7 +95,11 @@ impl Workflow {
 
     /// Opens a modal with `views.open`.
     pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), SlackError> {
-        self.slack.views_open(trigger_id, view).await.map(|_| ())
+        self.deps
+            .slack
+            .views_open(trigger_id, view)
+            .await
+            .map(|_| ())
     }
 
     /// Replaces an open modal with `views.update`.
@@ -104,7 +109,8 @@ impl Workflow {
         hash: Option<&str>,
         view: &Value,
     ) -> Result<(), SlackError> {
-        self.slack
+        self.deps
+            .slack
             .views_update(view_id, hash, view)
             .await
             .map(|_| ())
@@ -118,8 +124,9 @@ impl Workflow {
         runbook: &'r Runbook,
         user: &str,
     ) -> ApprovalOutlook<'r> {
-        let stages = self.people.resolve_stages(runbook, user).await;
+        let stages = self.deps.people.resolve_stages(runbook, user).await;
         let auto_approve = self
+            .deps
             .people
             .auto_approve_rule(runbook, user, runbook.request.default_duration)
             .await
@@ -150,15 +157,15 @@ impl Workflow {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(10),
         };
-        Arc::new(Workflow::new(
+        Arc::new(Workflow::new(super::Deps {
             store,
-            Arc::new(crate::runbook::Catalog { runbooks: vec![] }),
+            catalog: Arc::new(crate::runbook::Catalog { runbooks: vec![] }),
             slack,
             people,
-            crate::grant::Providers::with_builtin(),
-            "C0AUDIT".into(),
-            dir.to_path_buf(),
+            providers: crate::grant::Providers::with_builtin(),
+            audit_channel: "C0AUDIT".into(),
+            runbook_dir: dir.to_path_buf(),
             timing,
-        ))
+        }))
     }
 }
