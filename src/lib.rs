@@ -3,19 +3,19 @@
 //! # Layout
 //! - [`config`]: settings from `accessbot.toml` and the environment; secrets as [`config::Secret`].
 //! - [`crashpoint`]: named points where tests make the process die, to prove recovery.
-//! - [`duration`]: the one parser and formatter for `30m`, `4h`, `1d`.
+//! - [`duration`]: the one parser and formatter for durations (`30m`, `90 minutes`, `1h30m`).
 //! - [`runbook`]: the runbook files: format, loading, validation (`accessbot check`).
 //! - [`command`]: the text after `/access`, parsed.
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
 //! - [`request`]: the domain of an access request: status, stages, approvals, extension.
 //! - [`retry`]: backoff and the lifecycle's timing tunables.
-//! - [`store`]: everything durable, in sled: requests, deadlines, intents, outbox, audit log.
-//! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, Block Kit views.
+//! - [`store`]: persistence only, in sled: requests, deadlines, outbox, audit log, replay guard.
+//! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, wording, Block Kit.
 //! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
 //! - [`workflow`]: the request lifecycle: create, approve, deny, grant, revoke, expire.
-//! - [`outbox`]: delivers queued Slack messages in order, retrying until Slack takes them.
+//! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
-//! - [`audit`]: the tamper-evident audit log and its notices to the audit channel.
+//! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
