@@ -54,7 +54,15 @@ fn tokens(text: &str) -> Option<Vec<Token>> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if c.is_whitespace() || c == ',' {
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == ',' {
+            // Only as in `1 hour, 30 minutes`: right after a unit, with
+            // more to come.
+            let after_unit = i > 0 && chars[i - 1].is_ascii_alphabetic();
+            if !after_unit || chars[i + 1..].iter().all(|c| c.is_whitespace()) {
+                return None;
+            }
             i += 1;
         } else if c.is_ascii_digit()
             || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
@@ -235,6 +243,9 @@ mod tests {
         check("0.1s", Err(()));
         check("soon", Err(()));
         check("1h and", Err(()));
+        check("1s ,", Err(()));
+        check("1s,", Err(()));
+        check("1s ,a h", Err(()));
     }
 
     #[test]
