@@ -265,6 +265,11 @@ impl FakeSlack {
         self.state().not_in_channels.insert(id.to_string());
     }
 
+    /// Undoes [`FakeSlack::set_not_in_channel`]: someone typed `/invite @accessbot` there.
+    pub fn invite_bot(&self, id: &str) {
+        self.state().not_in_channels.remove(id);
+    }
+
     /// The next `n` calls to `method` ("*" for any) answer 200 `{"ok": false, "error": error}`.
     pub fn fail_next(&self, method: &str, n: usize, error: &str) {
         self.add_fault(method, n, FaultKind::Error(error.to_string()));
