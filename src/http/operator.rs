@@ -227,6 +227,28 @@ async fn metrics(State(s): State<Operator>) -> Response {
         "accessbot_outbox_pending {}\n",
         s.workflow.outbox_len()
     ));
+    let provisioning = s.workflow.provisioning_health().unwrap_or_default();
+    for (name, help, v) in [
+        (
+            "accessbot_revokes_failing",
+            "Requests whose revoke failed and is being retried.",
+            provisioning.revokes_failing,
+        ),
+        (
+            "accessbot_grants_failing",
+            "Runbooks whose last grant failed.",
+            provisioning.grants_failing,
+        ),
+        (
+            "accessbot_slack_deliveries_failing",
+            "Slack calls refused for good and not accepted since, by method and target.",
+            d.failing(),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
     out.push_str(
         "# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n",
     );

@@ -58,6 +58,11 @@ async fn healthz_is_degraded_while_a_revoke_fails_and_clears_when_it_succeeds() 
     let failing = wait_health(&app, T, |h| h["revokes_failing"] == 1).await;
     assert_eq!(failing["status"], "degraded", "{failing}");
     assert_names_no_one(&failing, &[&id, "quarterly refunds", "billing-admin"]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("\naccessbot_revokes_failing 1\n"),
+        "{metrics}"
+    );
     // The details are in the audit channel and the authenticated log.
     app.wait_audit(&["revoke", &id], T).await;
     app.wait_done(&format!("revoke {id}"), T).await;
