@@ -58,11 +58,11 @@ fn list(problems: &[StartError]) -> String {
 
 impl StartError {
     /// One problem as itself, several as [`StartError::Several`].
-    fn from_all(mut problems: Vec<StartError>) -> Option<StartError> {
-        match problems.len() {
-            0 => None,
-            1 => problems.pop(),
-            _ => Some(StartError::Several(problems)),
+    fn all(mut problems: Vec<StartError>) -> StartError {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            StartError::Several(problems)
         }
     }
 }
@@ -76,33 +76,35 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     };
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
     // Every problem a newcomer can fix is found before any is reported.
-    let mut problems = Vec::new();
-    let catalog = runbook::load_dir(&config.runbooks)
-        .map_err(|problems| StartError::Runbooks {
-            dir: config.runbooks.display().to_string(),
-            first: problems.first().map(|p| p.to_string()).unwrap_or_default(),
-            problems,
-        })
-        .map_err(|e| problems.push(e))
-        .ok();
+    let catalog = runbook::load_dir(&config.runbooks);
     let check = preflight::check_at_start(&slack, &config.audit_channel, &timing).await;
-    match &check {
-        SlackCheck::Passed => {}
-        SlackCheck::Problems(found) => {
-            problems.extend(found.iter().cloned().map(StartError::Slack))
+    let slack_problems: Vec<StartError> = match &check {
+        SlackCheck::Passed => vec![],
+        SlackCheck::Problems(found) => found.iter().cloned().map(StartError::Slack).collect(),
+        SlackCheck::Unreachable(why) => {
+            tracing::error!(
+                reason = %why,
+                attempts = preflight::START_ATTEMPTS,
+                "Slack cannot be reached, so the bot token and the audit channel are not checked. \
+                 Starting anyway so that access still ends on time; messages wait in the outbox. \
+                 /healthz says `degraded` until Slack answers the check"
+            );
+            vec![]
         }
-        SlackCheck::Unreachable(why) => tracing::error!(
-            reason = %why,
-            attempts = preflight::START_ATTEMPTS,
-            "Slack cannot be reached, so the bot token and the audit channel are not checked. \
-             Starting anyway so that access still ends on time; messages wait in the outbox. \
-             /healthz says `degraded` until Slack answers the check"
-        ),
-    }
-    if let Some(e) = StartError::from_all(problems) {
-        return Err(e);
-    }
-    let catalog = catalog.expect("runbook problems were returned above");
+    };
+    let catalog = match catalog {
+        Ok(catalog) if slack_problems.is_empty() => catalog,
+        Ok(_) => return Err(StartError::all(slack_problems)),
+        Err(problems) => {
+            let mut all = vec![StartError::Runbooks {
+                dir: config.runbooks.display().to_string(),
+                first: problems.first().map(|p| p.to_string()).unwrap_or_default(),
+                problems,
+            }];
+            all.extend(slack_problems);
+            return Err(StartError::all(all));
+        }
+    };
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
     let setup = Arc::new(SetupHealth::new(&check));
     let store = Arc::new(Store::open(&config.data_dir)?);
