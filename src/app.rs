@@ -1,7 +1,10 @@
 //! Start-up, running and shutdown of `accessbot serve`.
 //!
 //! Start-up refuses to run on anything it cannot trust (missing settings,
-//! an invalid runbook, a locked or unreadable database) with one clear line.
+//! an invalid runbook, a bot token Slack refuses, an audit channel that is
+//! missing or lacks the bot, a locked or unreadable database), one clear
+//! line per problem, all at once. A Slack that does not answer at all does
+//! not stop the start (see [`crate::preflight`]).
 //! Running means three loops beside the HTTP server: the outbox, the timer
 //! and the replay-guard pruner. Shutdown (SIGTERM or Ctrl-C) stops accepting
 //! requests, lets in-flight handlers and provider runs finish, flushes sled
@@ -18,6 +21,7 @@ use crate::grant::Providers;
 use crate::http::{self, AppState, Metrics};
 use crate::outbox::Outbox;
 use crate::policy::People;
+use crate::preflight::{self, SetupHealth, SetupProblem, SetupState, SlackCheck};
 use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
@@ -40,29 +44,76 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {reason}; set ACCESSBOT_LISTEN to a free address")]
     Bind { addr: String, reason: String },
+    #[error("{0}")]
+    Slack(#[from] SetupProblem),
+    /// More than one thing is wrong: all are listed, one per line, so a
+    /// newcomer fixes them in one go.
+    #[error("{} problems stop the start:{}", .0.len(), list(.0))]
+    Several(Vec<StartError>),
+}
+
+fn list(problems: &[StartError]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+impl StartError {
+    /// One problem as itself, several as [`StartError::Several`].
+    fn all(mut problems: Vec<StartError>) -> StartError {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            StartError::Several(problems)
+        }
+    }
 }
 
 /// Runs the bot until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> Result<(), StartError> {
-    let catalog = runbook::load_dir(&config.runbooks).map_err(|problems| StartError::Runbooks {
-        dir: config.runbooks.display().to_string(),
-        first: problems.first().map(|p| p.to_string()).unwrap_or_default(),
-        problems,
-    })?;
-    tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    let timing = Timing {
+        expiry_warning: config.expiry_warning,
+        retry_base: config.retry_base,
+        retry_max: config.retry_max,
+    };
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
+    // Every problem a newcomer can fix is found before any is reported.
+    let catalog = runbook::load_dir(&config.runbooks);
+    let check = preflight::check_at_start(&slack, &config.audit_channel, &timing).await;
+    let slack_problems: Vec<StartError> = match &check {
+        SlackCheck::Passed => vec![],
+        SlackCheck::Problems(found) => found.iter().cloned().map(StartError::Slack).collect(),
+        SlackCheck::Unreachable(why) => {
+            tracing::error!(
+                reason = %why,
+                attempts = preflight::START_ATTEMPTS,
+                "Slack cannot be reached, so the bot token and the audit channel are not checked. \
+                 Starting anyway so that access still ends on time; messages wait in the outbox. \
+                 /healthz says `degraded` until Slack answers the check"
+            );
+            vec![]
+        }
+    };
+    let catalog = match catalog {
+        Ok(catalog) if slack_problems.is_empty() => catalog,
+        Ok(_) => return Err(StartError::all(slack_problems)),
+        Err(problems) => {
+            let mut all = vec![StartError::Runbooks {
+                dir: config.runbooks.display().to_string(),
+                first: problems.first().map(|p| p.to_string()).unwrap_or_default(),
+                problems,
+            }];
+            all.extend(slack_problems);
+            return Err(StartError::all(all));
+        }
+    };
+    tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
+    let setup = Arc::new(SetupHealth::new(&check));
+    let store = Arc::new(Store::open(&config.data_dir)?);
     let people = People::new(
         slack.clone(),
         config.directory.clone(),
         config.manager_field.clone(),
     );
     let providers = Providers::with_slack(slack.clone());
-    let timing = Timing {
-        expiry_warning: config.expiry_warning,
-        retry_base: config.retry_base,
-        retry_max: config.retry_max,
-    };
     let runbook_dir =
         std::fs::canonicalize(&config.runbooks).unwrap_or_else(|_| config.runbooks.clone());
     let workflow = Arc::new(Workflow::new(Deps {
@@ -88,9 +139,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
 
     let cancel = CancellationToken::new();
+    let loops = tokio_util::task::TaskTracker::new();
+    if setup.state() != SetupState::Passed {
+        loops.spawn(preflight::recheck_until_verified(
+            slack.clone(),
+            config.audit_channel.clone(),
+            timing.clone(),
+            Arc::clone(&setup),
+            cancel.clone(),
+        ));
+    }
     let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
     let delivery = Arc::clone(&outbox.health);
-    let loops = tokio_util::task::TaskTracker::new();
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
     loops.spawn(prune_replay_guard(Arc::clone(&store), cancel.clone()));
@@ -107,6 +167,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         signing_secret: config.signing_secret.clone(),
         audit_token: config.audit_token.clone(),
         delivery,
+        setup,
         metrics: Arc::new(Metrics::default()),
     };
     tracing::info!("accessbot listening on {addr}");

@@ -6,6 +6,8 @@
 //! - [`duration`]: the one parser and formatter for durations (`30m`, `90 minutes`, `1h30m`).
 //! - [`runbook`]: the runbook files: format, loading, validation (`accessbot check`).
 //! - [`command`]: the text after `/access`, parsed.
+//! - [`preflight`]: the start-up check of the Slack setup (token, audit channel) and its
+//!   health.
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
 //! - [`request`]: the domain of an access request: status, stages, approvals, extension.
 //! - [`retry`]: backoff and the lifecycle's timing tunables.
@@ -34,6 +36,7 @@ pub mod grant;
 pub mod http;
 pub mod outbox;
 pub mod policy;
+pub mod preflight;
 pub mod request;
 pub mod retry;
 pub mod runbook;

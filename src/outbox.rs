@@ -2,7 +2,8 @@
 //! with backoff on 5xx, 429 (honouring Retry-After) and timeouts, across
 //! restarts because the queue lives in sled. Errors that cannot succeed on a
 //! retry (`channel_not_found`, `not_in_channel`, `invalid_auth`) are logged
-//! loudly, kept for `/healthz`, and dropped from the queue.
+//! loudly, counted on `/healthz` until the same call to the same place
+//! succeeds, and dropped from the queue.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,23 @@ impl SlackOp {
             SlackOp::PublishHome { .. } => "views.publish",
         }
     }
+
+    /// Where it goes: "channel C…" or "user U…".
+    fn target(&self) -> String {
+        match self {
+            SlackOp::Post { channel, .. } | SlackOp::Ephemeral { channel, .. } => {
+                format!("channel {channel}")
+            }
+            SlackOp::Dm { user, .. }
+            | SlackOp::UpdateDm { user, .. }
+            | SlackOp::PublishHome { user, .. } => format!("user {user}"),
+        }
+    }
+}
+
+/// The key a delivery's health is kept under: the same call to the same place.
+fn health_key(op: &SlackOp) -> String {
+    format!("{} {}", op.method(), op.target())
 }
 
 /// An outbox entry: the op, the request it belongs to (delivery is in order
@@ -102,24 +120,48 @@ impl OutboxItem {
 /// How many queued entries one pass looks at.
 const BATCH: usize = 256;
 
+/// How long a permanent delivery failure counts against `/healthz` when
+/// nothing is sent to the same place again.
+const PERMANENT_ERROR_TTL: Duration = Duration::from_secs(3600);
+
 /// What `/healthz` reports about Slack delivery.
 #[derive(Debug, Default)]
 pub struct DeliveryHealth {
-    /// Recent permanent failures: "chat.postMessage: channel_not_found (channel C0AUDIT)".
-    pub permanent_errors: Mutex<Vec<String>>,
+    /// Deliveries Slack refused for good, by method and target
+    /// ("chat.postMessage channel C0AUDIT"), with when it last happened. An
+    /// entry goes when the same method to the same target next succeeds, or
+    /// after [`PERMANENT_ERROR_TTL`]. The keys name people and channels, so
+    /// only their number leaves the process (details are in the log).
+    permanent_errors: Mutex<HashMap<String, Instant>>,
     pub delivered: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
 }
 
 impl DeliveryHealth {
-    fn record_permanent(&self, what: String) {
-        let mut v = self.permanent_errors.lock().expect("health lock");
-        if !v.contains(&what) {
-            v.push(what);
+    fn record_permanent(&self, key: String) {
+        let mut errors = self.permanent_errors.lock().expect("health lock");
+        errors.insert(key, Instant::now());
+    }
+
+    fn record_success(&self, key: &str) {
+        let mut errors = self.permanent_errors.lock().expect("health lock");
+        if errors.remove(key).is_some() {
+            tracing::info!(
+                "Slack accepted a delivery it had refused before; that error is cleared"
+            );
         }
-        if v.len() > 20 {
-            v.remove(0);
-        }
+    }
+
+    /// How many method-and-target pairs Slack refused recently and has not
+    /// accepted since.
+    pub fn failing(&self) -> usize {
+        self.failing_at(Instant::now())
+    }
+
+    fn failing_at(&self, now: Instant) -> usize {
+        let mut errors = self.permanent_errors.lock().expect("health lock");
+        errors.retain(|_, at| now.saturating_duration_since(*at) < PERMANENT_ERROR_TTL);
+        errors.len()
     }
 }
 
@@ -201,6 +243,7 @@ impl Outbox {
             match self.deliver(&item).await {
                 Delivery::Done => {
                     self.store.outbox_remove(seq)?;
+                    self.health.record_success(&health_key(&item.op));
                     self.health
                         .delivered
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -226,16 +269,9 @@ impl Outbox {
                     idle = idle.min(wait);
                 }
                 Delivery::Permanent(e) => {
-                    let target = match &item.op {
-                        SlackOp::Post { channel, .. } | SlackOp::Ephemeral { channel, .. } => {
-                            format!("channel {channel}")
-                        }
-                        SlackOp::Dm { user, .. }
-                        | SlackOp::UpdateDm { user, .. }
-                        | SlackOp::PublishHome { user, .. } => format!("user {user}"),
-                    };
+                    let target = item.op.target();
                     tracing::error!(error = %e, %target, order_key = %item.order_key, "Slack refused a message and a retry cannot help; it is dropped. Fix the app's setup (is the bot invited to the channel? is the token valid?)");
-                    self.health.record_permanent(format!("{e} ({target})"));
+                    self.health.record_permanent(health_key(&item.op));
                     self.store.outbox_remove(seq)?;
                 }
             }
@@ -329,5 +365,46 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(channel: &str) -> SlackOp {
+        SlackOp::Post {
+            channel: channel.into(),
+            text: "t".into(),
+            blocks: serde_json::json!([]),
+        }
+    }
+
+    #[test]
+    fn a_refused_delivery_counts_until_the_same_call_succeeds() {
+        let h = DeliveryHealth::default();
+        h.record_permanent(health_key(&post("C1")));
+        h.record_permanent(health_key(&post("C1")));
+        h.record_permanent(health_key(&post("C2")));
+        assert_eq!(h.failing(), 2);
+        // Another call, or the same call elsewhere, clears nothing.
+        h.record_success(&health_key(&SlackOp::Ephemeral {
+            channel: "C1".into(),
+            user: "U1".into(),
+            text: "t".into(),
+        }));
+        h.record_success(&health_key(&post("C3")));
+        assert_eq!(h.failing(), 2);
+        h.record_success(&health_key(&post("C1")));
+        assert_eq!(h.failing(), 1);
+    }
+
+    #[test]
+    fn a_refused_delivery_is_forgotten_after_a_while() {
+        let h = DeliveryHealth::default();
+        h.record_permanent(health_key(&post("C1")));
+        assert_eq!(h.failing(), 1);
+        let later = Instant::now() + PERMANENT_ERROR_TTL + Duration::from_secs(1);
+        assert_eq!(h.failing_at(later), 0);
     }
 }

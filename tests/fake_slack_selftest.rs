@@ -224,6 +224,53 @@ async fn conversations_open_and_users() {
     );
 }
 
+/// `conversations.info` as the bot calls it (a form, as for Slack's read
+/// methods): a member, a channel the bot was not invited to (public: not a
+/// member; private: invisible), a missing one, and `auth.test`.
+#[tokio::test]
+async fn conversations_info_says_whether_the_bot_is_in_a_channel() {
+    let slack = FakeSlack::start(TOKEN).await;
+    let info = |channel: &'static str| {
+        let url = format!("{}/conversations.info", slack.url());
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(TOKEN)
+                .form(&[("channel", channel)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let member = info("C0AUDIT").await;
+    assert_eq!(member["ok"], true, "{member}");
+    assert_eq!(member["channel"]["id"], "C0AUDIT");
+    assert_eq!(member["channel"]["name"], "0audit");
+    assert_eq!(member["channel"]["is_member"], true);
+
+    slack.set_not_in_channel("C0AUDIT");
+    slack.set_not_in_channel("G0SECRET");
+    slack.set_channel_missing("C0GONE");
+    let outside = info("C0AUDIT").await;
+    assert_eq!(outside["ok"], true, "{outside}");
+    assert_eq!(outside["channel"]["is_member"], false);
+    for hidden in ["G0SECRET", "C0GONE", "nonsense"] {
+        assert_eq!(
+            info(hidden).await,
+            json!({"ok": false, "error": "channel_not_found"}),
+            "{hidden}"
+        );
+    }
+    assert_eq!(slack.calls("conversations.info").len(), 5);
+
+    let me = call(&slack, "auth.test", json!({})).await;
+    assert_eq!(me["ok"], true);
+    assert_eq!(me["user"], "accessbot");
+}
+
 #[tokio::test]
 async fn form_bodies_are_accepted_and_other_types_refused() {
     let slack = FakeSlack::start(TOKEN).await;

@@ -25,6 +25,7 @@ use chrono::Utc;
 use crate::config::Secret;
 use crate::dispatch::{Dispatch, Reply};
 use crate::outbox::DeliveryHealth;
+use crate::preflight::SetupHealth;
 use crate::slack::payload::{self, CommandBody};
 use crate::slack::signature;
 use crate::workflow::Workflow;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Guards `GET /audit`; `None` turns the export off.
     pub audit_token: Option<Secret>,
     pub delivery: Arc<DeliveryHealth>,
+    /// The Slack setup check's latest outcome.
+    pub setup: Arc<SetupHealth>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         workflow: state.workflow,
         audit_token: state.audit_token,
         delivery: state.delivery,
+        setup: state.setup,
         metrics: state.metrics,
     };
     Router::new()

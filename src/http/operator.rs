@@ -1,5 +1,6 @@
-//! The operator endpoints: `GET /healthz` (delivery health and the outbox
-//! length), `GET /metrics` (counters in Prometheus text) and `GET /audit`
+//! The operator endpoints: `GET /healthz` (liveness, and counts of what is
+//! failing: revokes, grants, Slack deliveries, the Slack setup),
+//! `GET /metrics` (counters in Prometheus text) and `GET /audit`
 //! (the audit log as JSON lines, behind its own token). They read; nothing
 //! here changes a request.
 
@@ -16,6 +17,7 @@ use serde_json::json;
 use super::reject;
 use crate::config::Secret;
 use crate::outbox::DeliveryHealth;
+use crate::preflight::{SetupHealth, SetupState};
 use crate::workflow::Workflow;
 
 /// Counters for `/metrics`.
@@ -36,6 +38,7 @@ pub(super) struct Operator {
     /// Guards `GET /audit`; `None` turns the export off.
     pub audit_token: Option<Secret>,
     pub delivery: Arc<DeliveryHealth>,
+    pub setup: Arc<SetupHealth>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -131,18 +134,38 @@ fn same_secret(given: &str, expected: &str) -> bool {
         == 0
 }
 
+/// `GET /healthz`: a liveness check that also says whether accessbot is
+/// doing its job. Always HTTP 200 while the process serves (restarting the
+/// bot fixes none of what `degraded` reports, and would cut off running
+/// grants and revokes); `status` is `degraded` while any revoke or grant is
+/// failing, Slack refused a delivery that has not succeeded since, or the
+/// Slack setup check has not passed. Unauthenticated, so counts only: no
+/// people, channels or request text. Which ones is in the log and, for
+/// grants and revokes, in the audit log (`GET /audit`).
 async fn healthz(State(s): State<Operator>) -> Response {
-    let errors = s
-        .delivery
-        .permanent_errors
-        .lock()
-        .expect("health lock")
-        .clone();
-    let status = if errors.is_empty() { "ok" } else { "degraded" };
+    let provisioning = s.workflow.provisioning_health();
+    let storage_ok = provisioning.is_some();
+    let provisioning = provisioning.unwrap_or_default();
+    let deliveries_failing = s.delivery.failing();
+    let setup = s.setup.state();
+    let setup_problems = match setup {
+        SetupState::Failed(n) => n,
+        _ => 0,
+    };
+    let healthy = storage_ok
+        && provisioning.revokes_failing == 0
+        && provisioning.grants_failing == 0
+        && deliveries_failing == 0
+        && setup == SetupState::Passed;
     Json(json!({
-        "status": status,
+        "status": if healthy { "ok" } else { "degraded" },
+        "revokes_failing": provisioning.revokes_failing,
+        "grants_failing": provisioning.grants_failing,
+        "slack_deliveries_failing": deliveries_failing,
+        "slack_setup": setup.label(),
+        "slack_setup_problems": setup_problems,
+        "storage": if storage_ok { "ok" } else { "unreadable" },
         "outbox_pending": s.workflow.outbox_len(),
-        "slack_errors": errors,
     }))
     .into_response()
 }
@@ -204,6 +227,28 @@ async fn metrics(State(s): State<Operator>) -> Response {
         "accessbot_outbox_pending {}\n",
         s.workflow.outbox_len()
     ));
+    let provisioning = s.workflow.provisioning_health().unwrap_or_default();
+    for (name, help, v) in [
+        (
+            "accessbot_revokes_failing",
+            "Requests whose revoke failed and is being retried.",
+            provisioning.revokes_failing,
+        ),
+        (
+            "accessbot_grants_failing",
+            "Runbooks whose last grant failed.",
+            provisioning.grants_failing,
+        ),
+        (
+            "accessbot_slack_deliveries_failing",
+            "Slack calls refused for good and not accepted since, by method and target.",
+            d.failing(),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
     out.push_str(
         "# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n",
     );

@@ -73,6 +73,23 @@ pub struct UserInfo {
     pub is_bot: bool,
 }
 
+/// Who the bot token belongs to, from `auth.test`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotIdentity {
+    pub user_id: String,
+    /// The bot user's name, as people type it after `@`.
+    pub name: String,
+}
+
+/// What `conversations.info` tells us about a channel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelInfo {
+    /// Without the `#`; empty when Slack did not say.
+    pub name: String,
+    pub is_member: bool,
+    pub is_archived: bool,
+}
+
 /// A cheap-to-clone Web API client.
 #[derive(Clone)]
 pub struct SlackClient {
@@ -99,17 +116,42 @@ impl SlackClient {
     /// Calls `method` with a JSON body; `Ok` holds the whole answer of an `ok:true` reply.
     #[tracing::instrument(skip_all, fields(method = method))]
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
+        let request = self
+            .http
+            .post(format!("{}/{}", self.base, method))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(body.to_string());
+        self.send(method, request).await
+    }
+
+    /// Calls `method` with form arguments. Slack reads JSON bodies only for
+    /// most write methods; read methods such as `conversations.info` take
+    /// their arguments as a form.
+    #[tracing::instrument(skip_all, fields(method = method))]
+    pub async fn call_form(
+        &self,
+        method: &str,
+        args: &[(&str, &str)],
+    ) -> Result<Value, SlackError> {
+        let request = self
+            .http
+            .post(format!("{}/{}", self.base, method))
+            .form(args);
+        self.send(method, request).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
         let transport = |e: reqwest::Error| SlackError::Transport {
             method: method.to_string(),
             // reqwest errors carry the URL, never the Authorization header.
             reason: e.without_url().to_string(),
         };
-        let resp = self
-            .http
-            .post(format!("{}/{}", self.base, method))
+        let resp = request
             .bearer_auth(self.token.expose())
-            .header("Content-Type", "application/json; charset=utf-8")
-            .body(body.to_string())
             .send()
             .await
             .map_err(transport)?;
@@ -148,6 +190,30 @@ impl SlackClient {
                     .to_string(),
             })
         }
+    }
+
+    /// `auth.test`: whether the token is valid, and the bot's name (for
+    /// "/invite @name").
+    pub async fn auth_test(&self) -> Result<BotIdentity, SlackError> {
+        let v = self.call_form("auth.test", &[]).await?;
+        Ok(BotIdentity {
+            user_id: str_at(&v, &["user_id"]),
+            name: str_at(&v, &["user"]),
+        })
+    }
+
+    /// `conversations.info`: whether `channel` exists for the bot, and
+    /// whether the bot is in it.
+    pub async fn channel_info(&self, channel: &str) -> Result<ChannelInfo, SlackError> {
+        let v = self
+            .call_form("conversations.info", &[("channel", channel)])
+            .await?;
+        let c = &v["channel"];
+        Ok(ChannelInfo {
+            name: str_at(c, &["name"]),
+            is_member: c["is_member"].as_bool().unwrap_or(false),
+            is_archived: c["is_archived"].as_bool().unwrap_or(false),
+        })
     }
 
     /// Opens (or finds) the DM channel with `user`.

@@ -84,6 +84,9 @@ pub struct Workflow {
     /// One provider run at a time per person and runbook, so a revoke and an
     /// overlapping request's grant for the same access never interleave.
     subjects: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Runbooks whose last grant in this process failed; one goes when a
+    /// grant through it succeeds. For `/healthz`.
+    failing_grants: Mutex<HashSet<String>>,
 }
 
 /// Collects the effects of one state change.
@@ -198,6 +201,7 @@ impl Workflow {
             tasks: TaskTracker::new(),
             running: Mutex::new(HashSet::new()),
             subjects: Mutex::new(HashMap::new()),
+            failing_grants: Mutex::new(HashSet::new()),
         }
     }
 

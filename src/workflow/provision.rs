@@ -166,6 +166,7 @@ impl Workflow {
             .unwrap_or_default();
         let warning = self.deps.timing.expiry_warning;
         let ok = result.is_ok();
+        self.note_grant_outcome(&req.runbook_id, ok);
         let Ok((_, req)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Granting {
@@ -203,6 +204,16 @@ impl Workflow {
             .await?;
         self.wake();
         Ok(!ok && req.status == Status::Revoking)
+    }
+
+    /// Remembers for `/healthz` whether the last grant through `runbook` worked.
+    fn note_grant_outcome(&self, runbook: &str, ok: bool) {
+        let mut failing = self.failing_grants.lock().expect("failing grants lock");
+        if ok {
+            failing.remove(runbook);
+        } else {
+            failing.insert(runbook.to_string());
+        }
     }
 
     /// Runs the revoke of a `Revoking` request; on failure schedules a retry

@@ -30,6 +30,18 @@ pub struct ApprovalOutlook<'r> {
     pub auto_approve: Option<&'r AutoApproveRule>,
 }
 
+/// Grants and revokes that are not working, as counts for `/healthz`
+/// (which people and runbooks is in the audit log and the log).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProvisioningHealth {
+    /// Requests whose revoke failed and is being retried; each goes when its
+    /// revoke succeeds.
+    pub revokes_failing: usize,
+    /// Runbooks whose last grant in this process failed; each goes when a
+    /// grant through it succeeds.
+    pub grants_failing: usize,
+}
+
 impl Workflow {
     /// The answer remembered for a delivery `key`, if it was seen before.
     pub fn delivery_answer(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -64,6 +76,26 @@ impl Workflow {
             *counts.entry(r.status.label()).or_default() += 1;
         }
         counts
+    }
+
+    /// Failing grants and revokes. `None` when the store cannot be read.
+    // Reads every request, as `request_counts` does; an index of retrying
+    // revokes replaces this scan later.
+    pub fn provisioning_health(&self) -> Option<ProvisioningHealth> {
+        let requests = self.deps.store.all_requests().ok()?;
+        let revokes_failing = requests
+            .iter()
+            .filter(|r| r.status == crate::request::Status::Revoking && r.attempts > 0)
+            .count();
+        let grants_failing = self
+            .failing_grants
+            .lock()
+            .expect("failing grants lock")
+            .len();
+        Some(ProvisioningHealth {
+            revokes_failing,
+            grants_failing,
+        })
     }
 
     /// The whole audit log, in order, for export.

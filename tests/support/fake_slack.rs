@@ -253,14 +253,21 @@ impl FakeSlack {
         self.state().usergroups.get(id).cloned().unwrap_or_default()
     }
 
-    /// Posting to this channel answers `channel_not_found`.
+    /// Posting to this channel, or `conversations.info` on it, answers `channel_not_found`.
     pub fn set_channel_missing(&self, id: &str) {
         self.state().missing_channels.insert(id.to_string());
     }
 
-    /// Posting to this channel answers `not_in_channel`, as when the bot was never invited.
+    /// The bot was never invited here: posting answers `not_in_channel`, and
+    /// `conversations.info` says `is_member: false` (or `channel_not_found`
+    /// for a private `G…` channel, which the bot cannot see).
     pub fn set_not_in_channel(&self, id: &str) {
         self.state().not_in_channels.insert(id.to_string());
+    }
+
+    /// Undoes [`FakeSlack::set_not_in_channel`]: someone typed `/invite @accessbot` there.
+    pub fn invite_bot(&self, id: &str) {
+        self.state().not_in_channels.remove(id);
     }
 
     /// The next `n` calls to `method` ("*" for any) answer 200 `{"ok": false, "error": error}`.
@@ -521,6 +528,7 @@ impl State {
             "chat.update" => self.chat_update(&body),
             "chat.postEphemeral" => self.chat_post_ephemeral(&body),
             "conversations.open" => self.conversations_open(&body),
+            "conversations.info" => self.conversations_info(&body),
             "views.open" => self.views_open(&body),
             "views.update" => self.views_update(&body),
             "views.publish" => self.views_publish(&body),
@@ -608,6 +616,31 @@ impl State {
             return Err(fail("user_not_found"));
         }
         Ok(json!({"channel": {"id": format!("D{first}")}}))
+    }
+
+    /// Like Slack: a channel the bot was not invited to is `is_member: false`
+    /// when public, and `channel_not_found` when private (`G…`), since the
+    /// bot cannot see it at all.
+    fn conversations_info(&mut self, body: &Value) -> Answer {
+        let id = str_arg(body, "channel").ok_or_else(|| fail("channel_not_found"))?;
+        let private = id.starts_with('G');
+        let outside = self.not_in_channels.contains(id);
+        if self.missing_channels.contains(id)
+            || !id.starts_with(['C', 'G', 'D'])
+            || (private && outside)
+        {
+            return Err(fail("channel_not_found"));
+        }
+        Ok(json!({"channel": {
+            "id": id,
+            "name": channel_name(id),
+            "is_channel": !private,
+            "is_group": false,
+            "is_im": id.starts_with('D'),
+            "is_private": private,
+            "is_archived": false,
+            "is_member": !outside,
+        }}))
     }
 
     fn views_open(&mut self, body: &Value) -> Answer {
@@ -759,6 +792,12 @@ impl State {
         let micros = 1_700_000_000_000_000 + self.last_ts * 100;
         format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
     }
+}
+
+/// The name the fake gives a channel: its ID without the kind letter, in
+/// lower case (`C0AUDIT` is `#0audit`).
+pub fn channel_name(id: &str) -> String {
+    id.get(1..).unwrap_or_default().to_lowercase()
 }
 
 fn fail(error: &str) -> Value {
