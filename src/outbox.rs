@@ -132,15 +132,19 @@ pub struct DeliveryHealth {
     /// entry goes when the same method to the same target next succeeds, or
     /// after [`PERMANENT_ERROR_TTL`]. The keys name people and channels, so
     /// only their number leaves the process (details are in the log).
-    permanent_errors: Mutex<HashMap<String, Instant>>,
+    /// The value is when it last happened and Slack's error code
+    /// (`invalid_auth`, `not_in_channel`): a fixed vocabulary that names no
+    /// one, so `/healthz` can say what to fix.
+    permanent_errors: Mutex<HashMap<String, (Instant, String)>>,
     pub delivered: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
 }
 
 impl DeliveryHealth {
-    fn record_permanent(&self, key: String) {
+    fn record_permanent(&self, key: String, error: &SlackError) {
+        let code = error.api_error().unwrap_or("http_error").to_string();
         let mut errors = self.permanent_errors.lock().expect("health lock");
-        errors.insert(key, Instant::now());
+        errors.insert(key, (Instant::now(), code));
     }
 
     fn record_success(&self, key: &str) {
@@ -159,9 +163,22 @@ impl DeliveryHealth {
     }
 
     fn failing_at(&self, now: Instant) -> usize {
+        self.by_error_at(now).values().sum()
+    }
+
+    /// The same, counted by Slack's error code.
+    pub fn failing_by_error(&self) -> std::collections::BTreeMap<String, usize> {
+        self.by_error_at(Instant::now())
+    }
+
+    fn by_error_at(&self, now: Instant) -> std::collections::BTreeMap<String, usize> {
         let mut errors = self.permanent_errors.lock().expect("health lock");
-        errors.retain(|_, at| now.saturating_duration_since(*at) < PERMANENT_ERROR_TTL);
-        errors.len()
+        errors.retain(|_, (at, _)| now.saturating_duration_since(*at) < PERMANENT_ERROR_TTL);
+        let mut counts = std::collections::BTreeMap::new();
+        for (_, code) in errors.values() {
+            *counts.entry(code.clone()).or_default() += 1;
+        }
+        counts
     }
 }
 
@@ -271,7 +288,7 @@ impl Outbox {
                 Delivery::Permanent(e) => {
                     let target = item.op.target();
                     tracing::error!(error = %e, %target, order_key = %item.order_key, "Slack refused a message and a retry cannot help; it is dropped. Fix the app's setup (is the bot invited to the channel? is the token valid?)");
-                    self.health.record_permanent(health_key(&item.op));
+                    self.health.record_permanent(health_key(&item.op), &e);
                     self.store.outbox_remove(seq)?;
                 }
             }
@@ -380,12 +397,19 @@ mod tests {
         }
     }
 
+    fn refused(code: &str) -> SlackError {
+        SlackError::Api {
+            method: "chat.postMessage".into(),
+            error: code.into(),
+        }
+    }
+
     #[test]
     fn a_refused_delivery_counts_until_the_same_call_succeeds() {
         let h = DeliveryHealth::default();
-        h.record_permanent(health_key(&post("C1")));
-        h.record_permanent(health_key(&post("C1")));
-        h.record_permanent(health_key(&post("C2")));
+        h.record_permanent(health_key(&post("C1")), &refused("not_in_channel"));
+        h.record_permanent(health_key(&post("C1")), &refused("not_in_channel"));
+        h.record_permanent(health_key(&post("C2")), &refused("channel_not_found"));
         assert_eq!(h.failing(), 2);
         // Another call, or the same call elsewhere, clears nothing.
         h.record_success(&health_key(&SlackOp::Ephemeral {
@@ -395,6 +419,10 @@ mod tests {
         }));
         h.record_success(&health_key(&post("C3")));
         assert_eq!(h.failing(), 2);
+        assert_eq!(
+            h.failing_by_error().into_iter().collect::<Vec<_>>(),
+            [("channel_not_found".to_string(), 1), ("not_in_channel".to_string(), 1)]
+        );
         h.record_success(&health_key(&post("C1")));
         assert_eq!(h.failing(), 1);
     }
@@ -402,7 +430,7 @@ mod tests {
     #[test]
     fn a_refused_delivery_is_forgotten_after_a_while() {
         let h = DeliveryHealth::default();
-        h.record_permanent(health_key(&post("C1")));
+        h.record_permanent(health_key(&post("C1")), &refused("not_in_channel"));
         assert_eq!(h.failing(), 1);
         let later = Instant::now() + PERMANENT_ERROR_TTL + Duration::from_secs(1);
         assert_eq!(h.failing_at(later), 0);

@@ -20,13 +20,51 @@ fn client() -> reqwest::Client {
 }
 
 async fn post(slack: &FakeSlack, method: &str, body: Value) -> reqwest::Response {
-    client()
+    let request = client()
         .post(format!("{}/{method}", slack.url()))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+        .bearer_auth(TOKEN);
+    // Read methods take form-encoded arguments, as the bot sends them.
+    let request = if READS.contains(&method) {
+        let pairs: Vec<(String, String)> = body
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        request.form(&pairs)
+    } else {
+        request.json(&body)
+    };
+    request.send().await.unwrap()
+}
+
+const READS: &[&str] = &[
+    "users.info",
+    "users.profile.get",
+    "usergroups.users.list",
+    "conversations.info",
+];
+
+#[tokio::test]
+async fn read_methods_refuse_json_bodies_like_slack() {
+    let slack = FakeSlack::start(TOKEN).await;
+    for method in READS {
+        let answer: Value = client()
+            .post(format!("{}/{method}", slack.url()))
+            .bearer_auth(TOKEN)
+            .json(&json!({"user": "U1", "usergroup": "S1", "channel": "C1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer,
+            json!({"ok": false, "error": "invalid_arguments"}),
+            "{method}"
+        );
+    }
 }
 
 /// Calls `method` like the bot does and returns Slack's JSON answer, which must come with HTTP 200.

@@ -162,6 +162,7 @@ async fn healthz(State(s): State<Operator>) -> Response {
         "revokes_failing": provisioning.revokes_failing,
         "grants_failing": provisioning.grants_failing,
         "slack_deliveries_failing": deliveries_failing,
+        "slack_errors": s.delivery.failing_by_error(),
         "slack_setup": setup.label(),
         "slack_setup_problems": setup_problems,
         "storage": if storage_ok { "ok" } else { "unreadable" },

@@ -297,7 +297,7 @@ impl SlackClient {
     }
 
     pub async fn user_info(&self, user: &str) -> Result<UserInfo, SlackError> {
-        let v = self.call("users.info", &json!({ "user": user })).await?;
+        let v = self.call_form("users.info", &[("user", user)]).await?;
         let u = &v["user"];
         let profile = &u["profile"];
         let name = [
@@ -330,7 +330,7 @@ impl SlackClient {
         field: &str,
     ) -> Result<Option<String>, SlackError> {
         let v = self
-            .call("users.profile.get", &json!({ "user": user }))
+            .call_form("users.profile.get", &[("user", user)])
             .await?;
         Ok(v["profile"]["fields"][field]["value"]
             .as_str()
@@ -341,7 +341,7 @@ impl SlackClient {
 
     pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, SlackError> {
         let v = self
-            .call("usergroups.users.list", &json!({ "usergroup": group }))
+            .call_form("usergroups.users.list", &[("usergroup", group)])
             .await?;
         Ok(v["users"]
             .as_array()

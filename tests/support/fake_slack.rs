@@ -519,6 +519,15 @@ impl State {
         if let Some(error) = body_error {
             return slack_reply(fail(error));
         }
+        // Slack reads JSON bodies only on (most) write methods; a read
+        // method sent JSON sees none of its arguments.
+        let is_json = request
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
+        if is_json && FORM_ONLY.contains(&method) {
+            return slack_reply(fail("invalid_arguments"));
+        }
         let answer = match method {
             "auth.test" => Ok(json!({
                 "url": "https://fake.slack.com/", "team": "Fake", "user": "accessbot",
@@ -1044,6 +1053,15 @@ fn check_len(errors: &mut Vec<String>, value: &Value, at: &str, max: usize) {
         ));
     }
 }
+
+/// Read methods that take their arguments form-encoded (or in the query),
+/// never as a JSON body.
+const FORM_ONLY: &[&str] = &[
+    "users.info",
+    "users.profile.get",
+    "usergroups.users.list",
+    "conversations.info",
+];
 
 /// The body as recorded, and the Slack error to answer when it cannot be used.
 fn parse_body(content_type: Option<&str>, raw: &[u8]) -> (Value, Option<&'static str>) {
