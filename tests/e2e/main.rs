@@ -8,4 +8,5 @@ mod check;
 mod core;
 mod faults;
 mod hardening;
+mod limits;
 mod policies;
