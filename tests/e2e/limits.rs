@@ -101,7 +101,9 @@ async fn a_second_break_glass_needs_confirming_and_stops_at_max_total() {
         .await;
     assert!(third.contains("4h"), "{third}");
     assert!(
-        ids_in(&third).iter().all(|id| *id == first || *id == second),
+        ids_in(&third)
+            .iter()
+            .all(|id| *id == first || *id == second),
         "{third}"
     );
     let extend = app.slash(ALICE, &format!("extend {first} 30m")).await;
@@ -122,7 +124,9 @@ async fn a_second_break_glass_needs_confirming_and_stops_at_max_total() {
 async fn a_second_request_while_one_is_open_points_to_extend() {
     let app = TestApp::spawn().await;
     let id = app.request(ALICE, "billing-admin 30m month end").await;
-    let waiting = app.slash(ALICE, "request billing-admin 1h other work").await;
+    let waiting = app
+        .slash(ALICE, "request billing-admin 1h other work")
+        .await;
     assert_eq!(ids_in(&waiting), vec![id.clone()], "{waiting}");
     assert!(
         waiting.contains(&format!("/access extend {id}")),
@@ -161,7 +165,9 @@ async fn a_second_request_while_one_is_open_points_to_extend() {
 async fn the_same_command_sent_again_answers_with_the_waiting_request() {
     let app = TestApp::spawn().await;
     let id = app.request(ALICE, "billing-admin 30m month end").await;
-    let again = app.slash(ALICE, "request billing-admin 30m month end").await;
+    let again = app
+        .slash(ALICE, "request billing-admin 30m month end")
+        .await;
     assert_eq!(ids_in(&again), vec![id.clone()], "{again}");
     assert!(again.contains("still waiting"), "{again}");
     // The same through the form.
