@@ -121,7 +121,7 @@ pub fn already_open_reason(req: &AccessRequest) -> String {
 /// by sending `command` (the same request with `confirm` at the end).
 pub fn confirm_break_glass(open: &AccessRequest, command: &str) -> String {
     format!(
-        ":rotating_light: You already have break-glass access to *{}* (request `{}`, {}). Nothing new was granted. If you really need a second grant on top of it, send it again with `confirm` at the end: `{command}`. Every approver is told. For more time on the one you have, use `/access extend {} <duration>`.",
+        ":rotating_light: You already have break-glass access to *{}* (request `{}`, {}). Nothing new was granted. If you really need a second grant on top of it, send the request again with the word `confirm` at the end of the reason: `{command}`. Every approver is told. For more time on the one you have, use `/access extend {} <duration>`.",
         title(open),
         open.id,
         open.status.label(),

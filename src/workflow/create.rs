@@ -79,9 +79,9 @@ impl RequestError {
             RequestError::Duration(_)
             | RequestError::OverMax { .. }
             | RequestError::OverTotal { .. } => blocks::modal::DURATION,
-            RequestError::ReasonRequired(_) | RequestError::ReasonTooLong(_) => {
-                blocks::modal::REASON
-            }
+            RequestError::ReasonRequired(_)
+            | RequestError::ReasonTooLong(_)
+            | RequestError::ConfirmBreakGlass { .. } => blocks::modal::REASON,
             _ => blocks::modal::RUNBOOK,
         }
     }
