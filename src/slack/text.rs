@@ -156,9 +156,10 @@ pub fn over_total(
         format!("you can ask for at most {} more", format_duration(left))
     };
     format!(
-        "`{runbook}` allows at most {} in all at a time, and you already have {} of it (request {}); {} more would make {}: {can}",
+        "`{runbook}` allows at most {} in all at a time, and you already have {} of it ({} {}); {} more would make {}: {can}",
         format_duration(max),
         format_duration(held),
+        if ids.len() == 1 { "request" } else { "requests" },
         ids.join(", "),
         format_duration(asked),
         format_duration(held + asked)
