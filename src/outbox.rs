@@ -421,7 +421,10 @@ mod tests {
         assert_eq!(h.failing(), 2);
         assert_eq!(
             h.failing_by_error().into_iter().collect::<Vec<_>>(),
-            [("channel_not_found".to_string(), 1), ("not_in_channel".to_string(), 1)]
+            [
+                ("channel_not_found".to_string(), 1),
+                ("not_in_channel".to_string(), 1)
+            ]
         );
         h.record_success(&health_key(&post("C1")));
         assert_eq!(h.failing(), 1);

@@ -68,8 +68,19 @@ impl People {
 
     /// Members of a user group, from a short-lived cache.
     pub async fn group_members(&self, group: &str) -> Result<Vec<String>, ResolveError> {
+        self.members(group, true).await
+    }
+
+    /// Members of a user group as Slack lists them now, for a decision that
+    /// must not rest on an old list (an approver's press): the cache is
+    /// refreshed, never used, and a failed lookup is an error.
+    pub async fn group_members_now(&self, group: &str) -> Result<Vec<String>, ResolveError> {
+        self.members(group, false).await
+    }
+
+    async fn members(&self, group: &str, cached: bool) -> Result<Vec<String>, ResolveError> {
         if let Some((at, members)) = self.groups.lock().expect("cache lock").get(group) {
-            if at.elapsed() < GROUP_CACHE_TTL {
+            if cached && at.elapsed() < GROUP_CACHE_TTL {
                 return Ok(members.clone());
             }
         }
@@ -79,8 +90,9 @@ impl People {
             Ok(Ok(members)) => members,
             failed => {
                 // A member list a little out of date beats refusing everyone
-                // while Slack has a bad minute.
-                if let Some((_, stale)) = self.groups.lock().expect("cache lock").get(group) {
+                // while Slack has a bad minute; not so for a press.
+                let stale = self.groups.lock().expect("cache lock").get(group).cloned();
+                if let Some((_, stale)) = stale.filter(|_| cached) {
                     tracing::warn!(
                         group,
                         "Slack did not list the user group; using the last known members"
@@ -207,6 +219,46 @@ impl People {
         Ok(stages)
     }
 
+    /// Whether `user` is still among the approvers `runbook` names for
+    /// `stage` (for any stage when `None`) or its fallback approvers, with
+    /// user groups asked of Slack now: someone removed from an approver
+    /// group since the request was made approves no longer.
+    pub async fn still_approves(
+        &self,
+        runbook: &Runbook,
+        stage: Option<usize>,
+        user: &str,
+        requester: &str,
+    ) -> Result<bool, ResolveError> {
+        let named: Vec<&Approver> = match stage.and_then(|i| runbook.approval.stages.get(i)) {
+            Some(s) => s
+                .approvers
+                .iter()
+                .chain(runbook.approval.fallback_approvers.iter())
+                .collect(),
+            None => runbook.all_approvers().collect(),
+        };
+        // People named directly need no lookup; groups and the manager do.
+        for a in &named {
+            match a {
+                Approver::User(u) if u == user => return Ok(true),
+                Approver::Owner if runbook.owner == user => return Ok(true),
+                _ => {}
+            }
+        }
+        for a in &named {
+            if let Approver::Group(g) = a {
+                if self.group_members_now(g).await?.iter().any(|m| m == user) {
+                    return Ok(true);
+                }
+            }
+        }
+        if named.iter().any(|a| **a == Approver::Manager) {
+            return Ok(self.manager_of(requester).await?.as_deref() == Some(user));
+        }
+        Ok(false)
+    }
+
     /// The first auto-approval rule that covers this requester and duration.
     pub async fn auto_approve_rule<'r>(
         &self,
@@ -251,12 +303,47 @@ pub enum Refusal {
     NotAllowedToRevoke(String),
     #[error("only the requester can do that for request {0}")]
     NotRequester(String),
+    #[error("you are no longer an approver of request {0}: you have left the user group that approves it since it was made, so nothing was counted; ask the runbook owner if that is wrong")]
+    NoLongerApprover(String),
     #[error("request {id} is {state}, not active")]
     NotActive { id: String, state: String },
     #[error("{0}")]
     Invalid(String),
     #[error("accessbot could not save that, so nothing changed; try again in a moment")]
     Storage(String),
+}
+
+impl Refusal {
+    /// Whether the refusal says someone tried what they may not do (an
+    /// audit event), rather than that they came late or mistyped an ID.
+    pub fn is_unauthorised(&self) -> bool {
+        matches!(
+            self,
+            Refusal::SelfApproval
+                | Refusal::NotApprover(_)
+                | Refusal::NotCurrentStage(_)
+                | Refusal::NoLongerApprover(_)
+                | Refusal::NotAllowedToRevoke(_)
+                | Refusal::NotRequester(_)
+        )
+    }
+}
+
+/// What someone tried on a request, for the record of a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Approve,
+    Deny,
+    ApproveExtension,
+    DenyExtension,
+    /// `/access revoke`.
+    Revoke,
+    /// The Release button.
+    Release,
+    Extend,
+    Review,
+    /// A new request while this one is open.
+    Request,
 }
 
 impl From<crate::store::StoreError> for Refusal {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::preview::spawn_preview;
 use super::{tell, Reply};
+use crate::policy::Attempt;
 use crate::slack::blocks::{self, action};
 use crate::slack::payload::BlockActions;
 use crate::workflow::Workflow;
@@ -45,7 +46,7 @@ pub(super) async fn handle_actions(wf: &Arc<Workflow>, a: BlockActions) -> Reply
             .await
             .map_err(|e| e.to_string()),
         action::RELEASE => wf
-            .revoke_now(user, &request_id)
+            .revoke_now(user, &request_id, Attempt::Release)
             .await
             .map_err(|e| e.to_string()),
         action::EXTEND => wf

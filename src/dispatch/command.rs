@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{created_text, Reply};
 use crate::command::{self, Command, HELP};
 use crate::duration::format_duration;
-use crate::policy::Refusal;
+use crate::policy::{Attempt, Refusal};
 use crate::slack::blocks;
 use crate::slack::payload::SlashCommand;
 use crate::workflow::{NewRequest, RequestError, Workflow};
@@ -102,7 +102,9 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
                 Err(e) => say(request_error_text(&e)),
             }
         }
-        Command::Revoke { request_id } => say(refusal_or(wf.revoke_now(user, &request_id).await)),
+        Command::Revoke { request_id } => say(refusal_or(
+            wf.revoke_now(user, &request_id, Attempt::Revoke).await,
+        )),
         Command::Extend {
             request_id,
             duration,
@@ -121,8 +123,15 @@ fn refusal_or(r: Result<String, Refusal>) -> String {
 }
 
 fn request_error_text(e: &RequestError) -> String {
-    if let RequestError::Store(inner) = e {
-        tracing::error!(error = %inner, "could not store a request");
+    match e {
+        RequestError::Store(inner) => {
+            tracing::error!(error = %inner, "could not store a request");
+        }
+        // Not refusals: the words carry their own mark.
+        RequestError::StillWaiting(_) | RequestError::ConfirmBreakGlass { .. } => {
+            return e.to_string()
+        }
+        _ => {}
     }
     format!(":no_entry_sign: {e}")
 }

@@ -223,6 +223,10 @@ async fn metrics(State(s): State<Operator>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
     }
+    out.push_str(&format!(
+        "# HELP accessbot_refused_total Attempts refused: presses, revokes and extensions by people who may not, requests past the limits.\n# TYPE accessbot_refused_total counter\naccessbot_refused_total {}\n",
+        s.workflow.refused_total()
+    ));
     out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
     out.push_str(&format!(
         "accessbot_outbox_pending {}\n",

@@ -273,10 +273,11 @@ pub fn expiry_warning(req: &AccessRequest) -> Msg {
     )
 }
 
-/// The after-the-fact review a break-glass grant asks of its approvers.
-pub fn break_glass_review(req: &AccessRequest) -> Msg {
+/// The after-the-fact review a break-glass grant asks of its approvers;
+/// `note` says when it came on top of another (see `text::break_glass_again`).
+pub fn break_glass_review(req: &AccessRequest, note: &str) -> Msg {
     let text = format!(
-        ":rotating_light: *Break-glass access* was granted at once to {} for {} ({}) for {}. Please review it.",
+        ":rotating_light: *Break-glass access* was granted at once to {} for {} ({}) for {}{note}. Please review it.",
         mention(&req.requester),
         user_text(&req.runbook_title, 200),
         user_text(&req.system, 200),
@@ -308,6 +309,7 @@ pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
         "expired" => ":hourglass:",
         "break_glass" | "review_flagged" => ":rotating_light:",
         "failed" | "revoke_failed" | "grant_failed" => ":x:",
+        "refused" => ":warning:",
         _ => ":memo:",
     };
     let text = format!("{icon} *{kind}* `{}` {line}", req.id);

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use super::blocks::{quoted, user_text};
 use crate::duration::format_duration;
 use crate::grant::Action;
+use crate::policy::{Attempt, Refusal};
 use crate::request::{AccessRequest, StageState};
 
 /// A mention of a Slack user.
@@ -54,12 +55,171 @@ pub fn requested(req: &AccessRequest) -> String {
     )
 }
 
-/// Audit line of a break-glass request, which alerts the audit channel.
-pub fn break_glass_taken(req: &AccessRequest) -> String {
+/// Audit line of a break-glass request, which alerts the audit channel;
+/// `on_top_of` names the same person's break-glass requests still open.
+pub fn break_glass_taken(req: &AccessRequest, on_top_of: &[String]) -> String {
     format!(
-        "<!here> BREAK-GLASS: {} took {} at once; approvers are asked to review it",
+        "<!here> BREAK-GLASS: {} took {} at once{}; approvers are asked to review it",
         mention(&req.requester),
-        title(req)
+        title(req),
+        break_glass_again(on_top_of)
+    )
+}
+
+/// The words a break-glass review adds when the requester confirmed a
+/// second one while the first was open; empty otherwise.
+pub fn break_glass_again(on_top_of: &[String]) -> String {
+    if on_top_of.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<String> = on_top_of.iter().map(|id| format!("`{id}`")).collect();
+    format!(
+        ", confirmed as a second grant on top of {} (still open)",
+        ids.join(", ")
+    )
+}
+
+// ---- limits across a person's requests ----
+
+/// The waiting request a resent command finds, instead of a second one.
+pub fn still_waiting(req: &AccessRequest) -> String {
+    format!(
+        ":hourglass_flowing_sand: You already asked for this: request `{}` for *{}* ({}) is still waiting for approval from {}. Nothing new was requested; you will get a message when it is decided.",
+        req.id,
+        title(req),
+        format_duration(Duration::from_secs(req.duration_secs)),
+        mentions(req.current_approvers().iter().map(String::as_str))
+    )
+}
+
+/// Why a second request for the same runbook is refused, and what to do instead.
+pub fn already_open(req: &AccessRequest) -> String {
+    let id = &req.id;
+    match req.status {
+        crate::request::Status::Pending => format!(
+            "you already have request `{id}` for *{}* waiting for approval, and one request at a time is allowed. Once it is granted, ask for more time with `/access extend {id} <duration>`; or withdraw it with `/access revoke {id}` and ask again",
+            title(req)
+        ),
+        _ => format!(
+            "you already have request `{id}` for *{}* ({}), and one request at a time is allowed; for more time, use `/access extend {id} <duration>`",
+            title(req),
+            req.status.label()
+        ),
+    }
+}
+
+/// Why a second request is refused, for the audit log.
+pub fn already_open_reason(req: &AccessRequest) -> String {
+    format!(
+        "already has request `{}` for it ({})",
+        req.id,
+        req.status.label()
+    )
+}
+
+/// A second break-glass request while one is open: the requester confirms
+/// by sending `command` (the same request with `confirm` at the end).
+pub fn confirm_break_glass(open: &AccessRequest, command: &str) -> String {
+    format!(
+        ":rotating_light: You already have break-glass access to *{}* (request `{}`, {}). Nothing new was granted. If you really need a second grant on top of it, send the request again with the word `confirm` at the end of the reason: `{command}`. Every approver is told. For more time on the one you have, use `/access extend {} <duration>`.",
+        title(open),
+        open.id,
+        open.status.label(),
+        open.id
+    )
+}
+
+/// The command that confirms a second break-glass request.
+pub fn confirm_command(runbook: &str, duration: Duration, reason: &str) -> String {
+    format!(
+        "/access request {runbook} {} {} confirm",
+        format_duration(duration),
+        user_text(reason, 500)
+    )
+    .replace("  ", " ")
+}
+
+/// Why more time than a runbook's total allows across the person's open
+/// requests is refused, and how much is still possible.
+pub fn over_total(
+    runbook: &str,
+    held: Duration,
+    asked: Duration,
+    max: Duration,
+    open: &[String],
+) -> String {
+    let ids: Vec<String> = open.iter().map(|id| format!("`{id}`")).collect();
+    let left = max.saturating_sub(held);
+    let can = if left.is_zero() {
+        "nothing more can be asked for until one of them ends".to_string()
+    } else {
+        format!("you can ask for at most {} more", format_duration(left))
+    };
+    format!(
+        "`{runbook}` allows at most {} in all at a time, and you already have {} of it ({} {}); {} more would make {}: {can}",
+        format_duration(max),
+        format_duration(held),
+        if ids.len() == 1 { "request" } else { "requests" },
+        ids.join(", "),
+        format_duration(asked),
+        format_duration(held + asked)
+    )
+}
+
+/// Why a request past a runbook's total is refused, for the audit log.
+pub fn over_total_reason(held: Duration, asked: Duration, max: Duration) -> String {
+    format!(
+        "{} more on top of {} held would pass the total of {}",
+        format_duration(asked),
+        format_duration(held),
+        format_duration(max)
+    )
+}
+
+// ---- refused attempts ----
+
+fn attempt_words(attempt: Attempt) -> &'static str {
+    match attempt {
+        Attempt::Approve => "approve it",
+        Attempt::Deny => "deny it",
+        Attempt::ApproveExtension => "approve its extension",
+        Attempt::DenyExtension => "deny its extension",
+        Attempt::Revoke => "revoke it",
+        Attempt::Release => "release it",
+        Attempt::Extend => "extend it",
+        Attempt::Review => "review it",
+        Attempt::Request => "request the same access again",
+    }
+}
+
+/// Why an attempt was refused, in the third person, for the audit log.
+pub fn refusal_reason(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::SelfApproval => "it is their own request".into(),
+        Refusal::NotApprover(_) => "not an approver of this request".into(),
+        Refusal::NotCurrentStage(_) => "not an approver of the current stage".into(),
+        Refusal::NoLongerApprover(_) => "no longer in the user group that approves it".into(),
+        Refusal::NotAllowedToRevoke(_) => "not the requester, an approver or the owner".into(),
+        Refusal::NotRequester(_) => "not the requester".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Audit line of a refused attempt.
+pub fn refused(user: &str, attempt: Attempt, why: &str) -> String {
+    format!(
+        "{} tried to {} and was refused: {why}",
+        mention(user),
+        attempt_words(attempt)
+    )
+}
+
+/// The audit channel's notice when one person is refused again and again.
+pub fn refused_repeatedly(user: &str, count: usize, within: Duration, latest: &str) -> String {
+    format!(
+        "{} has been refused {count} times in {}. Latest: {latest}",
+        mention(user),
+        format_duration(within)
     )
 }
 
@@ -152,6 +312,11 @@ pub fn stage_approved(done: &StageState, user: &str) -> String {
 /// The note on the next stage's approval DMs.
 pub fn previous_stage_approved(user: &str) -> String {
     format!("{} approved the previous stage.", mention(user))
+}
+
+/// A press that raced another approval which moved the request on.
+pub fn stage_moved_on(id: &str) -> String {
+    format!("request {id} moved on to its next stage while you pressed; nothing was counted, press again if you approve it there")
 }
 
 pub const STAGE_APPROVED_ANSWER: &str = "Approved; the request moves to the next stage.";

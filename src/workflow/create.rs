@@ -3,6 +3,13 @@
 //! approves, auto-approval), and the one write that stores the request with
 //! its first messages. A break-glass or auto-approved request is stored as
 //! `Granting` and its grant spawned; any other waits for its first stage.
+//!
+//! One person holds at most one open (waiting, being granted or active)
+//! request per runbook, so `max_duration` and `max_total` cannot be walked
+//! around by asking twice: the same request sent again is answered with the
+//! waiting one, any other is refused with the way to extend the one they
+//! have. Break-glass alone may be taken a second time, once the requester
+//! confirms it, and never past `max_total` across the open requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +18,7 @@ use chrono::Utc;
 
 use super::{chrono_dur, Fx, Workflow, REVIEW};
 use crate::duration::{format_duration, DurationError};
-use crate::policy::{Refusal, ResolveError};
+use crate::policy::{Attempt, Refusal, ResolveError};
 use crate::request::{clean_typed, new_request_id, AccessRequest, Status};
 use crate::runbook::Runbook;
 use crate::slack::{blocks, text};
@@ -40,6 +47,23 @@ pub enum RequestError {
     ReasonRequired(String),
     #[error("the reason is too long ({0} characters); keep it under 1000")]
     ReasonTooLong(usize),
+    #[error("{}", text::still_waiting(.0))]
+    StillWaiting(Box<AccessRequest>),
+    #[error("{}", text::already_open(.0))]
+    AlreadyOpen(Box<AccessRequest>),
+    #[error("{}", text::confirm_break_glass(.open, .command))]
+    ConfirmBreakGlass {
+        open: Box<AccessRequest>,
+        command: String,
+    },
+    #[error("{}", text::over_total(.runbook, *.held, *.asked, *.max, .open))]
+    OverTotal {
+        runbook: String,
+        held: Duration,
+        asked: Duration,
+        max: Duration,
+        open: Vec<String>,
+    },
     #[error("{0}")]
     Resolve(#[from] ResolveError),
     #[error("{0}")]
@@ -52,10 +76,12 @@ impl RequestError {
     /// The modal field the error belongs next to.
     pub fn field(&self) -> &'static str {
         match self {
-            RequestError::Duration(_) | RequestError::OverMax { .. } => blocks::modal::DURATION,
-            RequestError::ReasonRequired(_) | RequestError::ReasonTooLong(_) => {
-                blocks::modal::REASON
-            }
+            RequestError::Duration(_)
+            | RequestError::OverMax { .. }
+            | RequestError::OverTotal { .. } => blocks::modal::DURATION,
+            RequestError::ReasonRequired(_)
+            | RequestError::ReasonTooLong(_)
+            | RequestError::ConfirmBreakGlass { .. } => blocks::modal::REASON,
             _ => blocks::modal::RUNBOOK,
         }
     }
@@ -108,6 +134,82 @@ impl Workflow {
         Ok((rb, duration))
     }
 
+    /// `user`'s open requests for `runbook`: waiting, being granted or active.
+    pub(super) fn open_requests_for(
+        &self,
+        user: &str,
+        runbook: &str,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        Ok(self
+            .deps
+            .store
+            .all_requests()?
+            .into_iter()
+            .filter(|r| {
+                r.requester == user
+                    && r.runbook_id == runbook
+                    && matches!(
+                        r.status,
+                        Status::Pending | Status::Granting | Status::Active
+                    )
+            })
+            .collect())
+    }
+
+    /// Checks a new request against the person's open ones for the same
+    /// runbook (see the module comment); returns the reason to store (the
+    /// word `confirm` taken off) and the open requests a confirmed
+    /// break-glass comes on top of.
+    async fn check_open(
+        &self,
+        n: &NewRequest,
+        rb: &Runbook,
+        duration: Duration,
+    ) -> Result<(String, Vec<AccessRequest>), RequestError> {
+        let reason = clean_typed(&n.reason);
+        let open = self.open_requests_for(&n.user, &rb.id)?;
+        let Some(first) = open.first() else {
+            return Ok((reason, open));
+        };
+        if let Some(same) = open.iter().find(|o| {
+            o.status == Status::Pending
+                && o.duration_secs == duration.as_secs()
+                && o.reason == reason
+        }) {
+            return Err(RequestError::StillWaiting(Box::new(same.clone())));
+        }
+        if !rb.break_glass {
+            let why = text::already_open_reason(first);
+            self.record_refusal(&n.user, first, Attempt::Request, &why)
+                .await;
+            return Err(RequestError::AlreadyOpen(Box::new(first.clone())));
+        }
+        let held = Duration::from_secs(open.iter().map(committed_secs).sum());
+        let max = rb.request.max_total.unwrap_or(rb.request.max_duration);
+        if held + duration > max {
+            let why = text::over_total_reason(held, duration, max);
+            self.record_refusal(&n.user, first, Attempt::Request, &why)
+                .await;
+            return Err(RequestError::OverTotal {
+                runbook: rb.id.clone(),
+                held,
+                asked: duration,
+                max,
+                open: open.iter().map(|o| o.id.clone()).collect(),
+            });
+        }
+        let Some(reason) = confirmed(&reason) else {
+            return Err(RequestError::ConfirmBreakGlass {
+                open: Box::new(first.clone()),
+                command: text::confirm_command(&rb.id, duration, &reason),
+            });
+        };
+        if rb.request.require_reason && reason.is_empty() {
+            return Err(RequestError::ReasonRequired(rb.id.clone()));
+        }
+        Ok((reason, open))
+    }
+
     /// Validates, stores and announces a new request; returns it once it is
     /// durable. Auto-approved and break-glass requests go straight to granting.
     #[tracing::instrument(skip_all, fields(user = %n.user, runbook = %n.runbook))]
@@ -116,6 +218,9 @@ impl Workflow {
         n: NewRequest,
     ) -> Result<AccessRequest, RequestError> {
         let (rb, duration) = self.validate(&n)?;
+        // Answered at once when it is plain; checked again below, where no
+        // other request of the same person and runbook can slip in.
+        self.check_open(&n, rb, duration).await?;
         // Each Slack lookup is bounded on its own; this bounds them all, so
         // the answer still reaches Slack within its 3 seconds.
         let resolved = tokio::time::timeout(LOOKUPS_BUDGET, async {
@@ -141,12 +246,15 @@ impl Workflow {
             what: "who may approve this request".to_string(),
         })?;
         let (stages, auto) = resolved?;
+        let _creating = self.creating.lock(&n.user, &rb.id).await;
+        let (reason, on_top_of) = self.check_open(&n, rb, duration).await?;
+        let on_top_of: Vec<String> = on_top_of.into_iter().map(|o| o.id).collect();
         let now = Utc::now();
         let policy = &rb.approval;
         let mut req = AccessRequest {
             runbook_title: rb.title.clone(),
             system: rb.system.clone(),
-            reason: clean_typed(&n.reason),
+            reason,
             approval_deadline: now + chrono_dur(policy.approval_timeout),
             remind_at: policy.remind_after.map(|d| now + chrono_dur(d)),
             escalate_at: policy.escalate_after.map(|d| now + chrono_dur(d)),
@@ -162,14 +270,20 @@ impl Workflow {
                 "break_glass",
                 &req,
                 &req.requester,
-                text::break_glass_taken(&req),
+                text::break_glass_taken(&req, &on_top_of),
             );
+            let note = text::break_glass_again(&on_top_of);
             let mut reviewers: Vec<String> = req.all_approvers().cloned().collect();
             if !reviewers.contains(&rb.owner) {
                 reviewers.push(rb.owner.clone());
             }
             for u in reviewers.iter().filter(|u| **u != req.requester) {
-                fx.dm(&req, u, blocks::break_glass_review(&req), Some(REVIEW));
+                fx.dm(
+                    &req,
+                    u,
+                    blocks::break_glass_review(&req, &note),
+                    Some(REVIEW),
+                );
             }
         } else if let Some(rule) = auto {
             req.status = Status::Granting;
@@ -191,5 +305,35 @@ impl Workflow {
             self.spawn_grant(&req.id);
         }
         Ok(req)
+    }
+}
+
+/// The time a request holds or may soon hold: its whole grant with
+/// approved extensions, and an extension still waiting.
+pub(super) fn committed_secs(req: &AccessRequest) -> u64 {
+    req.total_secs + req.extension.as_ref().map_or(0, |e| e.duration_secs)
+}
+
+/// The reason without its last word when that word is `confirm` (how a
+/// second break-glass request is confirmed); `None` otherwise.
+fn confirmed(reason: &str) -> Option<String> {
+    let (rest, last) = reason.rsplit_once(' ').unwrap_or(("", reason));
+    last.eq_ignore_ascii_case("confirm")
+        .then(|| rest.trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_is_the_last_word_of_the_reason() {
+        assert_eq!(confirmed("sev1 confirm"), Some("sev1".into()));
+        assert_eq!(confirmed("Confirm"), Some(String::new()));
+        assert_eq!(confirmed("sev1 CONFIRM"), Some("sev1".into()));
+        assert_eq!(confirmed("sev1"), None);
+        assert_eq!(confirmed("confirmed sev1"), None);
+        assert_eq!(confirmed("reconfirm"), None);
+        assert_eq!(confirmed(""), None);
     }
 }

@@ -2,7 +2,8 @@
 //! request as stored (`policy::apply_approval`, `policy::apply_denial`). An
 //! approval is counted, completes a stage (the next stage's approvers are
 //! asked), or completes the last one: the request becomes `Granting` and
-//! its grant is spawned once that is durable.
+//! its grant is spawned once that is durable. An approver from a user
+//! group is checked against the group as it is at the press.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{chrono_dur, Fx, Workflow, APPROVAL};
 use crate::crashpoint;
-use crate::policy::{self, ApprovalOutcome, Refusal};
+use crate::policy::{self, ApprovalOutcome, Attempt, Refusal};
 use crate::request::{AccessRequest, Status};
 use crate::slack::{blocks, text};
 
@@ -33,9 +34,23 @@ impl Workflow {
             .get(&current.runbook_id)
             .map(|r| r.approval.allow_self_approval)
             .unwrap_or(false);
+        let attempt = if approve {
+            Attempt::Approve
+        } else {
+            Attempt::Deny
+        };
+        if current.status == Status::Pending {
+            self.check_still_approver(user, &current, Some(current.current_stage), attempt)
+                .await?;
+        }
         let now = Utc::now();
-        let (answer, req) = self
+        let changed = self
             .change(request_id, |req, fx| -> Result<_, Refusal> {
+                // The stage checked above is the one decided; if another
+                // approval moved it on meanwhile, this press came too late.
+                if req.current_stage != current.current_stage && req.status == Status::Pending {
+                    return Err(Refusal::Invalid(text::stage_moved_on(&req.id)));
+                }
                 let answer = if approve {
                     self.approve(fx, req, user, allow_self, now)?
                 } else {
@@ -43,7 +58,8 @@ impl Workflow {
                 };
                 Ok(answer)
             })
-            .await??;
+            .await?;
+        let (answer, req) = self.refused_if(changed, user, &current, attempt).await?;
         crashpoint::hit("after_approve");
         self.wake();
         if req.status == Status::Granting {

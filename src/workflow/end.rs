@@ -8,21 +8,23 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{Workflow, REVIEW};
-use crate::policy::{self, Refusal};
-use crate::request::Status;
+use crate::policy::{self, Attempt, Refusal};
+use crate::request::{AccessRequest, Status};
 use crate::slack::{blocks, text};
 
 impl Workflow {
     /// Ends an active grant now (`/access revoke`, the Release button), or
     /// withdraws one's own pending request.
+    /// `how` says which it was (`Revoke` or `Release`) for the record of a refusal.
     #[tracing::instrument(skip(self))]
     pub async fn revoke_now(
         self: &Arc<Self>,
         user: &str,
         request_id: &str,
+        how: Attempt,
     ) -> Result<String, Refusal> {
-        let owner = self.owner_of(request_id)?;
-        let (answer, req) = self
+        let (current, owner) = self.with_owner(request_id)?;
+        let changed = self
             .change(request_id, |req, fx| {
                 let is_requester = req.requester == user;
                 if req.status == Status::Pending && is_requester {
@@ -53,7 +55,8 @@ impl Workflow {
                 req.end_reason = Some(why);
                 Ok(text::REVOKING_ANSWER.to_string())
             })
-            .await??;
+            .await?;
+        let (answer, req) = self.refused_if(changed, user, &current, how).await?;
         self.wake();
         if req.status == Status::Revoking {
             self.spawn_revoke(&req.id);
@@ -63,8 +66,12 @@ impl Workflow {
 
     /// A break-glass reviewer acknowledged or flagged the access.
     pub async fn review(&self, user: &str, id: &str, flag: bool) -> Result<String, Refusal> {
-        let owner = self.owner_of(id)?;
-        let (answer, _) = self
+        let (current, owner) = self.with_owner(id)?;
+        if current.break_glass {
+            self.check_still_approver(user, &current, None, Attempt::Review)
+                .await?;
+        }
+        let changed = self
             .change(id, |req, fx| {
                 if !req.break_glass {
                     return Err(Refusal::Invalid(format!(
@@ -88,22 +95,26 @@ impl Workflow {
                 fx.update_dm(req, user, REVIEW, blocks::approval_closed(req, &words));
                 Ok(words)
             })
-            .await??;
+            .await?;
+        let (answer, _) = self
+            .refused_if(changed, user, &current, Attempt::Review)
+            .await?;
         self.wake();
         Ok(answer)
     }
 
-    /// The owner of the runbook of a stored request (empty if the runbook
+    /// A stored request and the owner of its runbook (empty if the runbook
     /// left the catalog), who may act on it beside its approvers.
-    fn owner_of(&self, request_id: &str) -> Result<String, Refusal> {
+    fn with_owner(&self, request_id: &str) -> Result<(AccessRequest, String), Refusal> {
         let Some(current) = self.get(request_id)? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
-        Ok(self
+        let owner = self
             .deps
             .catalog
             .get(&current.runbook_id)
             .map(|r| r.owner.clone())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((current, owner))
     }
 }

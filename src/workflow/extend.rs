@@ -1,16 +1,19 @@
 //! Extending an active grant: the requester asks for more time, an
 //! auto-approval rule grants it at once or the extension goes through the
 //! request's approval stages in order, with the same required counts; an
-//! approved extension moves the end (and the warning) later.
+//! approved extension moves the end (and the warning) later. The total
+//! (`max_total`, else `max_duration`) holds across the person's open
+//! requests for the runbook, not only this one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
+use super::create::committed_secs;
 use super::{chrono_dur, warn_time, Fx, RequestError, Workflow, EXTENSION};
 use crate::duration::format_duration;
-use crate::policy::{self, Refusal};
+use crate::policy::{self, Attempt, Refusal};
 use crate::request::{AccessRequest, Approval, ExtensionRequest, StageState, Status};
 use crate::slack::{blocks, text};
 
@@ -33,16 +36,42 @@ impl Workflow {
             .get(&current.runbook_id)
             .ok_or_else(|| RequestError::UnknownRunbook(current.runbook_id.clone()))?;
         if current.requester != user {
-            return Err(Refusal::NotRequester(request_id.to_string()).into());
+            let refusal = Refusal::NotRequester(request_id.to_string());
+            self.record_refusal(
+                user,
+                &current,
+                Attempt::Extend,
+                &text::refusal_reason(&refusal),
+            )
+            .await;
+            return Err(refusal.into());
         }
         let extra = extra.unwrap_or(rb.request.default_duration);
         let cap = rb.request.max_total.unwrap_or(rb.request.max_duration);
-        let total = Duration::from_secs(current.total_secs) + extra;
-        if total > cap {
+        let others: Vec<AccessRequest> = self
+            .open_requests_for(user, &rb.id)?
+            .into_iter()
+            .filter(|o| o.id != current.id)
+            .collect();
+        let held = Duration::from_secs(
+            current.total_secs + others.iter().map(committed_secs).sum::<u64>(),
+        );
+        if others.is_empty() && held + extra > cap {
             return Err(RequestError::OverMax {
                 id: rb.id.clone(),
-                asked: format!("{} in total", format_duration(total)),
+                asked: format!("{} in total", format_duration(held + extra)),
                 max: format_duration(cap),
+            });
+        }
+        if held + extra > cap {
+            let mut open = vec![current.id.clone()];
+            open.extend(others.into_iter().map(|o| o.id));
+            return Err(RequestError::OverTotal {
+                runbook: rb.id.clone(),
+                held,
+                asked: extra,
+                max: cap,
+                open,
             });
         }
         let auto = self.deps.people.auto_approve_rule(rb, user, extra).await?;
@@ -109,8 +138,19 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
+        let Some(current) = self.get(request_id)? else {
+            return Err(Refusal::NotFound(request_id.to_string()));
+        };
+        let attempt = if approve {
+            Attempt::ApproveExtension
+        } else {
+            Attempt::DenyExtension
+        };
+        let stage = current.extension.as_ref().map(|e| e.stage);
+        self.check_still_approver(user, &current, stage, attempt)
+            .await?;
         let warning = self.deps.timing.expiry_warning;
-        let (answer, _) = self
+        let changed = self
             .change(request_id, |req, fx| -> Result<_, Refusal> {
                 let (mut ext, stage) = extension_stage(req, user)?;
                 let extra = Duration::from_secs(ext.duration_secs);
@@ -178,7 +218,8 @@ impl Workflow {
                 fx.tell_requester(req, &text::extension_decided_notice(req, &outcome));
                 Ok(outcome)
             })
-            .await??;
+            .await?;
+        let (answer, _) = self.refused_if(changed, user, &current, attempt).await?;
         self.wake();
         Ok(answer)
     }

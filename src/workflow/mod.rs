@@ -12,7 +12,8 @@
 //! a stage's approvers, closing approval DMs, claiming and spawning provider
 //! runs, and waking the loops. Each part has its own file: `create`,
 //! `decide`, `provision` (grant and revoke runs, recovery), `extend`, `end`
-//! (ending early, break-glass reviews) and `due` (the timer's deadlines).
+//! (ending early, break-glass reviews), `due` (the timer's deadlines) and
+//! `refused` (the trace refused attempts leave).
 //! The words people read come from [`crate::slack::text`].
 
 mod create;
@@ -21,6 +22,7 @@ mod due;
 mod end;
 mod extend;
 mod provision;
+mod refused;
 
 pub mod query;
 
@@ -83,10 +85,32 @@ pub struct Workflow {
     running: Mutex<HashSet<String>>,
     /// One provider run at a time per person and runbook, so a revoke and an
     /// overlapping request's grant for the same access never interleave.
-    subjects: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    subjects: KeyedLocks,
     /// Runbooks whose last grant in this process failed; one goes when a
     /// grant through it succeeds. For `/healthz`.
     failing_grants: Mutex<HashSet<String>>,
+    /// One new request at a time per person and runbook, so two sent at
+    /// once cannot both pass the check for an open one.
+    creating: KeyedLocks,
+    /// Refusals counted for `/metrics` and the audit channel's burst notice.
+    refusals: refused::Refusals,
+}
+
+/// Async locks by key (person and runbook), created on first use and
+/// forgotten once nobody holds or waits for them.
+#[derive(Default)]
+struct KeyedLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl KeyedLocks {
+    async fn lock(&self, person: &str, runbook: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{person}\u{0}{runbook}");
+        let lock = {
+            let mut locks = self.0.lock().expect("keyed locks");
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            Arc::clone(locks.entry(key).or_default())
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// Collects the effects of one state change.
@@ -105,7 +129,12 @@ impl<'a> Fx<'a> {
 
     /// An audit event, and its notice in the audit channel.
     fn audit(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String) {
-        let notice = blocks::audit_notice(kind, req, &line);
+        self.notice(kind, req, &line);
+        self.record(kind, req, actor, line);
+    }
+
+    /// An audit event only, with no notice in the channel.
+    fn record(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String) {
         self.effects.audit.push(NewAuditEvent {
             kind: kind.to_string(),
             request_id: req.id.clone(),
@@ -114,6 +143,11 @@ impl<'a> Fx<'a> {
             subject: req.requester.clone(),
             detail: line,
         });
+    }
+
+    /// A notice in the audit channel.
+    fn notice(&mut self, kind: &str, req: &AccessRequest, line: &str) {
+        let notice = blocks::audit_notice(kind, req, line);
         self.push(
             req,
             SlackOp::Post {
@@ -200,7 +234,9 @@ impl Workflow {
             timer_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             running: Mutex::new(HashSet::new()),
-            subjects: Mutex::new(HashMap::new()),
+            subjects: KeyedLocks::default(),
+            creating: KeyedLocks::default(),
+            refusals: refused::Refusals::default(),
             failing_grants: Mutex::new(HashSet::new()),
         }
     }

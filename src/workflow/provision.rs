@@ -62,13 +62,7 @@ impl Workflow {
 
     /// Holds the provider lock of `req`'s person and runbook.
     async fn lock_subject(&self, req: &AccessRequest) -> tokio::sync::OwnedMutexGuard<()> {
-        let key = format!("{}\u{0}{}", req.requester, req.runbook_id);
-        let lock = {
-            let mut subjects = self.subjects.lock().expect("subjects lock");
-            subjects.retain(|_, l| Arc::strong_count(l) > 1);
-            Arc::clone(subjects.entry(key).or_default())
-        };
-        lock.lock_owned().await
+        self.subjects.lock(&req.requester, &req.runbook_id).await
     }
 
     /// Another request of the same person for the same runbook that holds,

@@ -268,10 +268,17 @@ async fn two_hundred_parallel_approvals_grant_each_request_exactly_once() {
         .replace("required = 1", "required = 2");
     let app =
         TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &two_of_four)).await;
+    // Ten requesters: one person has one open request per runbook.
     let mut ids = Vec::new();
     for i in 0..10 {
+        let requester = format!("U0REQ{i}");
+        app.slack.add_user(
+            &requester,
+            &format!("Requester {i}"),
+            &format!("req{i}@example.com"),
+        );
         ids.push(
-            app.request(ALICE, &format!("billing-admin 1h batch {i}"))
+            app.request(&requester, &format!("billing-admin 1h batch {i}"))
                 .await,
         );
     }
@@ -395,9 +402,10 @@ async fn hostile_input_gets_a_clear_answer_and_never_a_crash() {
             &text[..text.len().min(40)]
         );
     }
-    // The mention-laden reason reached approvers escaped, not as a live @channel.
+    // The mention-laden reason reached approvers escaped, not as a live
+    // @channel. (Dave: Alice has a request open from the loop above.)
     let id = app
-        .request(ALICE, "billing-admin 1h <!channel> <https://evil|click>")
+        .request(DAVE, "billing-admin 1h <!channel> <https://evil|click>")
         .await;
     let dm = app.wait_dm(BOB, &[&id], T).await;
     assert!(!dm.to_string().contains("<!channel>") && dm.to_string().contains("&lt;!channel&gt;"));

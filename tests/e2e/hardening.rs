@@ -65,6 +65,9 @@ async fn durations_as_people_type_them() {
         let dm = app.wait_dm(BOB, &[&id], T).await.to_string();
         assert!(dm.contains(shown), "{typed}: {dm}");
         assert!(dm.contains("month end"), "{typed}: {dm}");
+        // One open request per person and runbook: withdraw it before the next.
+        let withdrawn = app.slash(ALICE, &format!("revoke {id}")).await;
+        assert!(withdrawn.contains("withdrawn"), "{withdrawn}");
     }
     let refused = app
         .slash(ALICE, "request billing-admin 2 weeks month end")

@@ -8,5 +8,6 @@ mod check;
 mod core;
 mod faults;
 mod hardening;
+mod limits;
 mod operator;
 mod policies;

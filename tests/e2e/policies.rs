@@ -172,7 +172,10 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
         app.dms(BOB).iter().all(|m| !m.to_string().contains(&id)),
         "Bob was asked"
     );
-    // Over the rule's limit, or someone else: a human decides.
+    // Over the rule's limit, or someone else: a human decides. (Dave ends
+    // the first: one open request per person and runbook.)
+    app.slash(DAVE, &format!("revoke {id}")).await;
+    app.wait_audit(&["*revoked*", &id], T).await;
     let long = app.request(DAVE, "payroll 1h incident").await;
     app.wait_dm(BOB, &[&long, "Approve"], T).await;
     let other = app.request(ALICE, "payroll 10m x").await;
