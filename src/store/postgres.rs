@@ -114,9 +114,15 @@ impl PgEngine {
             .max_connections(options.lock_connections)
             .min_connections(0)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         let deadline_changed = Arc::new(Notify::new());
-        let mut listener = PgListener::connect_with(&pool)
+        // The listener keeps its connection; a pool of one of its own keeps
+        // it from taking a slot of the main pool, and reconnects it.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let mut listener = PgListener::connect_with(&listen_pool)
             .await
             .map_err(|e| unreachable(&e))?;
         listener
