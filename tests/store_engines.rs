@@ -703,6 +703,8 @@ async fn postgres_unreachable_is_one_line_naming_the_host_without_the_password()
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(!text.contains("hunter2secret"), "{text}");
     assert!(text.contains("accessbot:***@"), "{text}");
+    // The cause is the real one, not a pool's "timed out".
+    assert!(text.contains("refused"), "{text}");
     assert_eq!(text.lines().count(), 1, "{text}");
 }
 

@@ -103,6 +103,25 @@ impl PgEngine {
             cause: scrub_password(&e.to_string(), url),
         };
         let connect = PgConnectOptions::from_str(url).map_err(|e| unreachable(&e))?;
+        // One plain connection first: a pool only reports that it timed out,
+        // this says why (refused, unknown host, password rejected, …).
+        match tokio::time::timeout(
+            options.acquire_timeout,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(unreachable(&format!(
+                    "no answer within {} s",
+                    options.acquire_timeout.as_secs_f32()
+                )))
+            }
+            Ok(Err(e)) => return Err(unreachable(&e)),
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
