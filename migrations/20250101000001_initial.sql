@@ -25,6 +25,9 @@ CREATE INDEX requests_leased ON requests (lease_until) WHERE lease_until IS NOT 
 -- A person's open requests (status, Home tab).
 CREATE INDEX requests_open_by_requester ON requests (requester, created_at)
     WHERE status IN ('pending', 'granting', 'active', 'revoking');
+-- Unfinished requests by status (recovery of interrupted grants and revokes).
+CREATE INDEX requests_open_by_status ON requests (status, created_at)
+    WHERE status IN ('pending', 'granting', 'active', 'revoking');
 -- Grants that hold (or are about to hold) access: the revoke's "covering" check.
 CREATE INDEX requests_holding ON requests (requester, runbook_id)
     WHERE status IN ('granting', 'active');

@@ -641,6 +641,22 @@ async fn status_and_covering_queries_follow_the_status(kind: Kind) {
         ["ar-0", "ar-3"]
     );
     assert!(e.open_requests_of("U0NOBODY").await.unwrap().is_empty());
+    // Recovery's question: every request in an unfinished status.
+    assert_eq!(
+        ids_of(e.requests_with_status(Status::Granting).await.unwrap()),
+        ["ar-0", "ar-3"]
+    );
+    assert_eq!(
+        ids_of(e.requests_with_status(Status::Active).await.unwrap()),
+        ["ar-4"]
+    );
+    assert!(e
+        .requests_with_status(Status::Pending)
+        .await
+        .unwrap()
+        .is_empty());
+    // A finished status is refused: its answer grows with every request.
+    assert!(e.requests_with_status(Status::Revoked).await.is_err());
 }
 
 // ---- PostgreSQL only ----
@@ -799,21 +815,14 @@ async fn postgres_status_and_covering_queries_do_not_scan() {
         .unwrap();
     assert_eq!(covering.len(), 1);
 
+    use accessbot::store::postgres::queries;
     for (sql, args, answer) in [
-        (
-            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT body FROM requests WHERE requester = $1 \
-             AND status IN ('pending', 'granting', 'active', 'revoking') ORDER BY created_at",
-            vec!["U7"],
-            2,
-        ),
-        (
-            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT body FROM requests WHERE requester = $1 \
-             AND runbook_id = $2 AND status IN ('granting', 'active') ORDER BY created_at",
-            vec!["U7", "billing-admin"],
-            1,
-        ),
+        (queries::OPEN_OF, vec!["U7"], 2),
+        (queries::COVERING, vec!["U7", "billing-admin"], 1),
+        (queries::WITH_STATUS, vec!["pending"], 1),
     ] {
-        let mut q = sqlx::query_scalar::<_, serde_json::Value>(sql);
+        let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+        let mut q = sqlx::query_scalar::<_, serde_json::Value>(sqlx::AssertSqlSafe(explain));
         for a in args {
             q = q.bind(a);
         }
@@ -885,6 +894,12 @@ async fn sled_status_and_covering_queries_do_not_scan() {
             .await
             .unwrap()
             .len(),
+        1
+    );
+    assert_eq!(e.index_reads() - before, 1);
+    let before = e.index_reads();
+    assert_eq!(
+        e.requests_with_status(Status::Pending).await.unwrap().len(),
         1
     );
     assert_eq!(e.index_reads() - before, 1);

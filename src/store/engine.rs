@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use super::{Effects, StoreError};
 use crate::audit::{audit_hash, AuditEvent};
 use crate::outbox::OutboxItem;
-use crate::request::AccessRequest;
+use crate::request::{AccessRequest, Status};
 
 /// What every engine method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -96,6 +96,12 @@ pub trait StoreEngine: Send + Sync {
         requester: &'a str,
         runbook: &'a str,
     ) -> StoreFuture<'a, Vec<AccessRequest>>;
+
+    /// Every request in `status`, oldest first, for a status of an
+    /// unfinished request (pending, granting, active, revoking): recovery of
+    /// interrupted grants and revokes, gauges. A finished status is refused
+    /// (that answer grows with every request ever made).
+    fn requests_with_status(&self, status: Status) -> StoreFuture<'_, Vec<AccessRequest>>;
 
     /// Stores a new request with its deadline and effects, in one
     /// transaction. A request with the same id is an error.
@@ -252,6 +258,13 @@ impl<'e> dyn StoreEngine + 'e {
             }
         }
     }
+}
+
+/// The refusal of [`StoreEngine::requests_with_status`] for a finished status.
+pub(crate) fn finished_status(status: Status) -> StoreError {
+    StoreError::Db(format!(
+        "requests are listed by status only while unfinished; {status:?} is a finished status"
+    ))
 }
 
 /// Events per page when the log is read in full.

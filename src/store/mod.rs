@@ -123,6 +123,9 @@ pub struct Store {
     /// Index: requester \0 runbook \0 id -> (), for requests granting or
     /// active (the revoke's "covering" check).
     holding: sled::Tree,
+    /// Index: status \0 created ms \0 id -> (), for requests not yet
+    /// finished (recovery of interrupted grants and revokes, gauges).
+    open_by_status: sled::Tree,
     /// Serialise read-modify-write of one request (stripe by id hash) so two
     /// approvals at the same instant are applied one after the other. The
     /// sled transaction itself keeps the audit chain and outbox consistent.
@@ -180,6 +183,7 @@ impl Store {
             seen: open("seen")?,
             open_by_requester: open("open_by_requester")?,
             holding: open("holding")?,
+            open_by_status: open("open_by_status")?,
             db,
             write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
             commit: GroupCommit::new(),
@@ -227,6 +231,9 @@ impl Store {
             }
             if let Some(key) = holding_key(&req) {
                 self.holding.insert(key, &[])?;
+            }
+            if let Some(key) = status_key(&req) {
+                self.open_by_status.insert(key, &[])?;
             }
         }
         self.meta.insert(INDEXES_BUILT, &[1])?;
@@ -346,6 +353,8 @@ impl Store {
         let old_holding = old.and_then(holding_key);
         let new_open = open_key(req);
         let new_holding = holding_key(req);
+        let old_status = old.and_then(status_key);
+        let new_status = status_key(req);
         (
             &self.requests,
             &self.due,
@@ -355,26 +364,14 @@ impl Store {
             &self.meta,
             &self.open_by_requester,
             &self.holding,
+            &self.open_by_status,
         )
             .transaction(
-                |(requests, due, due_index, outbox, audit, meta, open, holding)| {
+                |(requests, due, due_index, outbox, audit, meta, open, holding, by_status)| {
                     requests.insert(req.id.as_bytes(), value.as_slice())?;
-                    if old_open != new_open {
-                        if let Some(k) = &old_open {
-                            open.remove(k.as_slice())?;
-                        }
-                        if let Some(k) = &new_open {
-                            open.insert(k.as_slice(), &[])?;
-                        }
-                    }
-                    if old_holding != new_holding {
-                        if let Some(k) = &old_holding {
-                            holding.remove(k.as_slice())?;
-                        }
-                        if let Some(k) = &new_holding {
-                            holding.insert(k.as_slice(), &[])?;
-                        }
-                    }
+                    swap_index_key(open, &old_open, &new_open)?;
+                    swap_index_key(holding, &old_holding, &new_holding)?;
+                    swap_index_key(by_status, &old_status, &new_status)?;
                     if let Some(old) = due_index.get(req.id.as_bytes())? {
                         due.remove(old)?;
                     }
@@ -569,6 +566,24 @@ fn write_effects(
     Ok(())
 }
 
+/// Moves a request's entry in an index from `old` to `new` (either may be none).
+fn swap_index_key(
+    index: &TransactionalTree,
+    old: &Option<Vec<u8>>,
+    new: &Option<Vec<u8>>,
+) -> TxResult<()> {
+    if old == new {
+        return Ok(());
+    }
+    if let Some(k) = old {
+        index.remove(k.as_slice())?;
+    }
+    if let Some(k) = new {
+        index.insert(k.as_slice(), &[])?;
+    }
+    Ok(())
+}
+
 /// The `open_by_requester` key of a request that is not finished.
 fn open_key(req: &AccessRequest) -> Option<Vec<u8>> {
     if req.status.is_terminal() {
@@ -578,6 +593,32 @@ fn open_key(req: &AccessRequest) -> Option<Vec<u8>> {
     k.extend_from_slice(&(req.created_at.timestamp_millis().max(0) as u64).to_be_bytes());
     k.extend_from_slice(req.id.as_bytes());
     Some(k)
+}
+
+/// The `open_by_status` key of a request that is not finished.
+fn status_key(req: &AccessRequest) -> Option<Vec<u8>> {
+    if req.status.is_terminal() {
+        return None;
+    }
+    let mut k = requester_prefix(status_name(req.status));
+    k.extend_from_slice(&(req.created_at.timestamp_millis().max(0) as u64).to_be_bytes());
+    k.extend_from_slice(req.id.as_bytes());
+    Some(k)
+}
+
+/// A status's stored name (as serde writes it, and as PostgreSQL's `status`
+/// column holds it).
+pub(crate) fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Granting => "granting",
+        Status::Active => "active",
+        Status::Revoking => "revoking",
+        Status::Revoked => "revoked",
+        Status::Denied => "denied",
+        Status::Expired => "expired",
+        Status::Failed => "failed",
+    }
 }
 
 /// The `holding` key of a request that gives (or is giving) its access.

@@ -48,6 +48,20 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The channel a transaction that sets a deadline notifies.
 pub const DEADLINE_CHANNEL: &str = "accessbot_deadline";
 
+/// The indexed reads, public so the tests can `EXPLAIN` exactly these.
+/// Each repeats its partial index's `WHERE` so the planner can use it.
+pub mod queries {
+    /// A person's unfinished requests (`requests_open_by_requester`).
+    pub const OPEN_OF: &str = "SELECT body FROM requests WHERE requester = $1 \
+         AND status IN ('pending', 'granting', 'active', 'revoking') ORDER BY created_at";
+    /// Grants of one access to one person (`requests_holding`).
+    pub const COVERING: &str = "SELECT body FROM requests WHERE requester = $1 \
+         AND runbook_id = $2 AND status IN ('granting', 'active') ORDER BY created_at";
+    /// Unfinished requests in one status (`requests_open_by_status`).
+    pub const WITH_STATUS: &str = "SELECT body FROM requests WHERE status = $1 \
+         AND status IN ('pending', 'granting', 'active', 'revoking') ORDER BY created_at";
+}
+
 /// Pool sizes and time limits.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -278,11 +292,8 @@ fn db(e: sqlx::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-fn status_text(s: Status) -> String {
-    match serde_json::to_value(s) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{s:?}").to_lowercase(),
-    }
+fn status_text(s: Status) -> &'static str {
+    super::status_name(s)
 }
 
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
@@ -458,15 +469,11 @@ impl StoreEngine for PgEngine {
 
     fn open_requests_of<'a>(&'a self, requester: &'a str) -> StoreFuture<'a, Vec<AccessRequest>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT body FROM requests WHERE requester = $1 \
-                 AND status IN ('pending', 'granting', 'active', 'revoking') \
-                 ORDER BY created_at",
-            )
-            .bind(requester)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+            let rows = sqlx::query(queries::OPEN_OF)
+                .bind(requester)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
             requests_from(rows)
         })
     }
@@ -477,15 +484,26 @@ impl StoreEngine for PgEngine {
         runbook: &'a str,
     ) -> StoreFuture<'a, Vec<AccessRequest>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT body FROM requests WHERE requester = $1 AND runbook_id = $2 \
-                 AND status IN ('granting', 'active') ORDER BY created_at",
-            )
-            .bind(requester)
-            .bind(runbook)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+            let rows = sqlx::query(queries::COVERING)
+                .bind(requester)
+                .bind(runbook)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            requests_from(rows)
+        })
+    }
+
+    fn requests_with_status(&self, status: Status) -> StoreFuture<'_, Vec<AccessRequest>> {
+        Box::pin(async move {
+            if status.is_terminal() {
+                return Err(super::engine::finished_status(status));
+            }
+            let rows = sqlx::query(queries::WITH_STATUS)
+                .bind(status_text(status))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
             requests_from(rows)
         })
     }

@@ -19,7 +19,7 @@ use super::engine::{Change, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine,
 use super::{decode, holding_prefix, ms_to_time, requester_prefix, Effects, Store, StoreError};
 use crate::audit::AuditEvent;
 use crate::outbox::OutboxItem;
-use crate::request::AccessRequest;
+use crate::request::{AccessRequest, Status};
 
 /// The sled engine: a shared [`Store`] and this handle's lease owner name.
 #[derive(Clone)]
@@ -257,6 +257,15 @@ impl StoreEngine for SledEngine {
         runbook: &'a str,
     ) -> StoreFuture<'a, Vec<AccessRequest>> {
         ready(self.by_index(&self.store.holding, &holding_prefix(requester, runbook), 0))
+    }
+
+    fn requests_with_status(&self, status: Status) -> StoreFuture<'_, Vec<AccessRequest>> {
+        if status.is_terminal() {
+            return ready(Err(super::engine::finished_status(status)));
+        }
+        // Keys: status \0, the creation time (8 bytes), the id.
+        let prefix = requester_prefix(super::status_name(status));
+        ready(self.by_index(&self.store.open_by_status, &prefix, 8))
     }
 
     fn insert<'a>(&'a self, req: &'a AccessRequest, effects: Effects) -> StoreFuture<'a, ()> {
