@@ -99,7 +99,11 @@ async fn sled_round(n: usize, rounds: usize) -> (Duration, Duration, f64) {
             .insert(&request(g), Effects::default())
             .expect("insert");
     }
+    // Measure the steady state, not sled writing the bulk load out in the
+    // background.
+    store.flush().await.expect("flush");
     let engine = SledEngine::new(store.clone());
+    indexed(&engine, rounds / 10).await;
     let idx = indexed(&engine, rounds).await;
     let scan_rounds = rounds.min(20);
     let started = Instant::now();
