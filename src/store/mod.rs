@@ -5,9 +5,21 @@
 //! implies, the Slack messages it causes and its audit events are written in
 //! one transaction, so a crash can never keep one without the others; callers
 //! then [`Store::flush`] before they tell anyone it happened.
+//!
+//! Layout: `Store` (this file) is the sled database with today's synchronous
+//! API; `engine.rs` is the async [`StoreEngine`] interface the workflow moves
+//! to; `sled_engine.rs` implements it on `Store`, `postgres.rs` on a
+//! PostgreSQL pool (migrations in the crate's `migrations/`); `migrate.rs`
+//! copies a sled install into PostgreSQL; `url.rs` masks database URLs.
 
+pub mod engine;
 mod group_commit;
+pub mod migrate;
+pub mod postgres;
+pub mod sled_engine;
+pub mod url;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,8 +29,10 @@ use sled::Transactional;
 
 use crate::audit::{audit_hash, verify_chain, AuditEvent, NewAuditEvent};
 use crate::outbox::OutboxItem;
-use crate::request::{AccessRequest, MessageRef};
+use crate::request::{AccessRequest, MessageRef, Status};
+pub use engine::{ChainCheck, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture};
 pub use group_commit::GroupCommit;
+pub use sled_engine::SledEngine;
 
 /// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +47,15 @@ pub enum StoreError {
     Db(String),
     #[error("stored record {key} cannot be decoded: {reason}")]
     Codec { key: String, reason: String },
+    #[error("request {0} not found")]
+    NotFound(String),
+    #[error("request {0} already exists")]
+    Exists(String),
+    /// The database cannot be reached; the message names the host, never the password.
+    #[error("cannot reach the database at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
+    #[error("the database schema is at version {found}, newer than this accessbot knows ({known}); run the newer accessbot, or restore a backup taken before the upgrade")]
+    SchemaTooNew { found: i64, known: i64 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -55,6 +78,32 @@ impl Effects {
     }
 }
 
+/// How the sled database is opened.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// sled's page cache in bytes (`sled::Config::cache_capacity`); sled's
+    /// own default of 1 GiB is far more than the bot needs.
+    pub cache_capacity: u64,
+}
+
+/// 64 MiB.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+}
+
+/// One (person, runbook)'s provider-run lock on sled.
+type ProviderLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
+/// Stripes of the per-request write lock: two writes of one request are
+/// serialised, writes of different requests mostly are not.
+const WRITE_STRIPES: usize = 64;
+
 /// The sled database and its trees.
 pub struct Store {
     db: sled::Db,
@@ -68,20 +117,50 @@ pub struct Store {
     meta: sled::Tree,
     /// Replay guard: signature or event id -> (first seen ms, cached answer).
     seen: sled::Tree,
-    /// Serialises read-modify-write of requests so two approvals at the same
-    /// instant are applied one after the other.
-    write_lock: Mutex<()>,
+    /// Index: requester \0 created ms \0 id -> (), for requests not yet
+    /// finished (a person's status and Home tab).
+    open_by_requester: sled::Tree,
+    /// Index: requester \0 runbook \0 id -> (), for requests granting or
+    /// active (the revoke's "covering" check).
+    holding: sled::Tree,
+    /// Index: status \0 created ms \0 id -> (), for requests not yet
+    /// finished (recovery of interrupted grants and revokes, gauges).
+    open_by_status: sled::Tree,
+    /// Serialise read-modify-write of one request (stripe by id hash) so two
+    /// approvals at the same instant are applied one after the other. The
+    /// sled transaction itself keeps the audit chain and outbox consistent.
+    write_locks: Vec<Mutex<()>>,
     /// Concurrent [`Store::flush`] calls share one disk flush.
     commit: GroupCommit,
+    /// In-process leases (sled is single-process): request id -> (owner, until).
+    due_leases: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// Outbox seq -> (owner, until).
+    outbox_leases: Mutex<HashMap<u64, (String, DateTime<Utc>)>>,
+    /// Woken when a commit sets a deadline.
+    deadline_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// (requester, runbook) -> the provider-run lock.
+    provider_locks: Mutex<HashMap<(String, String), ProviderLock>>,
 }
 
 const AUDIT_HEAD: &[u8] = b"audit_head";
+/// Set once the secondary indexes are complete (built at the first start of
+/// a database written before they existed).
+const INDEXES_BUILT: &[u8] = b"indexes_v1";
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, &SledOptions::default())
+    }
+
+    /// Opens (or creates) the database in `dir`.
+    ///
+    /// Start-up does not read every request: it decodes the first and last
+    /// stored request and the audit head, so a damaged database is still
+    /// refused at start in the common cases, in constant time.
+    pub fn open_with(dir: &Path, options: &SledOptions) -> Result<Store, StoreError> {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return Err(StoreError::Db(format!(
                 "cannot create data directory {}: {e}",
@@ -90,6 +169,7 @@ impl Store {
         }
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(options.cache_capacity)
             .open()
             .map_err(|e| classify_open_error(dir, e))?;
         let open = |name: &str| db.open_tree(name).map_err(|e| classify_open_error(dir, e));
@@ -101,20 +181,72 @@ impl Store {
             audit: open("audit")?,
             meta: open("meta")?,
             seen: open("seen")?,
+            open_by_requester: open("open_by_requester")?,
+            holding: open("holding")?,
+            open_by_status: open("open_by_status")?,
             db,
-            write_lock: Mutex::new(()),
+            write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
             commit: GroupCommit::new(),
+            due_leases: Mutex::new(HashMap::new()),
+            outbox_leases: Mutex::new(HashMap::new()),
+            deadline_changed: Default::default(),
+            provider_locks: Mutex::new(HashMap::new()),
         };
-        // Read every request once so a damaged record stops the start, not a
-        // later approval.
-        for item in store.requests.iter() {
-            let (k, v) = item.map_err(|e| classify_open_error(dir, e))?;
-            decode::<AccessRequest>(&k, &v).map_err(|e| StoreError::Corrupt {
-                dir: dir.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+        let corrupt = |e: StoreError| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let ends = [store.requests.first(), store.requests.last()];
+        for end in ends {
+            if let Some((k, v)) = end.map_err(|e| classify_open_error(dir, e))? {
+                decode::<AccessRequest>(&k, &v).map_err(corrupt)?;
+            }
+        }
+        if let Some(v) = store
+            .meta
+            .get(AUDIT_HEAD)
+            .map_err(|e| classify_open_error(dir, e))?
+        {
+            decode::<(u64, String)>(AUDIT_HEAD, &v).map_err(corrupt)?;
+        }
+        if store
+            .meta
+            .get(INDEXES_BUILT)
+            .map_err(|e| classify_open_error(dir, e))?
+            .is_none()
+        {
+            store.build_indexes().map_err(corrupt)?;
         }
         Ok(store)
+    }
+
+    /// Fills the secondary indexes from the requests: once, for a database
+    /// written before they existed (a new one has no requests yet).
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        for item in self.requests.iter() {
+            let (k, v) = item?;
+            let req: AccessRequest = decode(&k, &v)?;
+            if let Some(key) = open_key(&req) {
+                self.open_by_requester.insert(key, &[])?;
+            }
+            if let Some(key) = holding_key(&req) {
+                self.holding.insert(key, &[])?;
+            }
+            if let Some(key) = status_key(&req) {
+                self.open_by_status.insert(key, &[])?;
+            }
+        }
+        self.meta.insert(INDEXES_BUILT, &[1])?;
+        Ok(())
+    }
+
+    fn write_lock(&self, id: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.write_locks[(h.finish() as usize) % WRITE_STRIPES]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Opens an existing database for reading it (`accessbot audit`): a
@@ -165,11 +297,11 @@ impl Store {
 
     /// Stores a new request with its effects.
     pub fn insert(&self, req: &AccessRequest, effects: Effects) -> Result<(), StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.write_lock(&req.id);
         if self.requests.contains_key(req.id.as_bytes())? {
-            return Err(StoreError::Db(format!("request {} already exists", req.id)));
+            return Err(StoreError::Exists(req.id.clone()));
         }
-        self.commit(req, &effects)
+        self.commit(req, None, &effects)
     }
 
     /// Reads the request, lets `change` modify a copy and decide the effects,
@@ -179,13 +311,14 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut AccessRequest) -> Result<(T, Effects), E>,
     ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut req) = self.get(id)? else {
-            return Err(StoreError::Db(format!("request {id} not found")));
+        let _guard = self.write_lock(id);
+        let Some(old) = self.get(id)? else {
+            return Err(StoreError::NotFound(id.to_string()));
         };
+        let mut req = old.clone();
         match change(&mut req) {
             Ok((value, effects)) => {
-                self.commit(&req, &effects)?;
+                self.commit(&req, Some(&old), &effects)?;
                 Ok(Ok((value, req)))
             }
             Err(e) => Ok(Err(e)),
@@ -194,7 +327,6 @@ impl Store {
 
     /// Queues effects that belong to no state change (e.g. a refusal).
     pub fn enqueue(&self, effects: Effects) -> Result<(), StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         (&self.outbox, &self.audit, &self.meta)
             .transaction(|(outbox, audit, meta)| {
                 write_effects(outbox, audit, meta, &effects)?;
@@ -203,12 +335,26 @@ impl Store {
             .map_err(tx_error)
     }
 
-    fn commit(&self, req: &AccessRequest, effects: &Effects) -> Result<(), StoreError> {
+    /// Writes `req` (replacing `old`, which the caller read under the
+    /// request's write lock), its deadline, its index entries and the
+    /// effects in one transaction, and releases any lease on its due work.
+    fn commit(
+        &self,
+        req: &AccessRequest,
+        old: Option<&AccessRequest>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
         let value = serde_json::to_vec(req).map_err(|e| StoreError::Codec {
             key: req.id.clone(),
             reason: e.to_string(),
         })?;
         let due_key = req.next_due().map(|at| due_key(at, &req.id));
+        let old_open = old.and_then(open_key);
+        let old_holding = old.and_then(holding_key);
+        let new_open = open_key(req);
+        let new_holding = holding_key(req);
+        let old_status = old.and_then(status_key);
+        let new_status = status_key(req);
         (
             &self.requests,
             &self.due,
@@ -216,25 +362,41 @@ impl Store {
             &self.outbox,
             &self.audit,
             &self.meta,
+            &self.open_by_requester,
+            &self.holding,
+            &self.open_by_status,
         )
-            .transaction(|(requests, due, due_index, outbox, audit, meta)| {
-                requests.insert(req.id.as_bytes(), value.as_slice())?;
-                if let Some(old) = due_index.get(req.id.as_bytes())? {
-                    due.remove(old)?;
-                }
-                match &due_key {
-                    Some(k) => {
-                        due.insert(k.as_slice(), &[])?;
-                        due_index.insert(req.id.as_bytes(), k.as_slice())?;
+            .transaction(
+                |(requests, due, due_index, outbox, audit, meta, open, holding, by_status)| {
+                    requests.insert(req.id.as_bytes(), value.as_slice())?;
+                    swap_index_key(open, &old_open, &new_open)?;
+                    swap_index_key(holding, &old_holding, &new_holding)?;
+                    swap_index_key(by_status, &old_status, &new_status)?;
+                    if let Some(old) = due_index.get(req.id.as_bytes())? {
+                        due.remove(old)?;
                     }
-                    None => {
-                        due_index.remove(req.id.as_bytes())?;
+                    match &due_key {
+                        Some(k) => {
+                            due.insert(k.as_slice(), &[])?;
+                            due_index.insert(req.id.as_bytes(), k.as_slice())?;
+                        }
+                        None => {
+                            due_index.remove(req.id.as_bytes())?;
+                        }
                     }
-                }
-                write_effects(outbox, audit, meta, effects)?;
-                Ok(())
-            })
-            .map_err(tx_error)
+                    write_effects(outbox, audit, meta, effects)?;
+                    Ok(())
+                },
+            )
+            .map_err(tx_error)?;
+        self.due_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&req.id);
+        if due_key.is_some() {
+            self.deadline_changed.notify_one();
+        }
+        Ok(())
     }
 
     /// IDs of requests whose next deadline is at or before `now`.
@@ -402,6 +564,84 @@ fn write_effects(
     let head = serde_json::to_vec(&(seq, prev)).expect("a tuple always encodes");
     meta.insert(AUDIT_HEAD, head)?;
     Ok(())
+}
+
+/// Moves a request's entry in an index from `old` to `new` (either may be none).
+fn swap_index_key(
+    index: &TransactionalTree,
+    old: &Option<Vec<u8>>,
+    new: &Option<Vec<u8>>,
+) -> TxResult<()> {
+    if old == new {
+        return Ok(());
+    }
+    if let Some(k) = old {
+        index.remove(k.as_slice())?;
+    }
+    if let Some(k) = new {
+        index.insert(k.as_slice(), &[])?;
+    }
+    Ok(())
+}
+
+/// The `open_by_requester` key of a request that is not finished.
+fn open_key(req: &AccessRequest) -> Option<Vec<u8>> {
+    if req.status.is_terminal() {
+        return None;
+    }
+    let mut k = requester_prefix(&req.requester);
+    k.extend_from_slice(&(req.created_at.timestamp_millis().max(0) as u64).to_be_bytes());
+    k.extend_from_slice(req.id.as_bytes());
+    Some(k)
+}
+
+/// The `open_by_status` key of a request that is not finished.
+fn status_key(req: &AccessRequest) -> Option<Vec<u8>> {
+    if req.status.is_terminal() {
+        return None;
+    }
+    let mut k = requester_prefix(status_name(req.status));
+    k.extend_from_slice(&(req.created_at.timestamp_millis().max(0) as u64).to_be_bytes());
+    k.extend_from_slice(req.id.as_bytes());
+    Some(k)
+}
+
+/// A status's stored name (as serde writes it, and as PostgreSQL's `status`
+/// column holds it).
+pub(crate) fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Granting => "granting",
+        Status::Active => "active",
+        Status::Revoking => "revoking",
+        Status::Revoked => "revoked",
+        Status::Denied => "denied",
+        Status::Expired => "expired",
+        Status::Failed => "failed",
+    }
+}
+
+/// The `holding` key of a request that gives (or is giving) its access.
+fn holding_key(req: &AccessRequest) -> Option<Vec<u8>> {
+    if !matches!(req.status, Status::Granting | Status::Active) {
+        return None;
+    }
+    let mut k = holding_prefix(&req.requester, &req.runbook_id);
+    k.extend_from_slice(req.id.as_bytes());
+    Some(k)
+}
+
+fn requester_prefix(requester: &str) -> Vec<u8> {
+    let mut k = requester.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn holding_prefix(requester: &str, runbook: &str) -> Vec<u8> {
+    let mut k = requester_prefix(requester);
+    k.extend_from_slice(runbook.as_bytes());
+    k.push(0);
+    k
 }
 
 fn due_key(at: DateTime<Utc>, id: &str) -> Vec<u8> {
