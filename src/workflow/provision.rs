@@ -5,8 +5,10 @@
 //! revoke is not run in the target system while another request of the
 //! same person still holds that access (`covering_request`).
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -17,6 +19,9 @@ use crate::request::{AccessRequest, Status};
 use crate::retry::backoff;
 use crate::slack::{blocks, text};
 use crate::store::StoreError;
+
+/// How long start-up waits for a killed leftover run to be gone.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a provider run did not confirm the access was given or taken away.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +45,29 @@ impl RunError {
 impl Workflow {
     /// Completes what a crash interrupted: grants and revokes that were
     /// recorded as intents but whose outcome was not.
+    ///
+    /// What the last bot's runs left running is killed first, and waited
+    /// for: a resumed run must not run beside the one it replaces.
     pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let interrupted: Vec<AccessRequest> = self
+            .store
+            .all_requests()?
+            .into_iter()
+            .filter(|r| {
+                r.status == Status::Granting
+                    || (r.status == Status::Revoking && r.retry_at.is_none())
+            })
+            .collect();
+        let ids: HashSet<&str> = interrupted.iter().map(|r| r.id.as_str()).collect();
+        let leftovers = self.providers.stop_leftover_runs(&ids, LEFTOVER_WAIT);
+        if !leftovers.groups.is_empty() {
+            tracing::warn!(process_groups = ?leftovers.groups, "killed provider runs the last bot left running");
+        }
+        if !leftovers.surviving.is_empty() {
+            tracing::error!(pids = ?leftovers.surviving, "provider processes of the last bot survive SIGKILL (stuck in the kernel); they die when they leave it");
+        }
         let mut n = 0;
-        for req in self.store.all_requests()? {
+        for req in interrupted {
             match req.status {
                 Status::Granting => {
                     tracing::info!(request_id = %req.id, "resuming an interrupted grant");
