@@ -95,7 +95,7 @@ impl Workflow {
 
     /// The owner of the runbook of a stored request (empty if the runbook
     /// left the catalog), who may act on it beside its approvers.
-    fn owner_of(&self, request_id: &str) -> Result<String, Refusal> {
+    pub(super) fn owner_of(&self, request_id: &str) -> Result<String, Refusal> {
         let Some(current) = self.get(request_id)? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };

@@ -11,10 +11,12 @@
 //! change's effects, and the steps the parts of the lifecycle share: asking
 //! a stage's approvers, closing approval DMs, claiming and spawning provider
 //! runs, and waking the loops. Each part has its own file: `create`,
-//! `decide`, `provision` (grant and revoke runs, recovery), `extend`, `end`
+//! `decide`, `provision` (grant and revoke runs, recovery), `attention`
+//! (a revoke no retry can fix, and closing it by hand), `extend`, `end`
 //! (ending early, break-glass reviews) and `due` (the timer's deadlines).
 //! The words people read come from [`crate::slack::text`].
 
+mod attention;
 mod create;
 mod decide;
 mod due;
@@ -96,6 +98,12 @@ impl<'a> Fx<'a> {
     /// An audit event, and its notice in the audit channel.
     fn audit(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String) {
         let notice = blocks::audit_notice(kind, req, &line);
+        self.alert(kind, req, actor, line, notice);
+    }
+
+    /// An audit event whose notice in the audit channel is `notice`, a
+    /// message of its own (an alert with a button) instead of the usual line.
+    fn alert(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String, notice: Msg) {
         self.effects.audit.push(NewAuditEvent {
             kind: kind.to_string(),
             request_id: req.id.clone(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::attention::needs_attention;
 use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT};
 use crate::crashpoint;
 use crate::grant::{Action, GrantContext, GrantError};
@@ -33,6 +34,23 @@ enum RunError {
 }
 
 impl RunError {
+    /// Whether trying again later can succeed. A runbook gone from the
+    /// catalog comes back when its file is restored and the bot restarted.
+    fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Provider(e) => e.is_retryable(),
+            RunError::RunbookGone { .. } => true,
+        }
+    }
+
+    /// Whether the run failed before anything reached the target system.
+    fn target_untouched(&self) -> bool {
+        match self {
+            RunError::Provider(e) => e.target_untouched(),
+            RunError::RunbookGone { .. } => true,
+        }
+    }
+
     /// How long the target asked us to wait before the next try, if it said.
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
@@ -209,12 +227,20 @@ impl Workflow {
                         );
                     }
                     Err(e) => {
+                        let untouched = e.target_untouched();
                         let e = e.to_string();
-                        req.status = Status::Revoking;
                         req.grant_failed = true;
                         req.end_reason = Some(text::grant_failed_reason(&e));
                         req.retry_at = None;
-                        fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        if untouched {
+                            // Nothing reached the system: no clean-up to run.
+                            req.status = Status::Failed;
+                            req.ended_at = Some(Utc::now());
+                            fx.audit("failed", req, "accessbot", text::grant_failed_untouched(&e));
+                        } else {
+                            req.status = Status::Revoking;
+                            fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        }
                         fx.tell_requester(
                             req,
                             &text::grant_failed_notice(req, &self.audit_channel),
@@ -228,8 +254,10 @@ impl Workflow {
         Ok(!ok && req.status == Status::Revoking)
     }
 
-    /// Runs the revoke of a `Revoking` request; on failure schedules a retry
-    /// with backoff and says so in the audit channel, every time.
+    /// Runs the revoke of a `Revoking` request; on a failure a retry can
+    /// fix, schedules a retry with backoff (or the `Retry-After` the target
+    /// asked for, if longer) and says so in the audit channel, every time;
+    /// on one it cannot, stops and asks a person once (`NeedsAttention`).
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_revoke(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
         let Some(req) = self.store.get(id)? else {
@@ -246,6 +274,11 @@ impl Workflow {
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
         let timing = self.timing.clone();
+        let owner = self
+            .catalog
+            .get(&req.runbook_id)
+            .map(|r| r.owner.clone())
+            .unwrap_or_default();
         let Ok(_) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Revoking {
@@ -278,6 +311,10 @@ impl Workflow {
                             );
                             fx.tell_requester(req, &notice);
                         }
+                    }
+                    Err(e) if !e.is_retryable() => {
+                        req.attempts += 1;
+                        needs_attention(fx, req, &owner, &e.to_string());
                     }
                     Err(e) => {
                         req.attempts += 1;

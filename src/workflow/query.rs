@@ -16,7 +16,7 @@ use super::Workflow;
 use crate::audit::AuditEvent;
 use crate::outbox::{OutboxItem, SlackOp};
 use crate::policy::ResolveError;
-use crate::request::{AccessRequest, StageState};
+use crate::request::{AccessRequest, StageState, Status};
 use crate::runbook::{AutoApproveRule, Runbook};
 use crate::slack::SlackError;
 use crate::store::{Effects, StoreError};
@@ -63,6 +63,18 @@ impl Workflow {
             *counts.entry(r.status.label()).or_default() += 1;
         }
         counts
+    }
+
+    /// How many requests wait for a person because their revoke failed in
+    /// a way no retry can fix (`NeedsAttention`); 0 when the store cannot
+    /// be read. For `/healthz`.
+    pub fn needs_attention_count(&self) -> usize {
+        self.store
+            .all_requests()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.status == Status::NeedsAttention)
+            .count()
     }
 
     /// The whole audit log, in order, for export.
