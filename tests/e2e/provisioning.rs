@@ -207,6 +207,27 @@ async fn a_revoke_program_that_cannot_start_is_not_retried_and_an_approver_close
     app.wait_dm(ALICE, &[&id, "ended"], T).await;
 }
 
+/// A grant whose program cannot start never reached the system: there is
+/// nothing to clean up, so no revoke runs and nobody is asked to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_never_started_needs_no_clean_up() {
+    let runbook = BILLING.replace(
+        r#"grant = ["./provider.sh", "grant"]"#,
+        r#"grant = ["/nonexistent/accessbot-test/grant.sh"]"#,
+    );
+    let app = TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &runbook)).await;
+    let id = app.request(ALICE, "billing-admin 1h refunds").await;
+    app.wait_dm(BOB, &[&id], T).await;
+    app.press(BOB, "approve", &id).await;
+    app.wait_audit(&["failed", &id, "nothing to clean up"], T)
+        .await;
+    app.wait_dm(ALICE, &["could not grant", &id], T).await;
+    // The audit notice is queued in the write that ended the request.
+    assert_eq!(app.status_of(ALICE, &id).await, None, "the request ended");
+    assert_eq!(app.provider_runs("revoke", &id).len(), 0);
+    assert_eq!(needs_attention_metric(&app).await, 0);
+}
+
 fn mention(user: &str) -> String {
     format!("<@{user}>")
 }
