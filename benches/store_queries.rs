@@ -31,41 +31,28 @@ fn request(g: usize) -> AccessRequest {
         x if x < PEOPLE / 50 => Status::Pending,
         _ => Status::Revoked,
     };
+    let stages = vec![StageState {
+        name: "approval".into(),
+        approvers: vec!["U0BOB".into(), "U0CAROL".into()],
+        required: 1,
+    }];
+    let now = Utc::now();
     AccessRequest {
-        id: format!("ar-{g:08}"),
-        runbook_id: "billing-admin".into(),
         runbook_title: "Billing admin".into(),
         system: "billing".into(),
-        requester: who,
-        duration_secs: 3600,
         reason: "month-end refunds".into(),
-        created_at: Utc::now(),
         status,
-        stages: vec![StageState {
-            name: "approval".into(),
-            approvers: vec!["U0BOB".into(), "U0CAROL".into()],
-            required: 1,
-        }],
-        current_stage: 0,
-        approvals: vec![],
-        decided_by: None,
-        approval_deadline: Utc::now() + chrono::Duration::hours(1),
-        remind_at: None,
-        escalate_at: None,
-        granted_at: None,
-        expires_at: Some(Utc::now() + chrono::Duration::hours(2)),
-        warn_at: None,
-        retry_at: None,
-        attempts: 0,
-        ended_at: None,
-        end_reason: None,
-        messages: vec![],
-        break_glass: false,
-        review: None,
-        extension: None,
+        approval_deadline: now + chrono::Duration::hours(1),
+        expires_at: Some(now + chrono::Duration::hours(2)),
         total_secs: 3600,
-        grant_failed: false,
-        auto_rule: None,
+        ..AccessRequest::new(
+            format!("ar-{g:08}"),
+            "billing-admin",
+            &who,
+            Duration::from_secs(3600),
+            stages,
+            now,
+        )
     }
 }
 

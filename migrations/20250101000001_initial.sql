@@ -24,10 +24,10 @@ CREATE INDEX requests_due ON requests (due_at, id) WHERE due_at IS NOT NULL;
 CREATE INDEX requests_leased ON requests (lease_until) WHERE lease_until IS NOT NULL;
 -- A person's open requests (status, Home tab).
 CREATE INDEX requests_open_by_requester ON requests (requester, created_at)
-    WHERE status IN ('pending', 'granting', 'active', 'revoking');
+    WHERE status IN ('pending', 'granting', 'active', 'revoking', 'needs_attention');
 -- Unfinished requests by status (recovery of interrupted grants and revokes).
 CREATE INDEX requests_open_by_status ON requests (status, created_at)
-    WHERE status IN ('pending', 'granting', 'active', 'revoking');
+    WHERE status IN ('pending', 'granting', 'active', 'revoking', 'needs_attention');
 -- Grants that hold (or are about to hold) access: the revoke's "covering" check.
 CREATE INDEX requests_holding ON requests (requester, runbook_id)
     WHERE status IN ('granting', 'active');

@@ -27,6 +27,10 @@ pub enum Command {
         request_id: String,
         duration: Duration,
     },
+    /// Close a request that needs a person, once the system was checked.
+    Resolve {
+        request_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +61,7 @@ pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
 • `/access status`: your pending requests and active access\n\
 • `/access extend <request-id> <duration>`: ask for more time\n\
 • `/access revoke <request-id>`: end access now\n\
+• `/access resolve <request-id>`: close a request that needs a person, once you have checked the system (its owner and approvers)\n\
 Durations as you would say them: `30m`, `90 minutes`, `2h`, `1h30m`, `half an hour`, `1d`.";
 
 pub fn parse(text: &str) -> Result<Command, CommandError> {
@@ -111,6 +116,12 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             request_id: words
                 .next()
                 .ok_or(CommandError::MissingRequestId("revoke"))?
+                .to_lowercase(),
+        }),
+        "resolve" => Ok(Command::Resolve {
+            request_id: words
+                .next()
+                .ok_or(CommandError::MissingRequestId("resolve"))?
                 .to_lowercase(),
         }),
         "extend" => {
@@ -183,6 +194,13 @@ mod tests {
             }),
         );
         check("revoke", Err(()));
+        check(
+            "resolve AR-12",
+            Ok(Command::Resolve {
+                request_id: "ar-12".into(),
+            }),
+        );
+        check("resolve", Err(()));
         check(
             "extend ar-1 30m",
             Ok(Command::Extend {

@@ -307,6 +307,10 @@ pub enum Refusal {
     NoLongerApprover(String),
     #[error("request {id} is {state}, not active")]
     NotActive { id: String, state: String },
+    #[error("only the owner of the runbook or an approver of request {0} can resolve it, once they have checked the system")]
+    NotAllowedToResolve(String),
+    #[error("request {id} does not need a person (it is {state}); nothing was changed")]
+    NothingToResolve { id: String, state: String },
     #[error("{0}")]
     Invalid(String),
     #[error("accessbot could not save that, so nothing changed; try again in a moment")]

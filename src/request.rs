@@ -20,8 +20,14 @@ pub enum Status {
     Granting,
     /// Granted until `expires_at`.
     Active,
-    /// The revoke is recorded as an intent and runs until it succeeds.
+    /// The revoke is recorded as an intent and runs until it succeeds, or
+    /// fails in a way no retry can fix.
     Revoking,
+    /// The revoke (or the clean-up after a failed grant) failed in a way no
+    /// retry can fix: nothing runs any more, and the audit channel was told
+    /// once. An owner or approver checks the target system and closes it
+    /// with `/access resolve`; it then ends as `Revoked` (or `Failed`).
+    NeedsAttention,
     Revoked,
     Denied,
     /// Nobody decided before `approval_deadline`.
@@ -44,6 +50,7 @@ impl Status {
             Status::Granting => "being granted",
             Status::Active => "active",
             Status::Revoking => "being revoked",
+            Status::NeedsAttention => "needs attention",
             Status::Revoked => "revoked",
             Status::Denied => "denied",
             Status::Expired => "expired",
@@ -155,6 +162,9 @@ pub struct AccessRequest {
     /// The auto-approval rule that approved it, if one did.
     #[serde(default)]
     pub auto_rule: Option<String>,
+    /// Who closed it after it needed attention, having checked the target.
+    #[serde(default)]
+    pub resolved_by: Option<String>,
 }
 
 impl AccessRequest {
@@ -202,6 +212,7 @@ impl AccessRequest {
             total_secs: duration.as_secs(),
             grant_failed: false,
             auto_rule: None,
+            resolved_by: None,
         }
     }
 
@@ -307,6 +318,31 @@ mod tests {
     fn typed_text_is_cleaned_at_the_edge() {
         assert_eq!(clean_typed("  a\u{0}b\n\n c\u{202E}d\t "), "a b cd");
         assert_eq!(clean_typed("\u{7}"), "");
+    }
+
+    #[test]
+    fn a_request_that_needs_attention_waits_for_a_person_not_the_timer() {
+        let now = Utc::now();
+        let mut req = AccessRequest::new(
+            "ar-x".into(),
+            "billing-admin",
+            "U0ALICE",
+            Duration::from_secs(60),
+            vec![],
+            now,
+        );
+        req.status = Status::NeedsAttention;
+        req.retry_at = Some(now);
+        assert_eq!(req.next_due(), None);
+        assert!(!req.status.is_terminal());
+        let stored = serde_json::to_string(&req).unwrap();
+        assert!(stored.contains(r#""status":"needs_attention""#), "{stored}");
+        assert_eq!(serde_json::from_str::<AccessRequest>(&stored).unwrap(), req);
+        // Records stored before the field existed still read.
+        let mut old: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        old.as_object_mut().unwrap().remove("resolved_by");
+        let read: AccessRequest = serde_json::from_value(old).unwrap();
+        assert_eq!(read.resolved_by, None);
     }
 
     #[test]

@@ -106,6 +106,15 @@ async fn rest_role_grants_and_revokes_through_the_shipped_crm_runbook() {
     let refused = run(Action::Grant).await.unwrap_err().to_string();
     assert!(refused.contains("check CRM_API_TOKEN"), "{refused}");
     assert!(!refused.contains(TOKEN), "{refused}");
+
+    // Exit code 78 says a retry cannot help (an unknown user, a refused
+    // token); a server error is worth another try.
+    assert!(!run(Action::Grant).await.unwrap_err().is_retryable());
+    *crm.answer.lock().unwrap() = 404;
+    assert!(!run(Action::Grant).await.unwrap_err().is_retryable());
+    *crm.answer.lock().unwrap() = 503;
+    let busy = run(Action::Revoke).await.unwrap_err();
+    assert!(busy.is_retryable(), "{busy}");
 }
 
 // ---------------------------------------------------------------------------

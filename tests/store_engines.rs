@@ -83,41 +83,25 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn request(id: &str, requester: &str, runbook: &str, status: Status) -> AccessRequest {
+    let stages = vec![StageState {
+        name: "approval".into(),
+        approvers: vec!["U0BOB".into()],
+        required: 1,
+    }];
     AccessRequest {
-        id: id.into(),
-        runbook_id: runbook.into(),
         runbook_title: "Billing admin".into(),
         system: "billing".into(),
-        requester: requester.into(),
-        duration_secs: 3600,
         reason: "month-end".into(),
-        created_at: at(0),
         status,
-        stages: vec![StageState {
-            name: "approval".into(),
-            approvers: vec!["U0BOB".into()],
-            required: 1,
-        }],
-        current_stage: 0,
-        approvals: vec![],
-        decided_by: None,
         approval_deadline: at(600),
-        remind_at: None,
-        escalate_at: None,
-        granted_at: None,
-        expires_at: None,
-        warn_at: None,
-        retry_at: None,
-        attempts: 0,
-        ended_at: None,
-        end_reason: None,
-        messages: vec![],
-        break_glass: false,
-        review: None,
-        extension: None,
-        total_secs: 0,
-        grant_failed: false,
-        auto_rule: None,
+        ..AccessRequest::new(
+            id.into(),
+            runbook,
+            requester,
+            std::time::Duration::from_secs(3600),
+            stages,
+            at(0),
+        )
     }
 }
 

@@ -1,8 +1,8 @@
 //! Button presses and menu choices: approve, deny, extend, release,
-//! review, and the modal's runbook menu. A press is answered with an empty
-//! acknowledgement; what the presser should read is queued as an ephemeral
-//! message where they pressed (or a DM), in order with the request's other
-//! messages.
+//! review, resolve, and the modal's runbook menu. A press is answered with
+//! an empty acknowledgement; what the presser should read is queued as an
+//! ephemeral message where they pressed (or a DM), in order with the
+//! request's other messages.
 
 use std::sync::Arc;
 
@@ -51,6 +51,10 @@ pub(super) async fn handle_actions(wf: &Arc<Workflow>, a: BlockActions) -> Reply
             .map_err(|e| e.to_string()),
         action::EXTEND => wf
             .extend(user, &request_id, None)
+            .await
+            .map_err(|e| e.to_string()),
+        action::RESOLVE => wf
+            .resolve(user, &request_id)
             .await
             .map_err(|e| e.to_string()),
         action::REVIEW_ACK | action::REVIEW_FLAG => wf

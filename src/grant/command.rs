@@ -9,9 +9,9 @@
 //! when it runs past the runbook's `timeout`.
 //!
 //! The child runs in its own process group so a timeout can kill the whole
-//! tree, not just the shell at its top. `libc` is not a normal dependency, so
-//! the group is killed by running `/bin/kill -KILL -- -PGID`; the child itself
-//! is also killed directly, so a missing `/bin/kill` still stops the program.
+//! tree, not just the shell at its top, and it dies with the bot
+//! (`process.rs` starts it; a crashed bot's leftovers are killed at the next
+//! start before any run is resumed).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::process::{self, REQUEST_ID_VAR};
 use super::{
     printable, Action, ExitReason, GrantContext, GrantError, GrantFuture, Provider, Services,
     DEFAULT_TIMEOUT,
@@ -222,12 +223,11 @@ async fn run_command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
     set_environment(&mut command, env, action, ctx);
 
     let started = Instant::now();
-    let result = match command.spawn() {
+    let result = match process::spawn(command).await {
         Err(source) => Err(GrantError::Spawn {
             program: program_path,
             runbook_dir,
@@ -292,7 +292,7 @@ async fn supervise(mut child: Child, timeout: Duration) -> Option<Finished> {
         Ok(status) => status,
         Err(_elapsed) => {
             group.kill();
-            // Also directly, in case `/bin/kill` could not run.
+            // Also directly, in case the group could not be signalled.
             let _ = child.start_kill();
             let _ = tokio::time::timeout(OUTPUT_GRACE, child.wait()).await;
             return None;
@@ -346,7 +346,7 @@ fn set_environment(command: &mut Command, passed: &[String], action: Action, ctx
     let expires_at = ctx.expires_at_rfc3339();
     let vars: [(&str, &OsStr); 7] = [
         ("ACCESSBOT_ACTION", action.as_str().as_ref()),
-        ("ACCESSBOT_REQUEST_ID", ctx.request_id.as_ref()),
+        (REQUEST_ID_VAR, ctx.request_id.as_ref()),
         ("ACCESSBOT_RUNBOOK", ctx.runbook_id.as_ref()),
         ("ACCESSBOT_USER_ID", ctx.user_id.as_ref()),
         (
@@ -451,26 +451,11 @@ impl ProcessGroup {
         self.id = None;
     }
 
-    /// Blocks for the few milliseconds `/bin/kill` takes; this only happens
-    /// on a timeout or an abandoned run, never on the normal path.
     fn kill(&mut self) {
         let Some(id) = self.id.take() else { return };
-        let result = std::process::Command::new("/bin/kill")
-            .args(["-KILL", "--", &format!("-{id}")])
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        match result {
-            Ok(status) if status.success() => {}
+        if !process::kill_group(id) {
             // The group is already gone: nothing left to kill.
-            Ok(status) => {
-                tracing::debug!(process_group = id, %status, "/bin/kill found nothing to kill")
-            }
-            Err(error) => {
-                tracing::warn!(process_group = id, %error, "could not run /bin/kill; only the program itself was killed")
-            }
+            tracing::debug!(process_group = id, "no process left in the group to kill");
         }
     }
 }

@@ -13,6 +13,12 @@ use super::GrantSpec;
 use crate::duration::format_duration;
 use crate::slack::SlackError;
 
+/// The exit code by which a program says that trying again will not help
+/// (78, `EX_CONFIG` in sysexits.h: something is missing or misconfigured).
+/// accessbot then stops retrying and asks a person; runbooks/README.md
+/// documents it for script authors.
+pub const EXIT_WILL_NOT_SUCCEED: i32 = 78;
+
 /// How a program ended when it did not exit with 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReason {
@@ -25,6 +31,10 @@ pub enum ExitReason {
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ExitReason::Code(EXIT_WILL_NOT_SUCCEED) => write!(
+                f,
+                "exited with code {EXIT_WILL_NOT_SUCCEED} (it will not succeed if tried again)"
+            ),
             ExitReason::Code(code) => write!(f, "exited with code {code}"),
             ExitReason::Signal(signal) => write!(f, "was killed by signal {signal}"),
             ExitReason::Unknown => f.write_str("exited with an unknown status"),
@@ -115,25 +125,41 @@ pub enum GrantError {
 
 impl GrantError {
     /// Whether trying the same run again later can succeed. A program that
-    /// cannot start, a missing secret, a refused request (4xx) or a group
-    /// Slack will not empty fails the same way every time: it needs a
-    /// person, not a retry.
+    /// cannot start (not there, not executable, a NUL byte in an argument
+    /// or its environment), a program that exits with
+    /// [`EXIT_WILL_NOT_SUCCEED`], a missing secret, a refused request (4xx)
+    /// or a group Slack will not empty fails the same way every time: it
+    /// needs a person, not a retry. A start that failed for want of
+    /// resources (processes, memory, file descriptors) is retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            GrantError::TimedOut { .. }
-            | GrantError::Failed { .. }
-            | GrantError::WebhookTransport { .. } => true,
+            GrantError::TimedOut { .. } | GrantError::WebhookTransport { .. } => true,
+            GrantError::Failed { exit, .. } => *exit != ExitReason::Code(EXIT_WILL_NOT_SUCCEED),
+            GrantError::Spawn { source, .. } => start_may_succeed_later(source),
             GrantError::WebhookStatus { status, .. } => {
                 *status >= 500 || *status == 429 || *status == 408
             }
             GrantError::Slack { source, .. } => source.is_retryable(),
             GrantError::Provider { error, .. } => error.is_retryable(),
-            GrantError::Spawn { .. }
-            | GrantError::MissingSecret { .. }
+            GrantError::MissingSecret { .. }
             | GrantError::LastMember { .. }
             | GrantError::Unsupported { .. }
             | GrantError::Misconfigured { .. } => false,
         }
+    }
+
+    /// Whether the run failed before anything reached the target system:
+    /// the program did not start, the webhook's secret was missing, the
+    /// provider could not run the spec. A grant that failed so needs no
+    /// clean-up revoke: nothing of it happened.
+    pub fn target_untouched(&self) -> bool {
+        matches!(
+            self,
+            GrantError::Spawn { .. }
+                | GrantError::MissingSecret { .. }
+                | GrantError::Unsupported { .. }
+                | GrantError::Misconfigured { .. }
+        )
     }
 
     /// How long the target asked us to wait before the next try, if it said
@@ -170,6 +196,19 @@ pub trait ProviderError: std::error::Error + Send + Sync + 'static {
     fn retry_after(&self) -> Option<Duration> {
         None
     }
+}
+
+/// Whether a program that could not be started may start on a later try:
+/// only when the system lacked resources for a moment (too many processes,
+/// memory, open files) or the file was being written. A missing program,
+/// a missing permission or a NUL byte fails the same way every time.
+fn start_may_succeed_later(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ETXTBSY | libc::EINTR
+        )
+    )
 }
 
 fn stderr_suffix(tail: &str) -> String {
@@ -228,6 +267,49 @@ mod tests {
         assert!(error.is_retryable());
         assert_eq!(error.retry_after(), Some(Duration::from_secs(12)));
         assert_eq!(error.to_string(), "the ticket API answered 429");
+    }
+
+    #[test]
+    fn programs_that_cannot_start_or_say_so_are_not_retried() {
+        let spawn = |source: std::io::Error| GrantError::Spawn {
+            program: "/srv/runbooks/revoke.sh".into(),
+            runbook_dir: "/srv/runbooks".into(),
+            source,
+        };
+        let os = std::io::Error::from_raw_os_error;
+        for (error, retryable) in [
+            (spawn(os(libc::ENOENT)), false),
+            (spawn(os(libc::EACCES)), false),
+            (spawn(os(libc::ENOEXEC)), false),
+            // What std says for a NUL byte in an argument or the environment.
+            (
+                spawn(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "nul byte found in provided data",
+                )),
+                false,
+            ),
+            (spawn(os(libc::EAGAIN)), true),
+            (spawn(os(libc::EMFILE)), true),
+            (spawn(os(libc::ETXTBSY)), true),
+        ] {
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+            assert!(error.target_untouched(), "{error}");
+        }
+        let failed = |code| GrantError::Failed {
+            program: "./revoke.sh".into(),
+            exit: ExitReason::Code(code),
+            stderr_tail: "BILLING_TOKEN is not set".into(),
+        };
+        assert!(failed(1).is_retryable());
+        assert!(!failed(1).target_untouched());
+        let for_good = failed(EXIT_WILL_NOT_SUCCEED);
+        assert!(!for_good.is_retryable());
+        assert!(!for_good.target_untouched());
+        assert_eq!(
+            for_good.to_string(),
+            "`./revoke.sh` exited with code 78 (it will not succeed if tried again); stderr ends with: BILLING_TOKEN is not set"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod command;
 mod error;
+mod process;
 mod registry;
 mod slack_usergroup;
 mod spec;
@@ -31,7 +32,8 @@ use crate::runbook::GrantTable;
 
 pub use command::{CommandProvider, CommandSpec};
 pub(crate) use error::printable;
-pub use error::{ExitReason, GrantError, ProviderError};
+pub use error::{ExitReason, GrantError, ProviderError, EXIT_WILL_NOT_SUCCEED};
+pub use process::Leftovers;
 pub use registry::{Providers, Registry, Services};
 pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
 pub use spec::{GrantSpec, ProviderSpec};

@@ -4,14 +4,15 @@
 //! list in [`Registry::builtin`], so a provider the loader accepts is one the
 //! workflow can run, given the services it needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{
-    Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Provider,
-    SlackUsergroupProvider, WebhookProvider,
+    Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Leftovers,
+    Provider, SlackUsergroupProvider, WebhookProvider,
 };
 use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
@@ -190,6 +191,14 @@ impl Providers {
                     provider: spec.provider_name().to_string(),
                 })?;
         provider.run(spec, action, ctx).await
+    }
+
+    /// Kills the programs an earlier bot started for `request_ids` (and
+    /// everything they started), waiting up to `wait` for them to be gone,
+    /// so that resuming those runs cannot run them twice at once. Only
+    /// `command` starts programs; the other providers leave nothing behind.
+    pub fn stop_leftover_runs(&self, request_ids: &HashSet<&str>, wait: Duration) -> Leftovers {
+        super::process::stop_leftover_runs(request_ids, wait)
     }
 }
 

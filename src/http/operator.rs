@@ -155,12 +155,14 @@ async fn healthz(State(s): State<Operator>) -> Response {
     let healthy = storage_ok
         && provisioning.revokes_failing == 0
         && provisioning.grants_failing == 0
+        && provisioning.needs_attention == 0
         && deliveries_failing == 0
         && setup == SetupState::Passed;
     Json(json!({
         "status": if healthy { "ok" } else { "degraded" },
         "revokes_failing": provisioning.revokes_failing,
         "grants_failing": provisioning.grants_failing,
+        "needs_attention": provisioning.needs_attention,
         "slack_deliveries_failing": deliveries_failing,
         "slack_errors": s.delivery.failing_by_error(),
         "slack_setup": setup.label(),

@@ -20,6 +20,7 @@ pub mod action {
     pub const EXTENSION_DENY: &str = "extension_deny";
     pub const REVIEW_ACK: &str = "review_ack";
     pub const REVIEW_FLAG: &str = "review_flag";
+    pub const RESOLVE: &str = "resolve";
     pub const RUNBOOK_SELECT: &str = "runbook_select";
     pub const DURATION_INPUT: &str = "duration_input";
     pub const REASON_INPUT: &str = "reason_input";
@@ -310,6 +311,7 @@ pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
         "break_glass" | "review_flagged" => ":rotating_light:",
         "failed" | "revoke_failed" | "grant_failed" => ":x:",
         "refused" => ":warning:",
+        "resolved" => ":white_check_mark:",
         _ => ":memo:",
     };
     let text = format!("{icon} *{kind}* `{}` {line}", req.id);
@@ -324,6 +326,34 @@ pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
                 mention(&req.requester),
                 duration_of(req)
             )),
+        ]),
+    }
+}
+
+/// The audit channel's loud notice that a request needs a person, with a
+/// button that closes it (for its owner and approvers, checked on press).
+pub fn needs_attention_notice(req: &AccessRequest, line: &str) -> Msg {
+    let text = format!(":rotating_light: *needs attention* {line}");
+    Msg {
+        text: truncate(&text, 3000),
+        blocks: json!([
+            section(&text),
+            context(&format!(
+                "{} · {} · requester {} · request `{}`",
+                user_text(&req.runbook_title, 200),
+                user_text(&req.system, 200),
+                mention(&req.requester),
+                req.id
+            )),
+            actions(
+                &format!("resolve:{}", req.id),
+                vec![button(
+                    super::text::RESOLVE_BUTTON,
+                    action::RESOLVE,
+                    &req.id,
+                    Some("danger")
+                )],
+            ),
         ]),
     }
 }
@@ -432,6 +462,9 @@ pub fn status_line(req: &AccessRequest) -> String {
             .map(|t| format!(" until {}", time(t)))
             .unwrap_or_default(),
         Status::Pending => format!(" (expires {} if undecided)", time(req.approval_deadline)),
+        Status::NeedsAttention => {
+            " (the automatic revoke cannot run; its owner has been asked to check)".to_string()
+        }
         _ => String::new(),
     };
     format!(

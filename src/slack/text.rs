@@ -607,3 +607,70 @@ pub fn escalated(added: &[String]) -> String {
 /// The note on an escalation's approval DMs.
 pub const ESCALATED_NOTE: &str =
     ":arrow_up: Escalated to you: the designated approvers did not answer in time.";
+
+// ---- needing a person ----
+
+/// Audit line of a failed grant whose program never started or whose
+/// request never left: nothing of it happened, so nothing is cleaned up.
+pub fn grant_failed_untouched(error: &str) -> String {
+    format!(
+        "grant failed before anything reached the system, so there is nothing to clean up: {}",
+        user_text(error, 600)
+    )
+}
+
+/// Audit line (and the audit channel's loud notice) when a revoke, or the
+/// clean-up after a failed grant, failed in a way no retry can fix.
+/// `owner` is the runbook's owner, empty when the runbook is gone; then the
+/// request's approvers are asked.
+pub fn needs_attention(req: &AccessRequest, owner: &str, error: &str) -> String {
+    let who = if owner.is_empty() {
+        mentions(req.all_approvers().map(String::as_str))
+    } else {
+        mention(owner)
+    };
+    let (what, todo) = if req.grant_failed {
+        (
+            "the clean-up after the failed grant",
+            "check what part of the grant happened and undo it",
+        )
+    } else {
+        (
+            "the revoke",
+            "the access may still be on: take it away by hand",
+        )
+    };
+    format!(
+        "<!here> request `{}` needs a person: {what} of {} for {} cannot run, and trying again will not help: {}. {who}: in {}, {todo}; then close the request with `/access resolve {}` or the button below.",
+        req.id,
+        title(req),
+        mention(&req.requester),
+        user_text(error, 600),
+        user_text(&req.system, 200),
+        req.id
+    )
+}
+
+/// The label of the audit notice's button that closes the request.
+pub const RESOLVE_BUTTON: &str = "Checked: close it";
+
+/// Audit line of a request someone closed after it needed attention.
+pub fn resolved(user: &str) -> String {
+    format!(
+        "resolved by {}, who checked the system; the request is closed",
+        mention(user)
+    )
+}
+
+/// Why the access ended, when it was closed by hand.
+pub fn resolved_reason(user: &str) -> String {
+    format!(
+        "closed by {} after the automatic revoke could not run",
+        mention(user)
+    )
+}
+
+/// What the person who closed it reads.
+pub fn resolved_answer(id: &str) -> String {
+    format!("Request `{id}` is closed; the audit log records that you checked the system.")
+}

@@ -614,6 +614,7 @@ pub(crate) fn status_name(s: Status) -> &'static str {
         Status::Granting => "granting",
         Status::Active => "active",
         Status::Revoking => "revoking",
+        Status::NeedsAttention => "needs_attention",
         Status::Revoked => "revoked",
         Status::Denied => "denied",
         Status::Expired => "expired",

@@ -105,7 +105,7 @@ impl Workflow {
 
     /// A stored request and the owner of its runbook (empty if the runbook
     /// left the catalog), who may act on it beside its approvers.
-    fn with_owner(&self, request_id: &str) -> Result<(AccessRequest, String), Refusal> {
+    pub(super) fn with_owner(&self, request_id: &str) -> Result<(AccessRequest, String), Refusal> {
         let Some(current) = self.get(request_id)? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };

@@ -12,10 +12,12 @@
 //! a stage's approvers, closing approval DMs, claiming and spawning provider
 //! runs, and waking the loops. Each part has its own file: `create`,
 //! `decide`, `provision` (grant and revoke runs, recovery), `extend`, `end`
-//! (ending early, break-glass reviews), `due` (the timer's deadlines) and
+//! (ending early, break-glass reviews), `due` (the timer's deadlines),
+//! `attention` (a revoke no retry can fix, and closing it by hand) and
 //! `refused` (the trace refused attempts leave).
 //! The words people read come from [`crate::slack::text`].
 
+mod attention;
 mod create;
 mod decide;
 mod due;
@@ -145,9 +147,20 @@ impl<'a> Fx<'a> {
         });
     }
 
+    /// An audit event whose notice in the audit channel is `notice`, a
+    /// message of its own (an alert with a button) instead of the usual line.
+    fn alert(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String, notice: Msg) {
+        self.post_notice(req, notice);
+        self.record(kind, req, actor, line);
+    }
+
     /// A notice in the audit channel.
     fn notice(&mut self, kind: &str, req: &AccessRequest, line: &str) {
         let notice = blocks::audit_notice(kind, req, line);
+        self.post_notice(req, notice);
+    }
+
+    fn post_notice(&mut self, req: &AccessRequest, notice: Msg) {
         self.push(
             req,
             SlackOp::Post {

@@ -5,11 +5,14 @@
 //! revoke is not run in the target system while another request of the
 //! same person still holds that access (`covering_request`).
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::attention::needs_attention;
 use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT};
 use crate::crashpoint;
 use crate::grant::{Action, GrantContext, GrantError};
@@ -17,6 +20,9 @@ use crate::request::{AccessRequest, Status};
 use crate::retry::backoff;
 use crate::slack::{blocks, text};
 use crate::store::StoreError;
+
+/// How long start-up waits for a killed leftover run to be gone.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a provider run did not confirm the access was given or taken away.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,23 @@ enum RunError {
 }
 
 impl RunError {
+    /// Whether trying again later can succeed. A runbook gone from the
+    /// catalog comes back when its file is restored and the bot restarted.
+    fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Provider(e) => e.is_retryable(),
+            RunError::RunbookGone { .. } => true,
+        }
+    }
+
+    /// Whether the run failed before anything reached the target system.
+    fn target_untouched(&self) -> bool {
+        match self {
+            RunError::Provider(e) => e.target_untouched(),
+            RunError::RunbookGone { .. } => true,
+        }
+    }
+
     /// How long the target asked us to wait before the next try, if it said.
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
@@ -40,9 +63,30 @@ impl RunError {
 impl Workflow {
     /// Completes what a crash interrupted: grants and revokes that were
     /// recorded as intents but whose outcome was not.
+    ///
+    /// What the last bot's runs left running is killed first, and waited
+    /// for: a resumed run must not run beside the one it replaces.
     pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let interrupted: Vec<AccessRequest> = self
+            .deps
+            .store
+            .all_requests()?
+            .into_iter()
+            .filter(|r| {
+                r.status == Status::Granting
+                    || (r.status == Status::Revoking && r.retry_at.is_none())
+            })
+            .collect();
+        let ids: HashSet<&str> = interrupted.iter().map(|r| r.id.as_str()).collect();
+        let leftovers = self.deps.providers.stop_leftover_runs(&ids, LEFTOVER_WAIT);
+        if !leftovers.groups.is_empty() {
+            tracing::warn!(process_groups = ?leftovers.groups, "killed provider runs the last bot left running");
+        }
+        if !leftovers.surviving.is_empty() {
+            tracing::error!(pids = ?leftovers.surviving, "provider processes of the last bot survive SIGKILL (stuck in the kernel); they die when they leave it");
+        }
         let mut n = 0;
-        for req in self.deps.store.all_requests()? {
+        for req in interrupted {
             match req.status {
                 Status::Granting => {
                     tracing::info!(request_id = %req.id, "resuming an interrupted grant");
@@ -181,12 +225,20 @@ impl Workflow {
                         );
                     }
                     Err(e) => {
+                        let untouched = e.target_untouched();
                         let e = e.to_string();
-                        req.status = Status::Revoking;
                         req.grant_failed = true;
                         req.end_reason = Some(text::grant_failed_reason(&e));
                         req.retry_at = None;
-                        fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        if untouched {
+                            // Nothing reached the system: no clean-up to run.
+                            req.status = Status::Failed;
+                            req.ended_at = Some(Utc::now());
+                            fx.audit("failed", req, "accessbot", text::grant_failed_untouched(&e));
+                        } else {
+                            req.status = Status::Revoking;
+                            fx.audit("failed", req, "accessbot", text::grant_failed(&e));
+                        }
                         fx.tell_requester(
                             req,
                             &text::grant_failed_notice(req, &self.deps.audit_channel),
@@ -210,8 +262,10 @@ impl Workflow {
         }
     }
 
-    /// Runs the revoke of a `Revoking` request; on failure schedules a retry
-    /// with backoff and says so in the audit channel, every time.
+    /// Runs the revoke of a `Revoking` request; on a failure a retry can
+    /// fix, schedules a retry with backoff (or the `Retry-After` the target
+    /// asked for, if longer) and says so in the audit channel, every time;
+    /// on one it cannot, stops and asks a person once (`NeedsAttention`).
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_revoke(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
         let Some(req) = self.deps.store.get(id)? else {
@@ -228,6 +282,12 @@ impl Workflow {
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
         let timing = self.deps.timing.clone();
+        let owner = self
+            .deps
+            .catalog
+            .get(&req.runbook_id)
+            .map(|r| r.owner.clone())
+            .unwrap_or_default();
         let Ok(_) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Revoking {
@@ -260,6 +320,10 @@ impl Workflow {
                             );
                             fx.tell_requester(req, &notice);
                         }
+                    }
+                    Err(e) if !e.is_retryable() => {
+                        req.attempts += 1;
+                        needs_attention(fx, req, &owner, &e.to_string());
                     }
                     Err(e) => {
                         req.attempts += 1;

@@ -40,6 +40,9 @@ pub struct ProvisioningHealth {
     /// Runbooks whose last grant in this process failed; each goes when a
     /// grant through it succeeds.
     pub grants_failing: usize,
+    /// Requests whose revoke failed in a way no retry can fix
+    /// (`NeedsAttention`), until an owner resolves them.
+    pub needs_attention: usize,
 }
 
 impl Workflow {
@@ -78,7 +81,7 @@ impl Workflow {
         counts
     }
 
-    /// Failing grants and revokes. `None` when the store cannot be read.
+    /// Failing grants and revokes, and requests that need a person. `None` when the store cannot be read.
     // Reads every request, as `request_counts` does; an index of retrying
     // revokes replaces this scan later.
     pub fn provisioning_health(&self) -> Option<ProvisioningHealth> {
@@ -92,9 +95,14 @@ impl Workflow {
             .lock()
             .expect("failing grants lock")
             .len();
+        let needs_attention = requests
+            .iter()
+            .filter(|r| r.status == crate::request::Status::NeedsAttention)
+            .count();
         Some(ProvisioningHealth {
             revokes_failing,
             grants_failing,
+            needs_attention,
         })
     }
 

@@ -11,3 +11,4 @@ mod hardening;
 mod limits;
 mod operator;
 mod policies;
+mod provisioning;

@@ -117,24 +117,35 @@ pub struct TestApp {
 
 /// The provider script every test runbook uses: records each run in
 /// `state/calls` (with the time it started, so tests can check when the bot
-/// ran it rather than when they noticed), fails while `state/fail_<action>`
-/// holds a positive count, sleeps while `state/slow_<action>` exists.
+/// ran it rather than when they noticed), its process and process group in
+/// `state/pids`, and its end in `state/ended`; fails while `state/fail_<action>`
+/// holds a positive count (with the exit code in `state/fail_code_<action>`,
+/// 1 without it), sleeps while `state/slow_<action>` exists. Each run holds a
+/// lock per person and runbook (`flock` on a file descriptor, which the
+/// processes it starts inherit, so the lock lasts until the last of them
+/// ends); a run that finds it held records itself in `state/overlaps`.
 fn provider_script(state: &Path) -> String {
     let s = state.display();
     format!(
         r#"#!/bin/sh
 S="{s}"
+echo "$1 $ACCESSBOT_REQUEST_ID $$ $(cut -d' ' -f5 /proc/$$/stat)" >> "$S/pids"
 echo "$1 $ACCESSBOT_REQUEST_ID $ACCESSBOT_USER_ID $ACCESSBOT_USER_EMAIL $ACCESSBOT_EXPIRES_AT $(date +%s.%N)" >> "$S/calls"
+exec 9>>"$S/subject_${{ACCESSBOT_USER_ID}}_${{ACCESSBOT_RUNBOOK}}"
+flock -n 9 || echo "$1 $ACCESSBOT_REQUEST_ID $(date +%s.%N)" >> "$S/overlaps"
 if [ -f "$S/slow_$1" ]; then sleep "$(cat "$S/slow_$1")"; fi
 if [ -f "$S/fail_$1" ]; then
   n=$(cat "$S/fail_$1")
   if [ "$n" -gt 0 ]; then
     echo $((n-1)) > "$S/fail_$1"
     echo "simulated $1 failure" >&2
-    exit 1
+    code=1
+    if [ -f "$S/fail_code_$1" ]; then code=$(cat "$S/fail_code_$1"); fi
+    exit "$code"
   fi
 fi
 echo "$1 $ACCESSBOT_REQUEST_ID" >> "$S/done"
+echo "$1 $ACCESSBOT_REQUEST_ID $(date +%s.%N)" >> "$S/ended"
 exit 0
 "#
     )
@@ -537,6 +548,48 @@ impl TestApp {
         std::fs::write(self.state_dir.join(format!("fail_{action}")), n.to_string()).unwrap();
     }
 
+    /// Makes the next `n` runs of `action` fail with exit code `code`.
+    pub fn fail_provider_with(&self, action: &str, n: u32, code: i32) {
+        std::fs::write(
+            self.state_dir.join(format!("fail_code_{action}")),
+            code.to_string(),
+        )
+        .unwrap();
+        self.fail_provider(action, n);
+    }
+
+    /// The processes of the runs of `action` for request `id`, in the order
+    /// they started: the script's own process and its process group.
+    pub fn provider_processes(&self, action: &str, id: &str) -> Vec<ProviderProcess> {
+        read_lines(&self.state_dir.join("pids"))
+            .iter()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                (f.len() == 4 && f[0] == action && f[1] == id).then(|| ProviderProcess {
+                    pid: f[2].parse().expect("pid"),
+                    pgid: f[3].parse().expect("process group"),
+                })
+            })
+            .collect()
+    }
+
+    /// When the runs of `action` for request `id` that got to the end ended.
+    pub fn provider_ends(&self, action: &str, id: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+        read_lines(&self.state_dir.join("ended"))
+            .iter()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                (f.len() == 3 && f[0] == action && f[1] == id).then(|| seconds_to_time(f[2]))
+            })
+            .collect()
+    }
+
+    /// Runs that started while another run for the same person and runbook
+    /// (or something it started) was still going: "<action> <id> <time>".
+    pub fn provider_overlaps(&self) -> Vec<String> {
+        read_lines(&self.state_dir.join("overlaps"))
+    }
+
     pub fn slow_provider(&self, action: &str, secs: u32) {
         std::fs::write(
             self.state_dir.join(format!("slow_{action}")),
@@ -637,8 +690,9 @@ impl TestApp {
     }
 
     /// Where request `id` stands in `/access status` as `requester`: "pending
-    /// approval", "being granted", "active" or "being revoked"; `None` when
-    /// the reply does not list it (it has ended, or does not exist).
+    /// approval", "being granted", "active", "being revoked" or "needs
+    /// attention"; `None` when the reply does not list it (it has ended, or
+    /// does not exist).
     pub async fn status_of(&self, requester: &str, id: &str) -> Option<String> {
         let reply = self.slash(requester, "status").await;
         status_in(&reply, id)
@@ -789,14 +843,63 @@ impl ProviderRun {
     }
 }
 
+/// A provider run's process, as the script recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderProcess {
+    pub pid: i32,
+    pub pgid: i32,
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie waiting
+/// to be reaped (a zombie runs nothing).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat_field(&stat, 3).as_deref(), Some("Z" | "X") | None),
+        Err(_) => false,
+    }
+}
+
+/// The processes of process group `pgid` that still run.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat_field(&stat, 5).and_then(|g| g.parse().ok()) == Some(pgid)
+                    && !matches!(stat_field(&stat, 3).as_deref(), Some("Z" | "X"))
+            })
+        })
+        .collect()
+}
+
+/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line; the
+/// command name in field 2 may hold spaces, so fields after it are counted
+/// from its closing parenthesis.
+fn stat_field(stat: &str, n: usize) -> Option<String> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
+}
+
+fn seconds_to_time(s: &str) -> chrono::DateTime<chrono::Utc> {
+    let secs: f64 = s
+        .parse()
+        .unwrap_or_else(|_| panic!("not a time in seconds: {s:?}"));
+    chrono::DateTime::from_timestamp_millis((secs * 1000.0) as i64).expect("time in range")
+}
+
 /// The state a `/access status` reply gives request `id`, if it lists it.
 /// Each line reads "`id` *title* (system), duration: state[ until …| (expires …)]".
 pub fn status_in(reply: &str, id: &str) -> Option<String> {
-    const STATES: [&str; 4] = [
+    const STATES: [&str; 5] = [
         "pending approval",
         "being granted",
         "active",
         "being revoked",
+        "needs attention",
     ];
     let line = reply.lines().find(|l| l.starts_with(&format!("`{id}`")))?;
     let found = STATES
