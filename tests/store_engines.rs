@@ -94,6 +94,7 @@ fn request(id: &str, requester: &str, runbook: &str, status: Status) -> AccessRe
         reason: "month-end".into(),
         status,
         approval_deadline: at(600),
+        total_secs: 0,
         ..AccessRequest::new(
             id.into(),
             runbook,
