@@ -143,6 +143,10 @@ pub struct AccessRequest {
     /// For break-glass: set once an approver acknowledged or flagged it.
     #[serde(default)]
     pub review: Option<String>,
+    /// For break-glass: who flagged it for follow-up. A flag stands until
+    /// the runbook's owner clears it; acknowledgements do not lift it.
+    #[serde(default)]
+    pub flagged_by: Option<String>,
     #[serde(default)]
     pub extension: Option<ExtensionRequest>,
     /// Total granted time including approved extensions.
@@ -198,6 +202,7 @@ impl AccessRequest {
             messages: vec![],
             break_glass: false,
             review: None,
+            flagged_by: None,
             extension: None,
             total_secs: duration.as_secs(),
             grant_failed: false,

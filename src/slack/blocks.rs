@@ -20,6 +20,7 @@ pub mod action {
     pub const EXTENSION_DENY: &str = "extension_deny";
     pub const REVIEW_ACK: &str = "review_ack";
     pub const REVIEW_FLAG: &str = "review_flag";
+    pub const REVIEW_CLEAR: &str = "review_clear";
     pub const RUNBOOK_SELECT: &str = "runbook_select";
     pub const DURATION_INPUT: &str = "duration_input";
     pub const REASON_INPUT: &str = "reason_input";
@@ -292,6 +293,23 @@ pub fn break_glass_review(req: &AccessRequest) -> Msg {
                 "review",
                 ("Acknowledge", action::REVIEW_ACK),
                 ("Flag for follow-up", action::REVIEW_FLAG),
+            ),
+        ]),
+    }
+}
+
+/// The owner's review DM while the access is flagged: the flag, and the
+/// button that clears it once it is followed up.
+pub fn review_flagged(req: &AccessRequest, outcome: &str) -> Msg {
+    Msg {
+        text: truncate(outcome, 3000),
+        blocks: json!([
+            header("Break-glass review"),
+            request_fields(req),
+            section(outcome),
+            actions(
+                &format!("review:{}", req.id),
+                vec![button("Clear flag", action::REVIEW_CLEAR, &req.id, None)],
             ),
         ]),
     }

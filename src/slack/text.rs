@@ -299,6 +299,36 @@ pub fn review(user: &str, flagged: bool) -> String {
     }
 }
 
+/// What an acknowledgement records while a flag stands: the flag is not
+/// lifted by someone else's acknowledgement, only by the owner.
+pub fn acknowledged_flag_stands(user: &str, flagged_by: &str, owner: &str) -> String {
+    format!(
+        ":white_check_mark: Acknowledged by {}; the flag raised by {} stands until the owner {} clears it",
+        mention(user),
+        mention(flagged_by),
+        mention(owner)
+    )
+}
+
+/// What the owner's clearing of a flag records.
+pub fn flag_cleared(user: &str) -> String {
+    format!(
+        ":ballot_box_with_check: Flag cleared by {} after follow-up",
+        mention(user)
+    )
+}
+
+/// Why someone other than the owner cannot clear a flag.
+pub fn only_owner_clears(owner: &str) -> String {
+    format!(
+        "only the owner {} can clear a flag; ask them once it is followed up",
+        mention(owner)
+    )
+}
+
+/// Why there is no flag to clear.
+pub const NO_FLAG: &str = "this access is not flagged; there is nothing to clear";
+
 // ---- extending ----
 
 /// Audit line of an extension an auto-approval rule approved.
@@ -442,3 +472,13 @@ pub fn escalated(added: &[String]) -> String {
 /// The note on an escalation's approval DMs.
 pub const ESCALATED_NOTE: &str =
     ":arrow_up: Escalated to you: the designated approvers did not answer in time.";
+
+// ---- slash commands ----
+
+/// The answer to a slash command other than `/access` sent to this app.
+pub fn other_command(command: &str) -> String {
+    format!(
+        ":no_entry_sign: This app only handles `/access`; `{}` was not run and nothing was saved. Type `/access help` to see what it can do.",
+        quoted(command, 32)
+    )
+}
