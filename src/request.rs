@@ -103,6 +103,10 @@ pub struct AccessRequest {
     /// Copied from the runbook so messages still read right if the runbook changes.
     pub runbook_title: String,
     pub system: String,
+    /// What the access allows, in the runbook's words, for approvers who
+    /// do not know the system; copied like the title.
+    #[serde(default)]
+    pub description: String,
     pub requester: String,
     pub duration_secs: u64,
     pub reason: String,
@@ -180,6 +184,7 @@ impl AccessRequest {
             runbook_id: runbook_id.to_string(),
             runbook_title: runbook_id.to_string(),
             system: String::new(),
+            description: String::new(),
             requester: requester.to_string(),
             duration_secs: duration.as_secs(),
             reason: String::new(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{created_text, Reply};
 use crate::command::{self, Command, HELP, SLASH_COMMAND};
-use crate::duration::format_duration;
+use crate::duration::format_duration_words;
 use crate::policy::Refusal;
 use crate::slack::payload::SlashCommand;
 use crate::slack::{blocks, text};
@@ -58,14 +58,20 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
             let lines: Vec<String> = runbooks
                 .iter()
                 .map(|r| {
+                    // A description that ends a sentence gets no second full stop.
+                    let description = blocks::user_text(&r.description, 300);
+                    let stop = if description.ends_with(['.', '!', '?', '…']) {
+                        ""
+                    } else {
+                        "."
+                    };
                     format!(
-                        "• `{}` *{}* ({}): {}. Default {}, up to {}{}",
+                        "• `{}` *{}* ({}): {description}{stop} Default {}, up to {}{}",
                         r.id,
                         blocks::user_text(&r.title, 100),
                         blocks::user_text(&r.system, 100),
-                        blocks::user_text(&r.description, 300),
-                        format_duration(r.request.default_duration),
-                        format_duration(r.request.max_duration),
+                        format_duration_words(r.request.default_duration),
+                        format_duration_words(r.request.max_duration),
                         if r.request.require_reason {
                             "; reason required"
                         } else {

@@ -142,6 +142,7 @@ impl Workflow {
         let mut req = AccessRequest {
             runbook_title: rb.title.clone(),
             system: rb.system.clone(),
+            description: rb.description.clone(),
             reason: clean_typed(&n.reason),
             approval_deadline: now + chrono_dur(policy.approval_timeout),
             remind_at: policy.remind_after.map(|d| now + chrono_dur(d)),

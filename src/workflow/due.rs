@@ -33,6 +33,10 @@ impl Workflow {
             Some(_) => vec![],
             None => return Ok(()),
         };
+        let extend_by = match self.store.get(id)? {
+            Some(r) => self.extend_step(&r.runbook_id),
+            None => return Ok(()),
+        };
         let Ok((revoke, _)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 let revoke = match req.status {
@@ -63,7 +67,7 @@ impl Workflow {
                         fx.dm(
                             req,
                             &req.requester,
-                            blocks::expiry_warning(req),
+                            blocks::expiry_warning(req, extend_by),
                             Some(WARNING),
                         );
                         false

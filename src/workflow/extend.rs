@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{chrono_dur, warn_time, Fx, RequestError, Workflow, EXTENSION};
-use crate::duration::format_duration;
 use crate::policy::{self, Refusal};
 use crate::request::{AccessRequest, Approval, ExtensionRequest, StageState, Status};
 use crate::slack::{blocks, text};
@@ -38,11 +37,13 @@ impl Workflow {
         let cap = rb.request.max_total.unwrap_or(rb.request.max_duration);
         let total = Duration::from_secs(current.total_secs) + extra;
         if total > cap {
-            return Err(RequestError::OverMax {
-                id: rb.id.clone(),
-                asked: format!("{} in total", format_duration(total)),
-                max: format_duration(cap),
-            });
+            return Err(Refusal::Invalid(text::extension_over_limit(
+                &current.id,
+                extra,
+                cap,
+                Duration::from_secs(current.total_secs),
+            ))
+            .into());
         }
         let auto = self.people.auto_approve_rule(rb, user, extra).await?;
         let approvers: Vec<String> = current
