@@ -9,3 +9,4 @@ mod core;
 mod faults;
 mod hardening;
 mod policies;
+mod wording;
