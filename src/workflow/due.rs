@@ -19,24 +19,22 @@ impl Workflow {
     /// on expiry, or retry a revoke.
     #[tracing::instrument(skip(self))]
     pub async fn on_due(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let fallback = match self.store.get(id)? {
-            Some(r) if r.status == Status::Pending && r.escalate_at.is_some_and(|t| t <= now) => {
-                match self.catalog.get(&r.runbook_id) {
-                    Some(rb) => self
-                        .people
-                        .expand(rb, &rb.approval.fallback_approvers, &r.requester)
-                        .await
-                        .unwrap_or_default(),
-                    None => vec![],
-                }
+        let Some(current) = self.store.get(id)? else {
+            return Ok(());
+        };
+        let fallback = match self.catalog.get(&current.runbook_id) {
+            Some(rb)
+                if current.status == Status::Pending
+                    && current.escalate_at.is_some_and(|t| t <= now) =>
+            {
+                self.people
+                    .expand(rb, &rb.approval.fallback_approvers, &current.requester)
+                    .await
+                    .unwrap_or_default()
             }
-            Some(_) => vec![],
-            None => return Ok(()),
+            _ => vec![],
         };
-        let extend_by = match self.store.get(id)? {
-            Some(r) => self.extend_step(&r.runbook_id),
-            None => return Ok(()),
-        };
+        let extend_by = self.extend_step(&current.runbook_id);
         let Ok((revoke, _)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 let revoke = match req.status {

@@ -247,11 +247,11 @@ impl Workflow {
                             fx.audit("revoked", req, "accessbot", text::revoked(req, &why));
                             // One message says it ended; the earlier ones
                             // only lose their Extend and Release buttons.
-                            let requester = req.requester.clone();
-                            fx.update_dm(req, &requester, GRANT, blocks::granted_closed(req));
+                            let requester = &req.requester;
+                            fx.update_dm(req, requester, GRANT, blocks::granted_closed(req));
                             fx.update_dm(
                                 req,
-                                &requester,
+                                requester,
                                 WARNING,
                                 blocks::expiry_warning_closed(req),
                             );
