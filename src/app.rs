@@ -106,6 +106,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
+    warn_not_ready(&catalog);
     let setup = Arc::new(SetupHealth::new(&check));
     let store = Arc::new(Store::open(&config.data_dir)?);
     let people = People::new(
@@ -209,6 +210,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Names, one warning line each, the runbooks that cannot grant yet because
+/// their provider's environment variables are not set: requests for them
+/// would be approved and then fail.
+fn warn_not_ready(catalog: &runbook::Catalog) {
+    for w in catalog.not_ready(runbook::NotReady::is_set_here) {
+        tracing::warn!(
+            runbook = %w.runbook,
+            file = %w.file.display(),
+            missing = %w.missing.join(","),
+            "runbook `{}` cannot grant yet: set {} where accessbot runs and restart it",
+            w.runbook,
+            w.missing.join(", ")
+        );
     }
 }
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 /// The longest command text we read; Slack itself caps it near 4,000.
 pub const MAX_TEXT: usize = 4000;
 
+/// The one slash command this app answers (`manifest/manifest.yml`).
+pub const SLASH_COMMAND: &str = "/access";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `/access` alone: open the request modal.

@@ -89,10 +89,20 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match runbook::load_dir(dir) {
         Ok(catalog) => {
+            // Warnings only: the runbooks are valid, this host is not ready
+            // to grant some of them, and check may run elsewhere (CI).
+            let not_ready = catalog.not_ready(runbook::NotReady::is_set_here);
+            for w in &not_ready {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "{} runbooks OK in {}",
+                "{} runbooks OK in {}{}",
                 catalog.runbooks.len(),
-                dir.display()
+                dir.display(),
+                match not_ready.len() {
+                    0 => String::new(),
+                    n => format!("; {n} cannot grant yet on this host (warnings above)"),
+                }
             );
             ExitCode::SUCCESS
         }

@@ -297,7 +297,8 @@ pub enum Refusal {
     AlreadyApproved(String),
     #[error("request {id} is already {state}; nothing was changed")]
     NotPending { id: String, state: String },
-    #[error("request {0} was not found; check the ID in `/access status`")]
+    /// The ID as given (a button's value, typed text): shown escaped and short.
+    #[error("request {} was not found; check the ID in `/access status`", crate::slack::blocks::quoted(.0, 40))]
     NotFound(String),
     #[error("only the requester, an approver or the owner can end request {0}")]
     NotAllowedToRevoke(String),

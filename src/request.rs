@@ -110,6 +110,10 @@ pub struct AccessRequest {
     /// Copied from the runbook so messages still read right if the runbook changes.
     pub runbook_title: String,
     pub system: String,
+    /// What the access allows, in the runbook's words, for approvers who
+    /// do not know the system; copied like the title.
+    #[serde(default)]
+    pub description: String,
     pub requester: String,
     pub duration_secs: u64,
     pub reason: String,
@@ -150,6 +154,10 @@ pub struct AccessRequest {
     /// For break-glass: set once an approver acknowledged or flagged it.
     #[serde(default)]
     pub review: Option<String>,
+    /// For break-glass: who flagged it for follow-up. A flag stands until
+    /// the runbook's owner clears it; acknowledgements do not lift it.
+    #[serde(default)]
+    pub flagged_by: Option<String>,
     #[serde(default)]
     pub extension: Option<ExtensionRequest>,
     /// Total granted time including approved extensions.
@@ -186,6 +194,7 @@ impl AccessRequest {
             runbook_id: runbook_id.to_string(),
             runbook_title: runbook_id.to_string(),
             system: String::new(),
+            description: String::new(),
             requester: requester.to_string(),
             duration_secs: duration.as_secs(),
             reason: String::new(),
@@ -208,6 +217,7 @@ impl AccessRequest {
             messages: vec![],
             break_glass: false,
             review: None,
+            flagged_by: None,
             extension: None,
             total_secs: duration.as_secs(),
             grant_failed: false,

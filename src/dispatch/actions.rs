@@ -61,6 +61,10 @@ pub(super) async fn handle_actions(wf: &Arc<Workflow>, a: BlockActions) -> Reply
             .review(user, &request_id, act.action_id == action::REVIEW_FLAG)
             .await
             .map_err(|e| e.to_string()),
+        action::REVIEW_CLEAR => wf
+            .clear_flag(user, &request_id)
+            .await
+            .map_err(|e| e.to_string()),
         other => {
             tracing::warn!(action_id = %blocks::truncate(other, 64), "unknown action ignored");
             return Reply::Ack;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use super::{created_text, Reply};
-use crate::command::{self, Command, HELP};
-use crate::duration::format_duration;
+use crate::command::{self, Command, HELP, SLASH_COMMAND};
+use crate::duration::format_duration_words;
 use crate::policy::{Attempt, Refusal};
-use crate::slack::blocks;
 use crate::slack::payload::SlashCommand;
+use crate::slack::{blocks, text};
 use crate::workflow::{NewRequest, RequestError, Workflow};
 
 fn say(text: impl AsRef<str>) -> Reply {
@@ -19,6 +19,12 @@ fn say(text: impl AsRef<str>) -> Reply {
 #[tracing::instrument(skip_all, fields(user = %cmd.user_id))]
 pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Reply {
     let user = cmd.user_id.as_str();
+    if cmd.command != SLASH_COMMAND {
+        // Another command pointed at this app's URL: its text is not ours
+        // to read, so nothing is parsed, stored or asked.
+        tracing::warn!(command = %blocks::truncate(&cmd.command, 40), "refused a slash command other than /access");
+        return say(text::other_command(&cmd.command));
+    }
     let parsed = match command::parse(&cmd.text) {
         Ok(c) => c,
         Err(e) => return say(format!("{e}\n\n{HELP}")),
@@ -52,14 +58,20 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
             let lines: Vec<String> = runbooks
                 .iter()
                 .map(|r| {
+                    // A description that ends a sentence gets no second full stop.
+                    let description = blocks::user_text(&r.description, 300);
+                    let stop = if description.ends_with(['.', '!', '?', '…']) {
+                        ""
+                    } else {
+                        "."
+                    };
                     format!(
-                        "• `{}` *{}* ({}): {}. Default {}, up to {}{}",
+                        "• `{}` *{}* ({}): {description}{stop} Default {}, up to {}{}",
                         r.id,
                         blocks::user_text(&r.title, 100),
                         blocks::user_text(&r.system, 100),
-                        blocks::user_text(&r.description, 300),
-                        format_duration(r.request.default_duration),
-                        format_duration(r.request.max_duration),
+                        format_duration_words(r.request.default_duration),
+                        format_duration_words(r.request.max_duration),
                         if r.request.require_reason {
                             "; reason required"
                         } else {

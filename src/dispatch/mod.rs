@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::duration::format_duration;
+use crate::duration::format_duration_words;
 use crate::outbox::SlackOp;
 use crate::request::{AccessRequest, Status};
 use crate::slack::blocks;
@@ -107,23 +107,23 @@ impl Dispatch {
 fn created_text(req: &AccessRequest) -> String {
     match req.status {
         Status::Granting if req.break_glass => format!(
-            ":rotating_light: Break-glass request `{}` for *{}*: access is being granted now. Approvers and the owner have been told and will review it.",
-            req.id, blocks::user_text(&req.runbook_title, 200)
+            ":rotating_light: Break-glass request for *{}*: access is being granted now. Approvers and the owner have been told and will review it.\nRequest ID `{}`",
+            blocks::user_text(&req.runbook_title, 200), req.id
         ),
         Status::Granting => format!(
-            ":white_check_mark: Request `{}` for *{}* ({}) was approved automatically; access is being granted now.",
-            req.id,
+            ":white_check_mark: Your request for *{}* ({}) was approved automatically; access is being granted now.\nRequest ID `{}`",
             blocks::user_text(&req.runbook_title, 200),
-            format_duration(std::time::Duration::from_secs(req.duration_secs))
+            format_duration_words(std::time::Duration::from_secs(req.duration_secs)),
+            req.id
         ),
         _ => {
             let who: Vec<String> = req.current_approvers().iter().map(|u| format!("<@{u}>")).collect();
             format!(
-                ":inbox_tray: Request `{}` for *{}* ({}) is waiting for approval from {}. You will get a message when it is decided.",
-                req.id,
+                ":inbox_tray: Your request for *{}* ({}) is waiting for approval from {}. You will get a message when it is decided.\nRequest ID `{}`",
                 blocks::user_text(&req.runbook_title, 200),
-                format_duration(std::time::Duration::from_secs(req.duration_secs)),
-                who.join(", ")
+                format_duration_words(std::time::Duration::from_secs(req.duration_secs)),
+                who.join(", "),
+                req.id
             )
         }
     }

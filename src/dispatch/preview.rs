@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::duration::format_duration;
+use crate::duration::format_duration_words;
 use crate::runbook::Runbook;
 use crate::slack::blocks;
 use crate::workflow::Workflow;
@@ -36,8 +36,8 @@ pub(super) fn spawn_preview(
 pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<String> {
     let mut lines = vec![format!(
         "*Duration:* default {}, at most {}. *Reason:* {}.",
-        format_duration(rb.request.default_duration),
-        format_duration(rb.request.max_duration),
+        format_duration_words(rb.request.default_duration),
+        format_duration_words(rb.request.max_duration),
         if rb.request.require_reason {
             "required"
         } else {
@@ -71,7 +71,7 @@ pub async fn preview_lines(wf: &Workflow, rb: &Runbook, user: &str) -> Vec<Strin
         lines.push(format!(
             ":zap: You are covered by auto-approval rule `{}` for up to {}.",
             blocks::user_text(&rule.name, 60),
-            format_duration(rule.max_duration)
+            format_duration_words(rule.max_duration)
         ));
     }
     lines

@@ -106,6 +106,10 @@ impl Provider for CommandProvider {
         })
     }
 
+    fn env_needed(spec: &CommandSpec) -> Vec<String> {
+        spec.env.clone()
+    }
+
     fn start(_services: &Services) -> Option<Self> {
         Some(Self::new())
     }

@@ -115,6 +115,14 @@ pub trait Provider: Sized + Send + Sync + 'static {
     /// (with its line and a fix); `None` when there was one.
     fn parse(grant: &mut GrantTable<'_>) -> Option<Self::Spec>;
 
+    /// The environment variables it reads when it runs `spec` (secrets,
+    /// usually). A runbook whose variables are not set loads, but cannot
+    /// grant yet: `accessbot check` and `serve` name it. None by default.
+    fn env_needed(spec: &Self::Spec) -> Vec<String> {
+        let _ = spec;
+        Vec::new()
+    }
+
     /// The running provider, or `None` when `services` lacks something it
     /// needs (then runbooks using it fail with [`GrantError::Unsupported`]).
     fn start(services: &Services) -> Option<Self>;

@@ -269,8 +269,19 @@ mod tests {
             .output()
             .unwrap();
         let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        let found = wait_for(|| request_id_of(pid).as_deref() == Some(id.as_str()));
-        assert!(found, "the sleep carries its request");
+        // Wait for the state the test needs: the sleep running as the leader
+        // of its own group (setsid done), carrying its request.
+        let found = wait_for(|| {
+            let leader = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parse_stat(pid, &stat))
+                .is_some_and(|p| p.pgid == pid);
+            leader && request_id_of(pid).as_deref() == Some(id.as_str())
+        });
+        assert!(
+            found,
+            "the sleep leads its own group and carries its request"
+        );
 
         let other = crate::request::new_request_id();
         let none = stop_leftover_runs(&HashSet::from([other.as_str()]), Duration::from_secs(1));

@@ -51,7 +51,10 @@ impl<P: Provider> ProviderKind for Kind<P> {
     }
 
     fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec> {
-        P::parse(grant).map(|spec| GrantSpec::new(P::NAME, spec))
+        P::parse(grant).map(|spec| {
+            let env = P::env_needed(&spec);
+            GrantSpec::new(P::NAME, spec).needing_env(env)
+        })
     }
 
     fn start(&self, services: &Services) -> Option<Arc<dyn GrantProvider>> {

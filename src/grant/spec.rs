@@ -26,6 +26,9 @@ pub struct GrantSpec {
     /// Compares two specs of the concrete type `spec` was built from; kept
     /// here because `PartialEq` cannot be asked of a trait object.
     same: fn(&dyn Any, &dyn Any) -> bool,
+    /// The environment variables the provider needs to run this spec, as
+    /// the provider said when it checked the table (`Provider::env_needed`).
+    env: Arc<[String]>,
 }
 
 impl GrantSpec {
@@ -35,7 +38,21 @@ impl GrantSpec {
             provider,
             spec: Arc::new(spec),
             same: same_as::<S>,
+            env: Arc::from(Vec::new()),
         }
+    }
+
+    /// This spec, needing the environment variables `names` to run.
+    pub fn needing_env(mut self, names: Vec<String>) -> Self {
+        self.env = Arc::from(names);
+        self
+    }
+
+    /// The environment variables the provider reads when it runs this spec
+    /// (a program's secrets, a webhook's signing key); `accessbot check`
+    /// and `serve` warn about those that are not set.
+    pub fn env_needed(&self) -> &[String] {
+        &self.env
     }
 
     /// The name runbooks give the provider, e.g. `command`.

@@ -97,6 +97,10 @@ impl Provider for WebhookProvider {
         })
     }
 
+    fn env_needed(spec: &WebhookSpec) -> Vec<String> {
+        vec![spec.secret_env.clone()]
+    }
+
     fn start(_services: &Services) -> Option<Self> {
         Some(Self::new())
     }

@@ -85,6 +85,66 @@ impl Catalog {
     pub fn get(&self, id: &str) -> Option<&Runbook> {
         self.runbooks.iter().find(|r| r.id == id)
     }
+
+    /// The runbooks that load but cannot grant yet, because their provider
+    /// needs environment variables that `is_set` says are missing.
+    pub fn not_ready(&self, is_set: impl Fn(&str) -> bool) -> Vec<NotReady> {
+        self.runbooks
+            .iter()
+            .filter_map(|r| {
+                let missing: Vec<String> = r
+                    .grant
+                    .env_needed()
+                    .iter()
+                    .filter(|name| !is_set(name))
+                    .cloned()
+                    .collect();
+                (!missing.is_empty()).then(|| NotReady {
+                    file: r.source.clone(),
+                    runbook: r.id.clone(),
+                    provider: r.grant.provider_name(),
+                    missing,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A runbook that cannot grant yet: the environment variables its provider
+/// needs are not set where accessbot runs. A warning, not a problem: the
+/// runbook is valid, the host is not ready for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    pub file: PathBuf,
+    pub runbook: String,
+    pub provider: &'static str,
+    /// The variables that are not set (or empty), in the runbook's order.
+    pub missing: Vec<String>,
+}
+
+impl NotReady {
+    /// Whether the variable `name` is set, non-empty, in this process.
+    pub fn is_set_here(name: &str) -> bool {
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    }
+}
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (noun, them) = if self.missing.len() == 1 {
+            ("variable", "it")
+        } else {
+            ("variables", "them")
+        };
+        write!(
+            f,
+            "{}: grant: runbook `{}` cannot grant yet: its `{}` provider needs the environment {noun} {}, not set here; set {them} where accessbot runs (its service file or environment) and restart it",
+            self.file.display(),
+            self.runbook,
+            self.provider,
+            self.missing.join(", "),
+        )
+    }
 }
 
 /// One problem in one runbook file (or with the runbook directory itself).

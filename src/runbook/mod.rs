@@ -20,7 +20,9 @@ mod model;
 mod request;
 mod top_level;
 
-pub use catalog::{load_dir, load_file, parse_runbook, parse_runbook_with, Catalog, Problem};
+pub use catalog::{
+    load_dir, load_file, parse_runbook, parse_runbook_with, Catalog, NotReady, Problem,
+};
 pub(crate) use fields::{
     is_env_name, shorten, shorten_path, slack_id_hint, slack_id_kind, SlackIdKind,
 };

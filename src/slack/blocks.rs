@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::text::mention;
-use crate::duration::format_duration;
+use super::text::{self, mention};
+use crate::duration::{format_duration, format_duration_words};
 use crate::request::{AccessRequest, Status};
 use crate::runbook::Runbook;
 
@@ -21,6 +21,7 @@ pub mod action {
     pub const REVIEW_ACK: &str = "review_ack";
     pub const REVIEW_FLAG: &str = "review_flag";
     pub const RESOLVE: &str = "resolve";
+    pub const REVIEW_CLEAR: &str = "review_clear";
     pub const RUNBOOK_SELECT: &str = "runbook_select";
     pub const DURATION_INPUT: &str = "duration_input";
     pub const REASON_INPUT: &str = "reason_input";
@@ -138,14 +139,28 @@ fn yes_no(req: &AccessRequest, kind: &str, yes: (&str, &str), no: (&str, &str)) 
 fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     // Slack renders this in each reader's own time zone.
     format!(
-        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        "<!date^{}^{{date_short_pretty}} at {{time}}|{}>",
         at.timestamp(),
         at.format("%Y-%m-%d %H:%M UTC")
     )
 }
 
 fn duration_of(req: &AccessRequest) -> String {
-    format_duration(std::time::Duration::from_secs(req.duration_secs))
+    format_duration_words(std::time::Duration::from_secs(req.duration_secs))
+}
+
+/// The context line with the request's ID, kept out of the main text.
+fn request_ref(req: &AccessRequest) -> Value {
+    context(&text::request_ref(req))
+}
+
+/// What the access allows, in the runbook's words, when it has any.
+fn allows(req: &AccessRequest) -> String {
+    if req.description.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n*What it allows:* {}", user_text(&req.description, 1000))
+    }
 }
 
 /// The facts every message about a request shows.
@@ -157,11 +172,10 @@ fn request_fields(req: &AccessRequest) -> Value {
     };
     json!({"type": "section", "fields": [
         {"type": "mrkdwn", "text": format!("*Requester*\n{}", mention(&req.requester))},
-        {"type": "mrkdwn", "text": format!("*Runbook*\n{}", user_text(&req.runbook_title, 200))},
+        {"type": "mrkdwn", "text": format!("*Access*\n{}", user_text(&req.runbook_title, 200))},
         {"type": "mrkdwn", "text": format!("*System*\n{}", user_text(&req.system, 200))},
         {"type": "mrkdwn", "text": format!("*Duration*\n{}", duration_of(req))},
         {"type": "mrkdwn", "text": format!("*Reason*\n{reason}")},
-        {"type": "mrkdwn", "text": format!("*Request*\n`{}`", req.id)},
     ]})
 }
 
@@ -170,14 +184,28 @@ pub fn approval_request(req: &AccessRequest, note: &str) -> Msg {
     let text = format!(
         "{} asks for {} ({}) for {}",
         mention(&req.requester),
-        req.runbook_title,
-        req.system,
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
         duration_of(req)
     );
-    let mut blocks = vec![header("Access request"), request_fields(req)];
+    let summary = format!(
+        "{} asks for *{}* ({}) for *{}*.{}\nThis request waits for an answer until {}; after that it expires.",
+        mention(&req.requester),
+        user_text(&req.runbook_title, 200),
+        user_text(&req.system, 200),
+        duration_of(req),
+        allows(req),
+        time(req.approval_deadline)
+    );
+    let mut blocks = vec![
+        header("Access request"),
+        section(&summary),
+        request_fields(req),
+    ];
     if !note.is_empty() {
         blocks.push(context(note));
     }
+    blocks.push(request_ref(req));
     blocks.push(yes_no(
         req,
         "decide",
@@ -193,11 +221,20 @@ pub fn approval_request(req: &AccessRequest, note: &str) -> Msg {
 /// The approver DM once the request is decided: the outcome, no buttons.
 pub fn approval_closed(req: &AccessRequest, outcome: &str) -> Msg {
     Msg {
-        text: format!("Access request {}: {}", req.id, outcome),
+        text: truncate(
+            &format!(
+                "{}: {} for {}",
+                outcome,
+                user_text(&req.runbook_title, 200),
+                mention(&req.requester)
+            ),
+            3000,
+        ),
         blocks: json!([
             header("Access request"),
             request_fields(req),
-            section(outcome)
+            section(outcome),
+            request_ref(req),
         ]),
     }
 }
@@ -220,6 +257,25 @@ pub fn notice(text: &str, buttons: &[(&str, &str)], request_id: &str) -> Msg {
     }
 }
 
+/// A notice about a request: the words, the request's ID in a context line,
+/// and optionally buttons acting on it.
+pub fn request_notice(req: &AccessRequest, text: &str, buttons: &[(&str, &str)]) -> Msg {
+    let mut msg = notice(text, buttons, &req.id);
+    if let Some(blocks) = msg.blocks.as_array_mut() {
+        blocks.insert(1, request_ref(req));
+    }
+    msg
+}
+
+/// The label of the Extend button: by how much one press extends.
+fn extend_label(extend_by: std::time::Duration) -> String {
+    if extend_by.is_zero() {
+        "Extend".to_string()
+    } else {
+        format!("Extend by {}", format_duration_words(extend_by))
+    }
+}
+
 /// The DM approvers get when the requester asks for more time.
 pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg {
     let text = format!(
@@ -227,14 +283,15 @@ pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg
         mention(&req.requester),
         user_text(&req.runbook_title, 200),
         user_text(&req.system, 200),
-        format_duration(extra)
+        format_duration_words(extra)
     );
     Msg {
         text: truncate(&text, 3000),
         blocks: json!([
             header("Extension request"),
-            section(&text),
+            section(&format!("{text}.{}", allows(req))),
             request_fields(req),
+            request_ref(req),
             yes_no(
                 req,
                 "extend",
@@ -245,8 +302,9 @@ pub fn extension_request(req: &AccessRequest, extra: std::time::Duration) -> Msg
     }
 }
 
-/// The requester's DM when access is granted: instructions, expiry, Extend / Release.
-pub fn granted(req: &AccessRequest, instructions: &str) -> Msg {
+/// The requester's DM when access is granted: instructions, expiry, Extend
+/// (by `extend_by`, what one press adds) / Release.
+pub fn granted(req: &AccessRequest, instructions: &str, extend_by: std::time::Duration) -> Msg {
     let until = req.expires_at.map(time).unwrap_or_default();
     let text = format!(
         ":white_check_mark: Your access to *{}* ({}) is granted until {until}.\n{}",
@@ -254,23 +312,29 @@ pub fn granted(req: &AccessRequest, instructions: &str) -> Msg {
         user_text(&req.system, 200),
         user_text(instructions, 2000),
     );
-    notice(
+    request_notice(
+        req,
         &text,
-        &[("Extend", action::EXTEND), ("Release now", action::RELEASE)],
-        &req.id,
+        &[
+            (&extend_label(extend_by), action::EXTEND),
+            ("Release now", action::RELEASE),
+        ],
     )
 }
 
 /// The requester's warning shortly before the grant ends.
-pub fn expiry_warning(req: &AccessRequest) -> Msg {
+pub fn expiry_warning(req: &AccessRequest, extend_by: std::time::Duration) -> Msg {
     let until = req.expires_at.map(time).unwrap_or_default();
-    notice(
+    request_notice(
+        req,
         &format!(
             ":hourglass: Your access to *{}* ends at {until}. Extend it if you still need it, or release it now if you are done.",
             user_text(&req.runbook_title, 200)
         ),
-        &[("Extend", action::EXTEND), ("Release now", action::RELEASE)],
-        &req.id,
+        &[
+            (&extend_label(extend_by), action::EXTEND),
+            ("Release now", action::RELEASE),
+        ],
     )
 }
 
@@ -287,8 +351,9 @@ pub fn break_glass_review(req: &AccessRequest, note: &str) -> Msg {
     Msg {
         text: truncate(&text, 3000),
         blocks: json!([
-            section(&text),
+            section(&format!("{text}{}", allows(req))),
             request_fields(req),
+            request_ref(req),
             yes_no(
                 req,
                 "review",
@@ -297,6 +362,51 @@ pub fn break_glass_review(req: &AccessRequest, note: &str) -> Msg {
             ),
         ]),
     }
+}
+
+/// The owner's review DM while the access is flagged: the flag, and the
+/// button that clears it once it is followed up.
+pub fn review_flagged(req: &AccessRequest, outcome: &str) -> Msg {
+    Msg {
+        text: truncate(outcome, 3000),
+        blocks: json!([
+            header("Break-glass review"),
+            request_fields(req),
+            section(outcome),
+            request_ref(req),
+            actions(
+                &format!("review:{}", req.id),
+                vec![button("Clear flag", action::REVIEW_CLEAR, &req.id, None)],
+            ),
+        ]),
+    }
+}
+
+/// The grant DM once the access has ended: what was granted, without the
+/// buttons (the one message saying it ended comes after it).
+pub fn granted_closed(req: &AccessRequest) -> Msg {
+    let until = req.expires_at.map(time).unwrap_or_default();
+    request_notice(
+        req,
+        &format!(
+            ":white_check_mark: Your access to *{}* ({}) was granted until {until}.",
+            user_text(&req.runbook_title, 200),
+            user_text(&req.system, 200),
+        ),
+        &[],
+    )
+}
+
+/// The expiry warning once the access has ended: the warning, without the buttons.
+pub fn expiry_warning_closed(req: &AccessRequest) -> Msg {
+    request_notice(
+        req,
+        &format!(
+            ":hourglass: Your access to *{}* was due to end soon.",
+            user_text(&req.runbook_title, 200)
+        ),
+        &[],
+    )
 }
 
 /// The notice posted to the audit channel for one event.
@@ -312,19 +422,21 @@ pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
         "failed" | "revoke_failed" | "grant_failed" => ":x:",
         "refused" => ":warning:",
         "resolved" => ":white_check_mark:",
+        "review_flag_cleared" => ":ballot_box_with_check:",
         _ => ":memo:",
     };
-    let text = format!("{icon} *{kind}* `{}` {line}", req.id);
+    let text = format!("{icon} *{}*: {line}", text::event_name(kind));
     Msg {
         text: truncate(&text, 3000),
         blocks: json!([
             section(&text),
             context(&format!(
-                "{} · {} · requester {} · {}",
+                "{} · {} · requester {} · {} · {}",
                 user_text(&req.runbook_title, 200),
                 user_text(&req.system, 200),
                 mention(&req.requester),
-                duration_of(req)
+                duration_of(req),
+                text::request_ref(req)
             )),
         ]),
     }

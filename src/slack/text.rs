@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::blocks::{quoted, user_text};
-use crate::duration::format_duration;
+use crate::duration::{format_duration, format_duration_words};
 use crate::grant::Action;
 use crate::policy::{Attempt, Refusal};
 use crate::request::{AccessRequest, StageState};
@@ -51,7 +51,7 @@ pub fn requested(req: &AccessRequest) -> String {
         "{} requested {} for {}{reason}",
         mention(&req.requester),
         title(req),
-        format_duration(Duration::from_secs(req.duration_secs))
+        format_duration_words(Duration::from_secs(req.duration_secs))
     )
 }
 
@@ -228,7 +228,7 @@ pub fn auto_approved(rule: &str, max: Duration) -> String {
     format!(
         "auto-approved by rule `{}` (up to {})",
         user_text(rule, 100),
-        format_duration(max)
+        format_duration_words(max)
     )
 }
 
@@ -271,8 +271,7 @@ pub fn denied_outcome(user: &str) -> String {
 /// The requester's DM on a denial.
 pub fn denied_notice(req: &AccessRequest, user: &str) -> String {
     format!(
-        ":no_entry: Your request `{}` for *{}* was denied by {}.",
-        req.id,
+        ":no_entry: Your request for *{}* was denied by {}.",
         title(req),
         mention(user)
     )
@@ -337,8 +336,7 @@ pub fn approved_outcome(by: &[&str]) -> String {
 /// The requester's DM once the request is approved.
 pub fn approved_notice(req: &AccessRequest, by: &[&str]) -> String {
     format!(
-        ":ballot_box_with_check: Your request `{}` for *{}* was approved by {}. Granting access now…",
-        req.id,
+        ":ballot_box_with_check: Your request for *{}* was approved by {}. Granting access now…",
         title(req),
         mentions(by.iter().copied())
     )
@@ -370,9 +368,8 @@ pub fn grant_failed(error: &str) -> String {
 /// The requester's DM when the grant failed.
 pub fn grant_failed_notice(req: &AccessRequest, audit_channel: &str) -> String {
     format!(
-        ":x: accessbot could not grant *{}* (request `{}`): the system refused. Nothing has been granted. The audit channel has the details; try again later or ask <#{}> for help.",
+        ":x: accessbot could not grant *{}*: the system refused. Nothing has been granted. The audit channel has the details; try again later or ask <#{}> for help.",
         title(req),
-        req.id,
         audit_channel
     )
 }
@@ -410,21 +407,17 @@ pub fn revoked(req: &AccessRequest, why: &str) -> String {
     format!("access of {} revoked ({why})", mention(&req.requester))
 }
 
-/// The requester's DM (and the grant DM's new text) when access ended.
+/// The requester's one DM when access ended.
 pub fn revoked_notice(req: &AccessRequest, why: &str) -> String {
-    format!(
-        ":lock: Your access to *{}* (request `{}`) has ended ({why}).",
-        title(req),
-        req.id
-    )
+    format!(":lock: Your access to *{}* has ended ({why}).", title(req))
 }
 
 /// Audit line of a failed revoke.
 pub fn revoke_failed(attempt: u32, error: &str, wait: Duration) -> String {
     format!(
-        "revoke attempt {attempt} failed: {}; retrying in {}",
+        "attempt {attempt} failed: {}; trying again in {}",
         user_text(error, 600),
-        format_duration(wait)
+        format_duration_words(wait)
     )
 }
 
@@ -464,30 +457,64 @@ pub fn review(user: &str, flagged: bool) -> String {
     }
 }
 
+/// What an acknowledgement records while a flag stands: the flag is not
+/// lifted by someone else's acknowledgement, only by the owner.
+pub fn acknowledged_flag_stands(user: &str, flagged_by: &str, owner: &str) -> String {
+    format!(
+        ":white_check_mark: Acknowledged by {}; the flag raised by {} stands until the owner {} clears it",
+        mention(user),
+        mention(flagged_by),
+        mention(owner)
+    )
+}
+
+/// What the owner's clearing of a flag records.
+pub fn flag_cleared(user: &str) -> String {
+    format!(
+        ":ballot_box_with_check: Flag cleared by {} after follow-up",
+        mention(user)
+    )
+}
+
+/// Why someone other than the owner cannot clear a flag.
+pub fn only_owner_clears(owner: &str) -> String {
+    format!(
+        "only the owner {} can clear a flag; ask them once it is followed up",
+        mention(owner)
+    )
+}
+
+/// Why there is no flag to clear.
+pub const NO_FLAG: &str = "this access is not flagged; there is nothing to clear";
+
 // ---- extending ----
 
 /// Audit line of an extension an auto-approval rule approved.
 pub fn extended_by_rule(extra: Duration, rule: &str) -> String {
     format!(
         "extended by {} (auto-approved by rule `{}`)",
-        format_duration(extra),
+        format_duration_words(extra),
         rule
     )
 }
 
 pub fn extended_answer(extra: Duration) -> String {
-    format!("Extended by {}.", format_duration(extra))
+    format!("Extended by {}.", format_duration_words(extra))
 }
 
 /// Audit line of an extension asked for.
 pub fn extension_requested(user: &str, extra: Duration) -> String {
-    format!("{} asks for {} more", mention(user), format_duration(extra))
+    format!(
+        "{} asks for {} more",
+        mention(user),
+        format_duration_words(extra)
+    )
 }
 
 pub fn extension_requested_answer(extra: Duration) -> String {
     format!(
         "Asked the approvers for {} more; you will get a message with their answer.",
-        format_duration(extra)
+        format_duration_words(extra)
     )
 }
 
@@ -496,7 +523,7 @@ pub fn extension_approval_counted(user: &str, extra: Duration, remaining: u32) -
     format!(
         "{} approved the extension of {}; {} more needed",
         mention(user),
-        format_duration(extra),
+        format_duration_words(extra),
         remaining
     )
 }
@@ -523,7 +550,7 @@ pub fn extension_stage_approved_outcome(
 pub fn extension_stage_approved(extra: Duration, done: &StageState, user: &str) -> String {
     format!(
         "extension of {}: stage “{}” approved by {}",
-        format_duration(extra),
+        format_duration_words(extra),
         stage_name(done),
         mention(user)
     )
@@ -536,7 +563,7 @@ pub const EXTENSION_STAGE_APPROVED_ANSWER: &str =
 pub fn extended(extra: Duration, by: &[&str]) -> String {
     format!(
         "extended by {} (approved by {})",
-        format_duration(extra),
+        format_duration_words(extra),
         mentions(by.iter().copied())
     )
 }
@@ -545,7 +572,7 @@ pub fn extended(extra: Duration, by: &[&str]) -> String {
 pub fn extended_outcome(extra: Duration, user: &str) -> String {
     format!(
         ":white_check_mark: Extension of {} approved by {}",
-        format_duration(extra),
+        format_duration_words(extra),
         mention(user)
     )
 }
@@ -554,7 +581,7 @@ pub fn extended_outcome(extra: Duration, user: &str) -> String {
 pub fn extension_denied(extra: Duration, user: &str) -> String {
     format!(
         "extension of {} refused by {}",
-        format_duration(extra),
+        format_duration_words(extra),
         mention(user)
     )
 }
@@ -563,14 +590,34 @@ pub fn extension_denied(extra: Duration, user: &str) -> String {
 pub fn extension_denied_outcome(extra: Duration, user: &str) -> String {
     format!(
         ":no_entry: Extension of {} refused by {}",
-        format_duration(extra),
+        format_duration_words(extra),
         mention(user)
+    )
+}
+
+/// Why an extension was refused for going past the limit, and how much is
+/// still possible (with the command that asks for it).
+pub fn extension_over_limit(id: &str, asked: Duration, cap: Duration, used: Duration) -> String {
+    let left = cap.saturating_sub(used);
+    if left.is_zero() {
+        return format!(
+            "this access has already had its limit of {} in total, so it cannot be extended; ask for it again with `/access` when it ends",
+            format_duration_words(cap)
+        );
+    }
+    format!(
+        "{} more would go past the limit of {} in total for this access (it has had {}). You can still extend by up to {}: `/access extend {id} {}`",
+        format_duration_words(asked),
+        format_duration_words(cap),
+        format_duration_words(used),
+        format_duration_words(left),
+        format_duration(left).replace(' ', "")
     )
 }
 
 /// The requester's DM with an extension's outcome.
 pub fn extension_decided_notice(req: &AccessRequest, outcome: &str) -> String {
-    format!("{outcome} (request `{}`).", req.id)
+    format!("{outcome}, for *{}*.", title(req))
 }
 
 // ---- the timer ----
@@ -584,8 +631,7 @@ pub const EXPIRED_OUTCOME: &str = ":hourglass: Expired: nobody decided in time."
 /// The requester's DM when nobody decided in time.
 pub fn expired_notice(req: &AccessRequest) -> String {
     format!(
-        ":hourglass: Your request `{}` for *{}* expired: nobody decided in time. You can ask again with `/access`.",
-        req.id,
+        ":hourglass: Your request for *{}* expired: nobody decided in time. You can ask again with `/access`.",
         title(req)
     )
 }
@@ -673,4 +719,63 @@ pub fn resolved_reason(user: &str) -> String {
 /// What the person who closed it reads.
 pub fn resolved_answer(id: &str) -> String {
     format!("Request `{id}` is closed; the audit log records that you checked the system.")
+}
+
+// ---- slash commands ----
+
+/// The answer to a slash command other than `/access` sent to this app.
+pub fn other_command(command: &str) -> String {
+    format!(
+        ":no_entry_sign: This app only handles `/access`; `{}` was not run and nothing was saved. Type `/access help` to see what it can do.",
+        quoted(command, 32)
+    )
+}
+
+// ---- the audit channel ----
+
+/// An audit event's kind as people read it in the audit channel
+/// (`revoke_failed` is "Revoke failed — will retry"). A kind without its
+/// own words reads as its name with spaces.
+pub fn event_name(kind: &str) -> String {
+    let words = match kind {
+        "requested" => "Access requested",
+        "break_glass" => "Break-glass access taken",
+        "auto_approved" => "Approved automatically",
+        "approved" => "Approved",
+        "stage_approved" => "Stage approved",
+        "denied" => "Denied",
+        "withdrawn" => "Withdrawn",
+        "granted" => "Access granted",
+        "failed" | "grant_failed" => "Grant failed",
+        "revoked" => "Access revoked",
+        "released" => "Released early",
+        "revoke_requested" => "Ended early",
+        "revoke_failed" => "Revoke failed — will retry",
+        "expired" => "Request expired",
+        "reminded" => "Approvers reminded",
+        "escalated" => "Escalated",
+        "review_acknowledged" => "Break-glass review: acknowledged",
+        "review_flagged" => "Break-glass review: flagged",
+        "review_flag_cleared" => "Break-glass review: flag cleared",
+        "extension_requested" => "Extension requested",
+        "extension_approval" => "Extension approval counted",
+        "extension_stage_approved" => "Extension stage approved",
+        "extended" => "Access extended",
+        "extension_denied" => "Extension refused",
+        other => {
+            let spaced = other.replace('_', " ");
+            let mut chars = spaced.chars();
+            return match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => String::new(),
+            };
+        }
+    };
+    words.to_string()
+}
+
+/// The context line that carries a request's ID, which people need for
+/// `/access status`, `/access extend` and `/access revoke`.
+pub fn request_ref(req: &AccessRequest) -> String {
+    format!("Request ID `{}`", req.id)
 }

@@ -254,6 +254,7 @@ impl Workflow {
         let mut req = AccessRequest {
             runbook_title: rb.title.clone(),
             system: rb.system.clone(),
+            description: rb.description.clone(),
             reason,
             approval_deadline: now + chrono_dur(policy.approval_timeout),
             remind_at: policy.remind_after.map(|d| now + chrono_dur(d)),

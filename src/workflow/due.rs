@@ -19,21 +19,23 @@ impl Workflow {
     /// on expiry, or retry a revoke.
     #[tracing::instrument(skip(self))]
     pub async fn on_due(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let fallback = match self.deps.store.get(id)? {
-            Some(r) if r.status == Status::Pending && r.escalate_at.is_some_and(|t| t <= now) => {
-                match self.deps.catalog.get(&r.runbook_id) {
-                    Some(rb) => self
-                        .deps
-                        .people
-                        .expand(rb, &rb.approval.fallback_approvers, &r.requester)
-                        .await
-                        .unwrap_or_default(),
-                    None => vec![],
-                }
-            }
-            Some(_) => vec![],
-            None => return Ok(()),
+        let Some(current) = self.deps.store.get(id)? else {
+            return Ok(());
         };
+        let fallback = match self.deps.catalog.get(&current.runbook_id) {
+            Some(rb)
+                if current.status == Status::Pending
+                    && current.escalate_at.is_some_and(|t| t <= now) =>
+            {
+                self.deps
+                    .people
+                    .expand(rb, &rb.approval.fallback_approvers, &current.requester)
+                    .await
+                    .unwrap_or_default()
+            }
+            _ => vec![],
+        };
+        let extend_by = self.extend_step(&current.runbook_id);
         let Ok((revoke, _)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 let revoke = match req.status {
@@ -64,7 +66,7 @@ impl Workflow {
                         fx.dm(
                             req,
                             &req.requester,
-                            blocks::expiry_warning(req),
+                            blocks::expiry_warning(req, extend_by),
                             Some(WARNING),
                         );
                         false

@@ -10,7 +10,8 @@ use chrono::Utc;
 use super::{Workflow, REVIEW};
 use crate::policy::{self, Attempt, Refusal};
 use crate::request::{AccessRequest, Status};
-use crate::slack::{blocks, text};
+use crate::slack::blocks::{self, Msg};
+use crate::slack::text;
 
 impl Workflow {
     /// Ends an active grant now (`/access revoke`, the Release button), or
@@ -64,7 +65,9 @@ impl Workflow {
         Ok(answer)
     }
 
-    /// A break-glass reviewer acknowledged or flagged the access.
+    /// A break-glass reviewer acknowledged or flagged the access. A flag
+    /// stands until the owner clears it ([`Workflow::clear_flag`]): a later
+    /// acknowledgement is recorded beside it, never over it.
     pub async fn review(&self, user: &str, id: &str, flag: bool) -> Result<String, Refusal> {
         let (current, owner) = self.with_owner(id)?;
         if current.break_glass {
@@ -84,21 +87,53 @@ impl Workflow {
                 {
                     return Err(Refusal::NotApprover(req.id.clone()));
                 }
-                let kind = if flag {
-                    "review_flagged"
-                } else {
-                    "review_acknowledged"
+                let (kind, words) = match (&req.flagged_by, flag) {
+                    (_, true) => {
+                        req.flagged_by = Some(user.to_string());
+                        ("review_flagged", text::review(user, true))
+                    }
+                    (Some(by), false) => (
+                        "review_acknowledged",
+                        text::acknowledged_flag_stands(user, by, &owner),
+                    ),
+                    (None, false) => ("review_acknowledged", text::review(user, false)),
                 };
-                let words = text::review(user, flag);
-                req.review = Some(words.clone());
+                if req.flagged_by.is_none() || flag {
+                    req.review = Some(words.clone());
+                }
                 fx.audit(kind, req, user, words.clone());
-                fx.update_dm(req, user, REVIEW, blocks::approval_closed(req, &words));
+                fx.update_dm(req, user, REVIEW, review_dm(req, user, &owner, &words));
+                if flag && user != owner && !owner.is_empty() {
+                    fx.update_dm(req, &owner, REVIEW, review_dm(req, &owner, &owner, &words));
+                }
                 Ok(words)
             })
             .await?;
         let (answer, _) = self
             .refused_if(changed, user, &current, Attempt::Review)
             .await?;
+        self.wake();
+        Ok(answer)
+    }
+
+    /// The owner cleared the flag on a break-glass access after following it up.
+    pub async fn clear_flag(&self, user: &str, id: &str) -> Result<String, Refusal> {
+        let (_, owner) = self.with_owner(id)?;
+        let (answer, _) = self
+            .change(id, |req, fx| {
+                if user != owner {
+                    return Err(Refusal::Invalid(text::only_owner_clears(&owner)));
+                }
+                if req.flagged_by.take().is_none() {
+                    return Err(Refusal::Invalid(text::NO_FLAG.to_string()));
+                }
+                let words = text::flag_cleared(user);
+                req.review = Some(words.clone());
+                fx.audit("review_flag_cleared", req, user, words.clone());
+                fx.update_dm(req, user, REVIEW, review_dm(req, user, &owner, &words));
+                Ok(words)
+            })
+            .await??;
         self.wake();
         Ok(answer)
     }
@@ -116,5 +151,22 @@ impl Workflow {
             .map(|r| r.owner.clone())
             .unwrap_or_default();
         Ok((current, owner))
+    }
+}
+
+/// What `user`'s review DM shows after a press: the owner of a flagged
+/// access keeps a button to clear the flag; everyone else sees the outcome.
+fn review_dm(req: &AccessRequest, user: &str, owner: &str, outcome: &str) -> Msg {
+    match &req.flagged_by {
+        Some(by) if user == owner => {
+            let flag = text::review(by, true);
+            let shown = if outcome.contains(&flag) {
+                outcome.to_string()
+            } else {
+                format!("{flag}\n{outcome}")
+            };
+            blocks::review_flagged(req, &shown)
+        }
+        _ => blocks::approval_closed(req, outcome),
     }
 }

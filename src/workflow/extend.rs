@@ -12,7 +12,6 @@ use chrono::Utc;
 
 use super::create::committed_secs;
 use super::{chrono_dur, warn_time, Fx, RequestError, Workflow, EXTENSION};
-use crate::duration::format_duration;
 use crate::policy::{self, Attempt, Refusal};
 use crate::request::{AccessRequest, Approval, ExtensionRequest, StageState, Status};
 use crate::slack::{blocks, text};
@@ -57,11 +56,13 @@ impl Workflow {
             current.total_secs + others.iter().map(committed_secs).sum::<u64>(),
         );
         if others.is_empty() && held + extra > cap {
-            return Err(RequestError::OverMax {
-                id: rb.id.clone(),
-                asked: format!("{} in total", format_duration(held + extra)),
-                max: format_duration(cap),
-            });
+            return Err(Refusal::Invalid(text::extension_over_limit(
+                &current.id,
+                extra,
+                cap,
+                held,
+            ))
+            .into());
         }
         if held + extra > cap {
             let mut open = vec![current.id.clone()];

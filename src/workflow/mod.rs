@@ -188,7 +188,7 @@ impl<'a> Fx<'a> {
         self.dm(
             req,
             &req.requester,
-            blocks::notice(text, &[], &req.id),
+            blocks::request_notice(req, text, &[]),
             None,
         );
     }
@@ -314,6 +314,16 @@ impl Workflow {
 
     fn get(&self, id: &str) -> Result<Option<AccessRequest>, Refusal> {
         Ok(self.deps.store.get(id)?)
+    }
+
+    /// How much one press of the Extend button adds to a grant of
+    /// `runbook_id`: its default duration (zero if it left the catalog).
+    fn extend_step(&self, runbook_id: &str) -> Duration {
+        self.deps
+            .catalog
+            .get(runbook_id)
+            .map(|r| r.request.default_duration)
+            .unwrap_or_default()
     }
 
     /// DMs the approvers of `stage` with Approve / Deny.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::attention::needs_attention;
-use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT};
+use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT, WARNING};
 use crate::crashpoint;
 use crate::grant::{Action, GrantContext, GrantError};
 use crate::request::{AccessRequest, Status};
@@ -202,6 +202,7 @@ impl Workflow {
             .get(&req.runbook_id)
             .map(|r| r.instructions.clone())
             .unwrap_or_default();
+        let extend_by = self.extend_step(&req.runbook_id);
         let warning = self.deps.timing.expiry_warning;
         let ok = result.is_ok();
         self.note_grant_outcome(&req.runbook_id, ok);
@@ -220,7 +221,7 @@ impl Workflow {
                         fx.dm(
                             req,
                             &req.requester,
-                            blocks::granted(req, &instructions),
+                            blocks::granted(req, &instructions, extend_by),
                             Some(GRANT),
                         );
                     }
@@ -311,14 +312,17 @@ impl Workflow {
                         } else {
                             req.status = Status::Revoked;
                             fx.audit("revoked", req, "accessbot", text::revoked(req, &why));
-                            let notice = text::revoked_notice(req, &why);
+                            // One message says it ended; the earlier ones
+                            // only lose their Extend and Release buttons.
+                            let requester = &req.requester;
+                            fx.update_dm(req, requester, GRANT, blocks::granted_closed(req));
                             fx.update_dm(
                                 req,
-                                &req.requester,
-                                GRANT,
-                                blocks::notice(&notice, &[], &req.id),
+                                requester,
+                                WARNING,
+                                blocks::expiry_warning_closed(req),
                             );
-                            fx.tell_requester(req, &notice);
+                            fx.tell_requester(req, &text::revoked_notice(req, &why));
                         }
                     }
                     Err(e) if !e.is_retryable() => {

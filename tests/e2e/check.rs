@@ -352,3 +352,69 @@ fn reports_a_duplicate_id_naming_both_files() {
     let run = run_check(&fixture("duplicate-id"));
     assert!(run.output.contains("first.toml:1"), "{}", run.output);
 }
+
+/// A valid runbook whose provider needs environment variables that are not
+/// set still passes (exit 0), with a warning naming the file, each missing
+/// variable and what to do; a variable that is set is not named.
+#[test]
+fn unset_provider_variables_are_warned_about_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(fixture("missing-program").join("demo.toml")).unwrap();
+    let grant_at = base.find("[grant]").expect("fixture has a [grant] table");
+    let head = &base[..grant_at];
+    std::fs::write(
+        dir.path().join("hr.toml"),
+        format!(
+            "{}[grant]\nprovider = \"command\"\ngrant = [\"/bin/true\"]\nrevoke = [\"/bin/true\"]\nenv = [\"ACCESSBOT_TEST_SET_TOKEN\", \"ACCESSBOT_TEST_UNSET_TOKEN\"]\n",
+            head.replace("id = \"demo\"", "id = \"hr-tool\"")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("idp.toml"),
+        format!(
+            "{}[grant]\nprovider = \"webhook\"\nurl = \"https://grants.example.com/hook\"\nsecret_env = \"ACCESSBOT_TEST_UNSET_SECRET\"\n",
+            head.replace("id = \"demo\"", "id = \"idp\"")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_accessbot"))
+        .arg("check")
+        .arg("--runbooks")
+        .arg(dir.path())
+        .env_remove("ACCESSBOT_RUNBOOKS")
+        .env_remove("ACCESSBOT_TEST_UNSET_TOKEN")
+        .env_remove("ACCESSBOT_TEST_UNSET_SECRET")
+        .env("ACCESSBOT_TEST_SET_TOKEN", "present")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "a warning must not fail check:\n{output}"
+    );
+    assert!(output.contains("2 runbooks OK"), "{output}");
+    let line = |file: &str, var: &str| {
+        output
+            .lines()
+            .find(|l| l.contains("warning") && l.contains(file) && l.contains(var))
+            .unwrap_or_else(|| panic!("no warning naming {file} and {var}:\n{output}"))
+            .to_string()
+    };
+    let hr = line("hr.toml", "ACCESSBOT_TEST_UNSET_TOKEN");
+    assert!(
+        hr.contains("cannot grant yet") && hr.contains("set it where accessbot runs"),
+        "{hr}"
+    );
+    assert!(
+        !hr.contains("ACCESSBOT_TEST_SET_TOKEN"),
+        "a set variable was named: {hr}"
+    );
+    let idp = line("idp.toml", "ACCESSBOT_TEST_UNSET_SECRET");
+    assert!(idp.contains("webhook"), "{idp}");
+}

@@ -29,7 +29,7 @@ async fn happy_path_grants_then_revokes_on_time() {
         assert!(
             t.contains("<@U0ALICE>")
                 && t.contains("Billing portal")
-                && t.contains("3s")
+                && t.contains("3 seconds")
                 && t.contains("month-end refunds"),
             "{t}"
         );
@@ -78,7 +78,12 @@ async fn happy_path_grants_then_revokes_on_time() {
     );
     app.wait_dm(ALICE, &["has ended", "expired"], T).await;
 
-    for kind in ["requested", "approved", "granted", "revoked"] {
+    for kind in [
+        "Access requested",
+        "Approved",
+        "Access granted",
+        "Access revoked",
+    ] {
         app.wait_audit(&[kind, &id], T).await;
     }
 }
@@ -90,7 +95,7 @@ async fn deny_ends_the_request_and_nothing_is_granted() {
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
     app.press(CAROL, "deny", &id).await;
     app.wait_dm(ALICE, &["denied", "<@U0CAROL>"], T).await;
-    app.wait_audit(&["denied", &id], T).await;
+    app.wait_audit(&["Denied", &id], T).await;
     // Bob's message shows the outcome and has no buttons; a late approval is refused.
     let bob = wait_until(T, || {
         app.dms(BOB)
@@ -321,7 +326,7 @@ async fn restart_while_granted_revokes_what_expired_during_the_downtime() {
     app.start().await;
     app.wait_done(&format!("revoke {id}"), Duration::from_secs(3))
         .await;
-    app.wait_audit(&["revoked", &id], T).await;
+    app.wait_audit(&["Access revoked", &id], T).await;
     // Still active; had the kill come before its grant reached the disk,
     // the bot grants it again first, as after any crash.
     app.wait_for_status(DAVE, &long, "active", T).await;
@@ -336,13 +341,16 @@ async fn a_failing_grant_marks_the_request_failed_and_tells_everyone() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_dm(ALICE, &["could not grant", &id], T).await;
-    app.wait_audit(&["failed", &id, "simulated grant failure"], T)
+    app.wait_audit(&["Grant failed", &id, "simulated grant failure"], T)
         .await;
     // The clean-up revoke runs so nothing stays half-granted, and the bot
     // records the request as failed (with its audit event, in one commit).
     app.wait_done(&format!("revoke {id}"), T).await;
-    app.wait_audit(&["revoked", &id, "clean-up after the failed grant"], T)
-        .await;
+    app.wait_audit(
+        &["Access revoked", &id, "clean-up after the failed grant"],
+        T,
+    )
+    .await;
     assert!(!app.provider_done().contains(&format!("grant {id}")));
     assert!(!app
         .dms(ALICE)
@@ -364,12 +372,12 @@ async fn a_failing_revoke_is_retried_and_reported_until_it_succeeds() {
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
-    app.wait_audit(&["revoke_failed", &id, "attempt 1"], T)
+    app.wait_audit(&["Revoke failed — will retry", &id, "attempt 1"], T)
         .await;
-    app.wait_audit(&["revoke_failed", &id, "attempt 2"], T)
+    app.wait_audit(&["Revoke failed — will retry", &id, "attempt 2"], T)
         .await;
     app.wait_done(&format!("revoke {id}"), T).await;
-    app.wait_audit(&["revoked", &id, "expired"], T).await;
+    app.wait_audit(&["Access revoked", &id, "expired"], T).await;
     let revokes = app
         .provider_calls()
         .iter()
@@ -412,7 +420,7 @@ async fn the_modal_opens_and_its_submission_creates_a_request() {
     assert_eq!(ok, Value::Null);
     let confirmation = app.wait_dm(ALICE, &["waiting for approval"], T).await;
     let id = request_id_in(&text_of(&confirmation)).unwrap();
-    app.wait_dm(BOB, &[&id, "45m", "month end"], T).await;
+    app.wait_dm(BOB, &[&id, "45 minutes", "month end"], T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,8 +431,8 @@ async fn help_list_status_and_url_verification() {
     assert!(
         list.contains("billing-admin")
             && list.contains("Billing portal")
-            && list.contains("Default 3s")
-            && list.contains("up to 1h"),
+            && list.contains("Default 3 seconds")
+            && list.contains("up to 1 hour"),
         "{list}"
     );
     let odd = app.slash(ALICE, "frobnicate").await;
@@ -485,7 +493,7 @@ async fn an_overlapping_grant_keeps_the_access_when_the_first_ends() {
     app.wait_done(&format!("grant {long}"), T).await;
     app.wait_for_status(ALICE, &long, "active", T).await;
 
-    app.wait_audit(&["revoked", &short, "continues under request"], T)
+    app.wait_audit(&["Access revoked", &short, "continues under request"], T)
         .await;
     assert!(
         !app.provider_done().contains(&format!("revoke {short}")),
@@ -495,7 +503,7 @@ async fn an_overlapping_grant_keeps_the_access_when_the_first_ends() {
     let answer = app.slash(ALICE, &format!("revoke {long}")).await;
     assert!(!answer.is_empty());
     app.wait_done(&format!("revoke {long}"), T).await;
-    app.wait_audit(&["revoked", &long], T).await;
+    app.wait_audit(&["Access revoked", &long], T).await;
 }
 
 /// Auditors export the audit log from the running bot with a token: JSON
@@ -508,7 +516,7 @@ async fn the_audit_log_exports_while_running_with_a_token() {
     let id = app.request(ALICE, "billing-admin 1h export").await;
     app.wait_dm(BOB, &[&id], T).await;
     app.press(BOB, "deny", &id).await;
-    app.wait_audit(&["denied", &id], T).await;
+    app.wait_audit(&["Denied", &id], T).await;
 
     let export = |auth: Option<&str>, query: &str| {
         let mut r = reqwest::Client::new().get(format!("{}/audit{query}", app.base));

@@ -35,7 +35,7 @@ async fn a_crash_at_any_point_still_ends_granted_then_revoked() {
         app.start().await;
         app.wait_done(&format!("revoke {id}"), Duration::from_secs(15))
             .await;
-        app.wait_audit(&["revoked", &id], T).await;
+        app.wait_audit(&["Access revoked", &id], T).await;
         let grants = app
             .provider_done()
             .iter()
@@ -71,7 +71,7 @@ async fn slack_down_then_back_delivers_every_notice_in_order() {
     // Slack fails again while the grant expires.
     app.slack.http_error_next("*", 3, 503);
     app.wait_done(&format!("revoke {id}"), T).await;
-    app.wait_audit(&["revoked", &id], Duration::from_secs(15))
+    app.wait_audit(&["Access revoked", &id], Duration::from_secs(15))
         .await;
     let order: Vec<String> = app
         .audit_texts()
@@ -81,7 +81,12 @@ async fn slack_down_then_back_delivers_every_notice_in_order() {
         .collect();
     assert_eq!(
         order,
-        vec!["requested", "approved", "granted", "revoked"],
+        vec![
+            "Access requested",
+            "Approved",
+            "Access granted",
+            "Access revoked"
+        ],
         "{order:?}"
     );
 }
@@ -92,7 +97,7 @@ async fn rate_limits_are_honoured_with_retry_after() {
     app.slack.rate_limit_next("chat.postMessage", 1, 2);
     let started = Instant::now();
     let id = app.request(ALICE, "billing-admin 1h x").await;
-    app.wait_audit(&["requested", &id], T).await;
+    app.wait_audit(&["Access requested", &id], T).await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "retried before Retry-After"
@@ -115,7 +120,7 @@ async fn queued_notices_survive_a_kill_while_slack_is_down() {
     app.start().await;
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
     app.wait_dm(CAROL, &[&id, "Approve"], T).await;
-    app.wait_audit(&["requested", &id], T).await;
+    app.wait_audit(&["Access requested", &id], T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +212,7 @@ async fn a_replayed_or_resent_request_does_nothing_more() {
     let approvals = app
         .audit_texts()
         .iter()
-        .filter(|t| t.contains("*approved*") && t.contains(&id))
+        .filter(|t| t.contains("*Approved*") && t.contains(&id))
         .count();
     assert_eq!(approvals, 1);
 }
@@ -253,7 +258,7 @@ async fn the_same_delivery_five_times_at_once_runs_once() {
     let requested = app
         .audit_texts()
         .iter()
-        .filter(|t| t.contains("*requested*"))
+        .filter(|t| t.contains("*Access requested*"))
         .count();
     assert_eq!(requested, 1, "{:?}", app.audit_texts());
 }
@@ -464,7 +469,7 @@ async fn secrets_never_reach_logs_health_or_metrics() {
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("revoke {id}"), T).await;
     // The failures go to the new request's messages, not the old one's.
-    app.wait_audit(&["revoked", &id], T).await;
+    app.wait_audit(&["Access revoked", &id], T).await;
     app.wait_outbox_empty(T).await;
     app.slack.fail_next("*", 3, "invalid_auth");
     app.slash(ALICE, "request billing-admin 1h x").await;

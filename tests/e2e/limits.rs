@@ -94,7 +94,8 @@ async fn a_second_break_glass_needs_confirming_and_stops_at_max_total() {
         app.wait_dm(reviewer, &[&second, &first, "Acknowledge"], T)
             .await;
     }
-    app.wait_audit(&["break_glass", &second, &first], T).await;
+    app.wait_audit(&["Break-glass access taken", &second, &first], T)
+        .await;
 
     let third = app
         .slash(ALICE, "request incident 30m sev1 still going confirm")

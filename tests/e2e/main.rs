@@ -12,3 +12,4 @@ mod limits;
 mod operator;
 mod policies;
 mod provisioning;
+mod wording;

@@ -75,7 +75,7 @@ async fn manager_then_owner_in_two_stages() {
     app.press(BOB, "approve", &id).await;
     app.wait_dm(OWNER, &[&id, "Stage 2 of 2", "System owner"], T)
         .await;
-    app.wait_audit(&["stage_approved", &id, "Manager"], T).await;
+    app.wait_audit(&["Stage approved", &id, "Manager"], T).await;
     app.wait_for_status(ALICE, &id, "pending approval", T).await;
     assert!(app.provider_calls().is_empty());
     app.press(OWNER, "approve", &id).await;
@@ -166,7 +166,8 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
     assert!(answer.contains("approved automatically"), "{answer}");
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
-    app.wait_audit(&["auto_approved", &id, "on-call"], T).await;
+    app.wait_audit(&["Approved automatically", &id, "on-call"], T)
+        .await;
     app.wait_outbox_empty(T).await;
     assert!(
         app.dms(BOB).iter().all(|m| !m.to_string().contains(&id)),
@@ -175,7 +176,7 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
     // Over the rule's limit, or someone else: a human decides. (Dave ends
     // the first: one open request per person and runbook.)
     app.slash(DAVE, &format!("revoke {id}")).await;
-    app.wait_audit(&["*revoked*", &id], T).await;
+    app.wait_audit(&["*Access revoked*", &id], T).await;
     let long = app.request(DAVE, "payroll 1h incident").await;
     app.wait_dm(BOB, &[&long, "Approve"], T).await;
     let other = app.request(ALICE, "payroll 10m x").await;
@@ -201,17 +202,17 @@ async fn break_glass_grants_at_once_and_asks_for_review() {
     assert!(answer.contains("Break-glass"), "{answer}");
     let id = request_id_in(&answer).unwrap();
     app.wait_done(&format!("grant {id}"), T).await;
-    app.wait_audit(&["break_glass", &id, "BREAK-GLASS"], T)
+    app.wait_audit(&["Break-glass access taken", &id, "BREAK-GLASS"], T)
         .await;
     for reviewer in [BOB, CAROL, OWNER] {
         app.wait_dm(reviewer, &[&id, "Acknowledge", "Flag"], T)
             .await;
     }
     app.press(BOB, "review_ack", &id).await;
-    app.wait_audit(&["review_acknowledged", &id, "<@U0BOB>"], T)
+    app.wait_audit(&["Break-glass review: acknowledged", &id, "<@U0BOB>"], T)
         .await;
     app.press(OWNER, "review_flag", &id).await;
-    app.wait_audit(&["review_flagged", &id, "<@U0OWNER>"], T)
+    app.wait_audit(&["Break-glass review: flagged", &id, "<@U0OWNER>"], T)
         .await;
     app.press(MALLORY, "review_ack", &id).await;
     app.wait_ephemeral(MALLORY, "not an approver", T).await;
@@ -227,7 +228,7 @@ async fn reminder_then_escalation_to_fallback_approvers() {
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Reminder"], T).await;
     app.wait_dm(CAROL, &[&id, "Escalated", "Approve"], T).await;
-    app.wait_audit(&["escalated", &id, "<@U0CAROL>"], T).await;
+    app.wait_audit(&["Escalated", &id, "<@U0CAROL>"], T).await;
     app.press(CAROL, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
 }
@@ -241,7 +242,7 @@ async fn undecided_requests_expire_and_approver_messages_say_so() {
     .await;
     let id = app.request(ALICE, "payroll").await;
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
-    app.wait_audit(&["expired", &id], T).await;
+    app.wait_audit(&["Request expired", &id], T).await;
     let m = wait_until(T, || {
         app.dms(BOB)
             .into_iter()
@@ -274,7 +275,7 @@ async fn extension_approved_and_refused() {
 
     // Over max_total: refused at once.
     let too_long = app.slash(ALICE, &format!("extend {id} 3h")).await;
-    assert!(too_long.contains("maximum of 3h"), "{too_long}");
+    assert!(too_long.contains("limit of 3 hours in total"), "{too_long}");
     // Only the requester may ask.
     let not_yours = app.slash(MALLORY, &format!("extend {id} 1h")).await;
     assert!(not_yours.contains("only the requester"), "{not_yours}");
@@ -284,19 +285,21 @@ async fn extension_approved_and_refused() {
     app.wait_dm(BOB, &[&id, "Extension request", "extension_approve"], T)
         .await;
     app.press(BOB, "extension_approve", &id).await;
-    app.wait_audit(&["extended", &id, "approved by <@U0BOB>"], T)
+    app.wait_audit(&["Access extended", &id, "approved by <@U0BOB>"], T)
         .await;
-    app.wait_dm(ALICE, &["Extension of 1h approved"], T).await;
+    app.wait_dm(ALICE, &["Extension of 1 hour approved"], T)
+        .await;
     let status = app.slash(ALICE, "status").await;
-    assert!(status.contains("2h"), "{status}");
+    assert!(status.contains("2 hours"), "{status}");
 
     // A second extension, refused by Carol.
     app.slash(ALICE, &format!("extend {id} 30m")).await;
-    app.wait_dm(CAROL, &[&id, "Extension request", "30m"], T)
+    app.wait_dm(CAROL, &[&id, "Extension request", "30 minutes"], T)
         .await;
     app.press(CAROL, "extension_deny", &id).await;
-    app.wait_dm(ALICE, &["Extension of 30m refused"], T).await;
-    app.wait_audit(&["extension_denied", &id], T).await;
+    app.wait_dm(ALICE, &["Extension of 30 minutes refused"], T)
+        .await;
+    app.wait_audit(&["Extension refused", &id], T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +332,7 @@ async fn release_now_button_and_expiry_warning() {
     app.wait_for_status(ALICE, &id2, "active", T).await;
     app.press(ALICE, "release", &id2).await;
     app.wait_done(&format!("revoke {id2}"), T).await;
-    app.wait_audit(&["released", &id2], T).await;
+    app.wait_audit(&["Released early", &id2], T).await;
     // The grant DM loses its buttons once access ended.
     let closed = wait_until(T, || {
         app.dms(ALICE).into_iter().find(|m| {
@@ -385,8 +388,8 @@ async fn choosing_a_runbook_in_the_modal_previews_its_approvers() {
         "<@U0DAVE>",
         "Stage 2: Owner",
         "<@U0OWNER>",
-        "default 1h",
-        "at most 2h",
+        "default 1 hour",
+        "at most 2 hours",
         "optional",
     ] {
         assert!(preview.contains(part), "preview lacks {part}: {preview}");
@@ -419,7 +422,7 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
     app.wait_done(&format!("grant {id}"), T).await;
     app.wait_for_status(DAVE, &id, "active", T).await;
     let extended = app.slash(DAVE, &format!("extend {id} 5s")).await;
-    assert!(extended.contains("Extended by 5s"), "{extended}");
+    assert!(extended.contains("Extended by 5 seconds"), "{extended}");
     // The warning comes 2s before the new end (13s after the grant), not never.
     app.wait_dm(
         DAVE,
@@ -429,7 +432,7 @@ async fn an_extended_grant_is_warned_before_its_new_end() {
     .await;
     // Count once no more warning can come: the access has ended and every
     // message about it was sent. Posts are recorded in the order they came.
-    app.wait_audit(&["revoked", &id], T).await;
+    app.wait_audit(&["Access revoked", &id], T).await;
     app.wait_outbox_empty(T).await;
     let posts: Vec<String> = app
         .slack
@@ -474,13 +477,13 @@ async fn each_stage_is_reminded_and_escalated_on_its_own_clock() {
     app.wait_dm(BOB, &[&id, "Reminder"], T).await;
     app.wait_dm(CAROL, &[&id, "Escalated", "Approve"], T).await;
     app.press(CAROL, "approve", &id).await;
-    app.wait_audit(&["stage_approved", &id], T).await;
+    app.wait_audit(&["Stage approved", &id], T).await;
     // Stage 2 gets its own reminder and escalation.
     app.wait_dm(OWNER, &[&id, "Reminder"], T).await;
     let escalations = || {
         app.audit_texts()
             .iter()
-            .filter(|t| t.contains("*escalated*") && t.contains(&id))
+            .filter(|t| t.contains("*Escalated*") && t.contains(&id))
             .count()
     };
     wait_until(T, || (escalations() == 2).then_some(()))
@@ -516,17 +519,21 @@ async fn an_extension_goes_through_every_stage_again() {
     app.wait_ephemeral(OWNER, "not an approver of the current stage", T)
         .await;
     app.press(BOB, "extension_approve", &id).await;
-    app.wait_audit(&["extension_stage_approved", &id], T).await;
+    app.wait_audit(&["Extension stage approved", &id], T).await;
     let status = app.slash(ALICE, "status").await;
-    assert!(!status.contains("2h"), "extended after one stage: {status}");
+    assert!(
+        !status.contains("2 hours"),
+        "extended after one stage: {status}"
+    );
     app.wait_dm(OWNER, &[&id, "Extension request"], T).await;
     // Bob approved once; he cannot approve the owner's stage too.
     app.press(BOB, "extension_approve", &id).await;
     app.wait_ephemeral(BOB, "already approved", T).await;
     app.press(OWNER, "extension_approve", &id).await;
-    app.wait_audit(&["extended", &id, "<@U0BOB>, <@U0OWNER>"], T)
+    app.wait_audit(&["Access extended", &id, "<@U0BOB>, <@U0OWNER>"], T)
         .await;
-    app.wait_dm(ALICE, &["Extension of 1h approved"], T).await;
+    app.wait_dm(ALICE, &["Extension of 1 hour approved"], T)
+        .await;
 }
 
 /// Access that ends while an extension is waiting closes the extension:
@@ -568,7 +575,7 @@ async fn an_extension_still_waiting_when_access_ends_is_closed() {
     let log = app.audit_texts();
     assert!(
         !log.iter()
-            .any(|t| t.contains("*extended*") || t.contains("extension_denied")),
+            .any(|t| t.contains("*Access extended*") || t.contains("*Extension refused*")),
         "{log:?}"
     );
 }

@@ -603,11 +603,24 @@ impl TestApp {
         self.slack.messages_in(&format!("D{user}"))
     }
 
+    /// Each audit-channel message as people read it: its text, then its
+    /// context lines (where the request ID is), one per line.
     pub fn audit_texts(&self) -> Vec<String> {
         self.slack
             .messages_in(AUDIT)
             .iter()
-            .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+            .map(|m| {
+                let mut shown = m["text"].as_str().unwrap_or_default().to_string();
+                for block in m["blocks"].as_array().into_iter().flatten() {
+                    if block["type"] == "context" {
+                        for e in block["elements"].as_array().into_iter().flatten() {
+                            shown.push('\n');
+                            shown.push_str(e["text"].as_str().unwrap_or_default());
+                        }
+                    }
+                }
+                shown
+            })
             .collect()
     }
 
