@@ -6,6 +6,9 @@
 //! Under `cargo test` it runs one short round of each mode as a smoke test,
 //! so the benchmark cannot rot.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,12 +80,8 @@ async fn flush(db: &sled::Db) {
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let bench = support::measuring();
+    let rt = support::runtime();
     let (levels, budget): (&[usize], Duration) = if bench {
         (&[1, 8, 32, 128], Duration::from_secs(3))
     } else {

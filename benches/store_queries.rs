@@ -8,6 +8,9 @@
 //! PostgreSQL (a throwaway cluster, as in the tests). Under `cargo test` it
 //! runs one small round as a smoke test, so the benchmark cannot rot.
 
+#[path = "support/mod.rs"]
+mod support;
+
 #[path = "../tests/support/postgres.rs"]
 mod pg;
 
@@ -135,12 +138,8 @@ async fn pg_round(n: usize, rounds: usize) -> Duration {
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let bench = support::measuring();
+    let rt = support::runtime();
     let (sizes, rounds): (&[usize], usize) = if bench {
         (&[1_000, 10_000, 100_000], 2_000)
     } else {

@@ -5,6 +5,9 @@
 //! `cargo bench --bench throughput` prints a table (see BENCHMARKS.md).
 //! Under `cargo test` it runs one small round as a smoke test.
 
+#[path = "support/mod.rs"]
+mod bench_support;
+
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
@@ -79,12 +82,8 @@ async fn round(concurrency: usize, total: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let bench = bench_support::measuring();
+    let rt = bench_support::runtime();
     let levels: &[(usize, usize)] = if bench {
         &[(1, 300), (8, 1000), (32, 1000)]
     } else {
