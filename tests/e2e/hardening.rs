@@ -120,3 +120,71 @@ async fn typed_text_cannot_fake_structure() {
         "{detail}"
     );
 }
+
+/// The shipped `billing.sh`, run by the real bot: when the bot is killed
+/// while the script is inside its critical section, nothing is left holding
+/// the lock (the run dies with the bot, and the kernel drops a `flock` with
+/// its holder), so after the restart the grant completes and the revoke
+/// takes the access away on time. With the old lock directory the grant
+/// then failed with "locked for 10s" and the person stayed a billing admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_billing_script_survives_a_bot_killed_mid_grant() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/scripts/billing.sh");
+    let state = tempfile::tempdir().unwrap();
+    // A `grep` that says it is running, then hangs: it holds billing.sh
+    // inside its critical section until the bot is killed.
+    let shim = state.path().join("shim");
+    std::fs::create_dir(&shim).unwrap();
+    let inside = state.path().join("inside");
+    std::fs::write(
+        shim.join("grep"),
+        format!("#!/bin/sh\ntouch {}\nexec sleep 600\n", inside.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        shim.join("grep"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runbook = BILLING
+        .replace(
+            "\"./provider.sh\"",
+            &format!("{:?}", script.display().to_string()),
+        )
+        .replace(
+            "timeout = \"5s\"",
+            "timeout = \"30s\"\nenv = [\"ACCESSBOT_STATE_DIR\"]",
+        );
+    assert!(runbook.contains("billing.sh"), "{runbook}");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let state_dir = state.path().display().to_string();
+    let mut app = TestApp::spawn_with(
+        Setup::default()
+            .only_runbook("billing-admin", &runbook)
+            .env("ACCESSBOT_STATE_DIR", &state_dir)
+            .env("PATH", &format!("{}:{path}", shim.display())),
+    )
+    .await;
+    let id = app.request(ALICE, "billing-admin 4s month end").await;
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.press(BOB, "approve", &id).await;
+    let held = wait_until(T, || inside.exists().then_some(())).await;
+    assert!(
+        held.is_some(),
+        "billing.sh never reached its critical section"
+    );
+    app.kill().await;
+
+    app.set_env("PATH", &path);
+    app.start().await;
+    app.wait_audit(&["Access granted", &id], Duration::from_secs(30))
+        .await;
+    app.wait_audit(&["Access revoked", &id], Duration::from_secs(30))
+        .await;
+    let admins = std::fs::read_to_string(state.path().join("billing-admins.txt")).unwrap();
+    assert!(!admins.contains(ALICE), "still a billing admin: {admins:?}");
+    let log = std::fs::read_to_string(state.path().join("billing-access.log")).unwrap();
+    let actions: Vec<&str> = log.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(actions, ["grant", "revoke"], "{log}");
+}
