@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sled=warn,hyper=warn".into()),
+                .unwrap_or_else(|_| "info,sled=warn,hyper=warn,sqlx=warn".into()),
         )
         .init();
     match cli.command {
