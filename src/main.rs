@@ -1,5 +1,5 @@
 //! The `accessbot` binary: parses the command line, sets up logging, and
-//! runs `serve`, `check` or `audit`.
+//! runs `serve`, `check`, `audit` or `migrate-store`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use accessbot::audit::verify_chain;
 use accessbot::config::Config;
 use accessbot::runbook;
-use accessbot::store::Store;
+use accessbot::store::migrate::{sled_to_postgres, MigrateStoreError};
+use accessbot::store::url::{mask_url, scrub_password};
+use accessbot::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,23 @@ enum Cmd {
         #[arg(long)]
         verify: bool,
     },
+    /// Copy a stopped sled install (requests, deadlines, undelivered Slack
+    /// messages, audit log) into an empty PostgreSQL database, then verify
+    /// the audit chain there.
+    MigrateStore {
+        /// The data directory of the stopped bot (its ACCESSBOT_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        from_data_dir: PathBuf,
+        /// The destination, `postgres://user:password@host:5432/db`.
+        // `hide_env_values`: `--help` would otherwise print the password.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "ACCESSBOT_DATABASE_URL",
+            hide_env_values = true
+        )]
+        to: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,13 +71,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sled=warn,hyper=warn".into()),
+                .unwrap_or_else(|_| "info,sled=warn,hyper=warn,sqlx=warn".into()),
         )
         .init();
     match cli.command {
         Cmd::Serve { config } => serve(config),
         Cmd::Check { runbooks } => check(&runbooks),
         Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
+        Cmd::MigrateStore { from_data_dir, to } => migrate_store(&from_data_dir, &to),
     }
 }
 
@@ -150,4 +170,52 @@ fn audit(dir: &std::path::Path, verify_only: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn migrate_store(dir: &std::path::Path, url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(sled_to_postgres(dir, url)) {
+        Ok(summary) => {
+            println!("moved {} to {}: {summary}", dir.display(), mask_url(url));
+            println!(
+                "next: start accessbot with ACCESSBOT_DATABASE_URL set to this database; \
+                 keep {} as a backup and do not start a bot on it again",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("accessbot: {}", one_line(&migrate_error_text(&e), url));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error as an operator acts on it. A directory in use gets its own
+/// words: the store's advice (another data directory) is for `serve`.
+fn migrate_error_text(e: &MigrateStoreError) -> String {
+    match e {
+        MigrateStoreError::Source(StoreError::Locked(dir)) => format!(
+            "the data directory {} is in use by a running accessbot; stop it first \
+             (migrate-store copies a stopped install), then run migrate-store again",
+            dir.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// One line, without the database password even where a driver quoted the URL.
+fn one_line(text: &str, url: &str) -> String {
+    scrub_password(text, url)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

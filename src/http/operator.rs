@@ -1,6 +1,6 @@
 //! The operator endpoints: `GET /healthz` (liveness, and counts of what is
 //! failing: revokes, grants, Slack deliveries, the Slack setup),
-//! `GET /metrics` (counters in Prometheus text) and `GET /audit`
+//! `GET /readyz` (readiness, for a load balancer), `GET /metrics` (counters in Prometheus text) and `GET /audit`
 //! (the audit log as JSON lines, behind its own token). They read; nothing
 //! here changes a request.
 
@@ -45,6 +45,7 @@ pub(super) struct Operator {
 pub(super) fn router(state: Operator) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/audit", get(audit_export))
         .with_state(state)
@@ -173,6 +174,53 @@ async fn healthz(State(s): State<Operator>) -> Response {
     .into_response()
 }
 
+/// How long `/readyz` waits for the store before calling it not ready: well
+/// under a load balancer's probe timeout.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /readyz`: whether this replica should be sent traffic. 200
+/// `{"status":"ready"}` when the store answers a read; 503 with a reason
+/// when it does not (a database that is down or unreachable), so a load
+/// balancer sends Slack to another replica meanwhile. The runbooks need no
+/// check here: nothing listens until they are loaded and valid.
+/// Unlike `/healthz`, the HTTP code is the answer.
+async fn readyz(State(s): State<Operator>) -> Response {
+    let probe = match tokio::time::timeout(READY_TIMEOUT, s.workflow.store_ready()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(detail)) => Err(NotReady {
+            reason: "store unreachable",
+            detail,
+        }),
+        Err(_) => Err(NotReady {
+            reason: "store not answering",
+            detail: format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+        }),
+    };
+    readiness(probe)
+}
+
+/// Why `/readyz` says no: `reason` is shown to anyone who asks, `detail`
+/// (which may name the database host) only goes to the log.
+#[derive(Debug)]
+struct NotReady {
+    reason: &'static str,
+    detail: String,
+}
+
+fn readiness(probe: Result<(), NotReady>) -> Response {
+    match probe {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(NotReady { reason, detail }) => {
+            tracing::warn!(reason, detail = %detail, "not ready: /readyz answers 503");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not_ready", "reason": reason})),
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn metrics(State(s): State<Operator>) -> Response {
     let counts = s.workflow.request_counts();
     let (d, m) = (&s.delivery, &s.metrics);
@@ -263,4 +311,46 @@ async fn metrics(State(s): State<Operator>) -> Response {
         out.push_str(&format!("accessbot_requests{{status=\"{status}\"}} {n}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(r: Response) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_with_a_reason_and_no_detail_when_the_store_fails() {
+        let detail = "cannot reach the database at postgres://accessbot:***@db.internal:5432/accessbot: connection refused";
+        let (status, body) = body_of(readiness(Err(NotReady {
+            reason: "store unreachable",
+            detail: detail.into(),
+        })))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            json!({"status": "not_ready", "reason": "store unreachable"})
+        );
+        assert!(!body.to_string().contains("db.internal"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readyz_is_200_on_a_store_that_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Operator {
+            workflow: Workflow::for_tests(dir.path()),
+            audit_token: None,
+            delivery: Default::default(),
+            setup: Arc::new(SetupHealth::new(&crate::preflight::SlackCheck::Passed)),
+            metrics: Default::default(),
+        };
+        let (status, body) = body_of(readyz(State(state)).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"status": "ready"}));
+    }
 }

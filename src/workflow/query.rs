@@ -106,6 +106,18 @@ impl Workflow {
         })
     }
 
+    /// Whether the store answers a read, for `/readyz`; `Err` says why not
+    /// (for the log: it may name the database host).
+    // The audit head is one key on sled and one row on PostgreSQL; on the
+    // engine this becomes `self.deps.store.audit_head().await`.
+    pub async fn store_ready(&self) -> Result<(), String> {
+        self.deps
+            .store
+            .audit_head()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// The whole audit log, in order, for export.
     pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
         self.deps.store.audit_events()

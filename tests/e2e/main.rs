@@ -9,6 +9,7 @@ mod core;
 mod faults;
 mod hardening;
 mod limits;
+mod migrate;
 mod operator;
 mod policies;
 mod provisioning;

@@ -215,3 +215,16 @@ async fn an_unreachable_slack_does_not_stop_the_start_and_clears_when_it_answers
     assert_eq!(cleared["slack_setup"], "passed", "{cleared}");
     assert!(app.slack.calls("conversations.info").len() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_ready_on_a_bot_whose_store_answers() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ready"}));
+    // Still ready while it works: a request stored and waiting.
+    let id = app.request(ALICE, "billing-admin 1h month-end").await;
+    app.wait_dm(BOB, &[&id], T).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
