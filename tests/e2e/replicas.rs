@@ -178,7 +178,7 @@ async fn a_replica_killed_mid_revoke_loses_nothing() {
     let survivor = (0..3).find(|n| *n != holder).unwrap();
     app.wait_done(&format!("revoke {id}"), T).await;
     let deadline = std::time::Instant::now() + T;
-    while app.status_of(ALICE, &id).await.is_some() {
+    while status_in(&app.slash_at(survivor, ALICE, "status").await, &id).is_some() {
         assert!(std::time::Instant::now() < deadline, "{id} never ended");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
