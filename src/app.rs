@@ -5,10 +5,13 @@
 //! missing or lacks the bot, a locked or unreadable database), one clear
 //! line per problem, all at once. A Slack that does not answer at all does
 //! not stop the start (see [`crate::preflight`]).
+//! The store is PostgreSQL when `database_url` is set (any number of
+//! replicas share it), else sled in `data_dir` with a bounded cache
+//! ([`open_store`]); nothing after that knows which.
 //! Running means three loops beside the HTTP server: the outbox, the timer
 //! and the replay-guard pruner. Shutdown (SIGTERM or Ctrl-C) stops accepting
-//! requests, lets in-flight handlers and provider runs finish, flushes sled
-//! and returns, well within 10 seconds.
+//! requests, lets in-flight handlers and provider runs finish, flushes the
+//! store and returns, well within 10 seconds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,9 @@ use crate::preflight::{self, SetupHealth, SetupProblem, SetupState, SlackCheck};
 use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
-use crate::store::{Store, StoreError};
+use crate::store::postgres::PgEngine;
+use crate::store::url::mask_url;
+use crate::store::{SledEngine, SledOptions, Store, StoreEngine, StoreError};
 use crate::workflow::{Deps, Workflow};
 
 /// How long shutdown waits for in-flight work before giving up on it.
@@ -73,6 +78,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         expiry_warning: config.expiry_warning,
         retry_base: config.retry_base,
         retry_max: config.retry_max,
+        lease: config.lease,
     };
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
     // Every problem a newcomer can fix is found before any is reported.
@@ -108,7 +114,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
     warn_not_ready(&catalog);
     let setup = Arc::new(SetupHealth::new(&check));
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    let store = open_store(&config).await?;
     let people = People::new(
         slack.clone(),
         config.directory.clone(),
@@ -154,8 +160,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
-    loops.spawn(prune_replay_guard(Arc::clone(&store), cancel.clone()));
-    let resumed = workflow.recover()?;
+    loops.spawn(prune_replay_guard(Arc::clone(&workflow), cancel.clone()));
+    let resumed = workflow.recover().await?;
     if resumed > 0 {
         tracing::info!(
             resumed,
@@ -229,16 +235,38 @@ fn warn_not_ready(catalog: &runbook::Catalog) {
     }
 }
 
+/// Opens the store the configuration names: PostgreSQL when
+/// `database_url` is set (an unreachable database is one line naming the
+/// host and the cause, never the password), else sled in `data_dir` with
+/// the configured cache.
+async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
+    match &config.database_url {
+        Some(url) => {
+            let engine = PgEngine::connect(url.expose()).await?;
+            tracing::info!(engine = "postgres", database = %mask_url(url.expose()), replica = %engine.replica_id(), "store opened");
+            Ok(Arc::new(engine))
+        }
+        None => {
+            let options = SledOptions {
+                cache_capacity: config.sled_cache,
+            };
+            let store = Store::open_with(&config.data_dir, &options)?;
+            tracing::info!(engine = "sled", dir = %config.data_dir.display(), cache_bytes = config.sled_cache, "store opened");
+            Ok(Arc::new(SledEngine::new(Arc::new(store))))
+        }
+    }
+}
+
 /// Replay-guard entries only matter while Slack would still accept the
 /// signature (5 minutes); keep them 10 minutes, then forget them.
-async fn prune_replay_guard(store: Arc<Store>, cancel: CancellationToken) {
+async fn prune_replay_guard(workflow: Arc<Workflow>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
         let cutoff = chrono::Utc::now() - chrono::Duration::minutes(10);
-        if let Err(e) = store.prune_seen(cutoff) {
+        if let Err(e) = workflow.forget_deliveries(cutoff).await {
             tracing::warn!(error = %e, "could not prune the replay guard");
         }
     }

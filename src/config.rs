@@ -66,6 +66,15 @@ pub struct Config {
     pub retry_max: Duration,
     /// Bearer token for `GET /audit`; the export is off without one.
     pub audit_token: Option<Secret>,
+    /// `postgres://…`: the PostgreSQL database every replica shares. A
+    /// secret (it carries the password); without it the store is sled in
+    /// `data_dir`.
+    pub database_url: Option<Secret>,
+    /// sled's page cache in bytes (`ACCESSBOT_SLED_CACHE`, e.g. `64MiB`).
+    pub sled_cache: u64,
+    /// How long a replica holds claimed due work, outbox entries and
+    /// provider runs before another replica may take them over.
+    pub lease: Duration,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -117,6 +126,9 @@ struct FileConfig {
     retry_base: Option<String>,
     retry_max: Option<String>,
     audit_token: Option<String>,
+    database_url: Option<String>,
+    sled_cache: Option<String>,
+    lease: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
 }
@@ -197,10 +209,11 @@ impl Config {
         let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
         let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
         let manager_field = pick("ACCESSBOT_MANAGER_FIELD", file.manager_field);
-        let [expiry_warning, retry_base, retry_max] = [
+        let [expiry_warning, retry_base, retry_max, lease] = [
             ("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning, "10m"),
             ("ACCESSBOT_RETRY_BASE", file.retry_base, "1s"),
             ("ACCESSBOT_RETRY_MAX", file.retry_max, "5m"),
+            ("ACCESSBOT_LEASE", file.lease, "60s"),
         ]
         .map(|(name, value, default)| {
             pick_duration(name, pick(name, value), default).unwrap_or_else(|e| {
@@ -208,6 +221,29 @@ impl Config {
                 Duration::from_secs(1)
             })
         });
+        let database_url = pick("ACCESSBOT_DATABASE_URL", file.database_url).map(Secret::new);
+        if let Some(url) = &database_url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_DATABASE_URL",
+                    reason: format!(
+                        "`{}` is not a PostgreSQL URL; write postgres://USER:PASSWORD@HOST:5432/DATABASE",
+                        crate::store::url::mask_url(url)
+                    ),
+                });
+            }
+        }
+        let sled_cache = match pick("ACCESSBOT_SLED_CACHE", file.sled_cache) {
+            None => crate::store::DEFAULT_CACHE_CAPACITY,
+            Some(text) => parse_size(&text).unwrap_or_else(|reason| {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_SLED_CACHE",
+                    reason,
+                });
+                crate::store::DEFAULT_CACHE_CAPACITY
+            }),
+        };
         let audit_token = pick("ACCESSBOT_AUDIT_TOKEN", file.audit_token).map(Secret::new);
         if let Some(token) = &audit_token {
             if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {
@@ -236,6 +272,9 @@ impl Config {
             retry_base,
             retry_max: retry_max.max(retry_base),
             audit_token,
+            database_url,
+            sled_cache,
+            lease,
         })
     }
 }
@@ -276,6 +315,38 @@ fn pick_duration(
         env,
         reason: e.to_string(),
     })
+}
+
+/// A size as people write it: `64MiB`, `512 KiB`, `1GiB`, `100MB`, or
+/// bytes alone. At least 1 MiB, so sled has room to work.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 64MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}`; use KiB, MiB or GiB (e.g. 64MiB)"
+            ))
+        }
+    };
+    let bytes = (number * factor as f64) as u64;
+    if bytes < 1 << 20 {
+        return Err(format!("`{text}` is too small; give sled at least 1MiB"));
+    }
+    Ok(bytes)
 }
 
 fn looks_like_channel(id: &str) -> bool {
@@ -395,6 +466,54 @@ mod tests {
             assert!(e.contains(part), "{part:?} not in:\n{e}");
         }
         assert!(!e.contains("xoxb-secret-value"), "{e}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        for (text, bytes) in [
+            ("64MiB", 64 << 20),
+            ("64 MiB", 64 << 20),
+            ("1GiB", 1 << 30),
+            ("100MB", 100_000_000),
+            ("1.5GiB", 3 << 29),
+            ("2097152", 2 << 20),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "lots", "64XB", "1KiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_database_url_selects_postgres_and_is_never_printed() {
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert!(c.database_url.is_none());
+        assert_eq!(c.sled_cache, 64 << 20);
+        let mut pairs = BASE.to_vec();
+        pairs.push((
+            "ACCESSBOT_DATABASE_URL",
+            "postgres://bot:s3cret@db:5432/accessbot",
+        ));
+        pairs.push(("ACCESSBOT_SLED_CACHE", "16MiB"));
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs)).unwrap();
+        assert_eq!(
+            c.database_url.as_ref().map(Secret::expose),
+            Some("postgres://bot:s3cret@db:5432/accessbot")
+        );
+        assert_eq!(c.sled_cache, 16 << 20);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        pairs.pop();
+        pairs.pop();
+        pairs.push(("ACCESSBOT_DATABASE_URL", "mysql://bot:s3cret@db/accessbot"));
+        let e = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ACCESSBOT_DATABASE_URL") && e.contains("db"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]

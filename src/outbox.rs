@@ -1,11 +1,18 @@
 //! Delivers queued Slack operations: in queue order per request, retried
 //! with backoff on 5xx, 429 (honouring Retry-After) and timeouts, across
-//! restarts because the queue lives in sled. Errors that cannot succeed on a
-//! retry (`channel_not_found`, `not_in_channel`, `invalid_auth`) are logged
-//! loudly, counted on `/healthz` until the same call to the same place
-//! succeeds, and dropped from the queue.
+//! restarts because the queue lives in the store. Errors that cannot succeed
+//! on a retry (`channel_not_found`, `not_in_channel`, `invalid_auth`) are
+//! logged loudly, counted on `/healthz` until the same call to the same
+//! place succeeds, and dropped from the queue.
+//!
+//! Entries are claimed (`outbox_claim`: the oldest entry of each order key,
+//! leased to this replica) and each ends as done (`outbox_done`) or as a
+//! retry (`outbox_retry`), so with several replicas on one database every
+//! message is sent by one of them, once, and a request's messages still go
+//! out in order. A replica that dies holding a claim loses it when the lease
+//! runs out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::request::MessageRef;
 use crate::retry::{backoff, Timing};
 use crate::slack::{SlackClient, SlackError};
-use crate::store::Store;
+use crate::store::{OutboxEntry, StoreEngine};
 
 /// A Slack Web API operation waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,7 +191,7 @@ impl DeliveryHealth {
 
 /// The delivery loop.
 pub struct Outbox {
-    store: Arc<Store>,
+    store: Arc<dyn StoreEngine>,
     slack: SlackClient,
     timing: Timing,
     wake: Arc<Notify>,
@@ -202,7 +209,12 @@ enum Delivery {
 }
 
 impl Outbox {
-    pub fn new(store: Arc<Store>, slack: SlackClient, timing: Timing, wake: Arc<Notify>) -> Outbox {
+    pub fn new(
+        store: Arc<dyn StoreEngine>,
+        slack: SlackClient,
+        timing: Timing,
+        wake: Arc<Notify>,
+    ) -> Outbox {
         Outbox {
             store,
             slack,
@@ -234,66 +246,73 @@ impl Outbox {
     }
 
     /// Delivers what can be delivered now; returns how long to sleep.
+    /// Claims what is ready (the oldest entry of each order key, leased
+    /// to this replica) and delivers it; every claimed entry ends as done
+    /// or as a retry, which releases it. Returns how long to sleep.
     async fn pass(&mut self) -> Result<Duration, crate::store::StoreError> {
         let mut idle = Duration::from_secs(30);
-        let batch = self.store.outbox_batch(BATCH)?;
-        // A request whose earlier message is waiting blocks its later ones.
-        let mut blocked: HashSet<String> = HashSet::new();
-        let now = Utc::now();
-        for (seq, mut item) in batch {
-            if blocked.contains(&item.order_key) {
-                continue;
+        loop {
+            let now = Utc::now();
+            let batch = self
+                .store
+                .outbox_claim(now, BATCH, self.timing.lease)
+                .await?;
+            if batch.is_empty() {
+                break;
             }
-            if let Some(at) = item.not_before.filter(|t| *t > now) {
-                blocked.insert(item.order_key.clone());
-                idle = idle.min((at - now).to_std().unwrap_or_default());
-                continue;
-            }
-            if let Some(until) = self.paused.get(item.op.method()) {
-                let left = until.saturating_duration_since(Instant::now());
-                if !left.is_zero() {
-                    blocked.insert(item.order_key.clone());
-                    idle = idle.min(left);
-                    continue;
-                }
-            }
-            match self.deliver(&item).await {
-                Delivery::Done => {
-                    self.store.outbox_remove(seq)?;
-                    self.health.record_success(&health_key(&item.op));
-                    self.health
-                        .delivered
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Delivery::Retry(e) => {
-                    item.attempts += 1;
-                    let wait = e
-                        .retry_after()
-                        .unwrap_or_else(|| backoff(&self.timing, item.attempts));
-                    if let Some(ra) = e.retry_after() {
-                        let method = item.op.method();
-                        self.paused.insert(method, Instant::now() + ra);
+            for OutboxEntry { seq, mut item } in batch {
+                if let Some(until) = self.paused.get(item.op.method()) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        // Slack asked this method to wait: the entry goes
+                        // back, not tried, and its key waits with it.
+                        item.not_before =
+                            Some(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default());
+                        self.store.outbox_retry(seq, &item).await?;
+                        idle = idle.min(left);
+                        continue;
                     }
-                    tracing::warn!(error = %e, attempts = item.attempts, retry_in = ?wait, order_key = %item.order_key, "Slack delivery failed; will retry");
-                    item.not_before =
-                        Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
-                    item.last_error = Some(e.to_string());
-                    self.store.outbox_put(seq, &item)?;
-                    self.health
-                        .retried
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    blocked.insert(item.order_key.clone());
-                    idle = idle.min(wait);
                 }
-                Delivery::Permanent(e) => {
-                    let target = item.op.target();
-                    tracing::error!(error = %e, %target, order_key = %item.order_key, "Slack refused a message and a retry cannot help; it is dropped. Fix the app's setup (is the bot invited to the channel? is the token valid?)");
-                    self.health.record_permanent(health_key(&item.op), &e);
-                    self.store.outbox_remove(seq)?;
+                match self.deliver(&item).await {
+                    Delivery::Done => {
+                        self.store.outbox_done(seq).await?;
+                        self.health.record_success(&health_key(&item.op));
+                        self.health
+                            .delivered
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Delivery::Retry(e) => {
+                        item.attempts += 1;
+                        let wait = e
+                            .retry_after()
+                            .unwrap_or_else(|| backoff(&self.timing, item.attempts));
+                        if let Some(ra) = e.retry_after() {
+                            let method = item.op.method();
+                            self.paused.insert(method, Instant::now() + ra);
+                        }
+                        tracing::warn!(error = %e, attempts = item.attempts, retry_in = ?wait, order_key = %item.order_key, "Slack delivery failed; will retry");
+                        item.not_before =
+                            Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                        item.last_error = Some(e.to_string());
+                        self.store.outbox_retry(seq, &item).await?;
+                        self.health
+                            .retried
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        idle = idle.min(wait);
+                    }
+                    Delivery::Permanent(e) => {
+                        let target = item.op.target();
+                        tracing::error!(error = %e, %target, order_key = %item.order_key, "Slack refused a message and a retry cannot help; it is dropped. Fix the app's setup (is the bot invited to the channel? is the token valid?)");
+                        self.health.record_permanent(health_key(&item.op), &e);
+                        self.store.outbox_done(seq).await?;
+                    }
                 }
             }
         }
-        if self.store.outbox_len() > 0 && idle > Duration::from_secs(1) {
+        // What is left waits for a retry time, or is another replica's, or
+        // was queued by another replica without waking this one: look again
+        // within a second.
+        if self.store.outbox_len().await? > 0 && idle > Duration::from_secs(1) {
             idle = Duration::from_secs(1);
         }
         Ok(idle)
@@ -325,7 +344,7 @@ impl Outbox {
                 purpose,
                 text,
                 blocks,
-            } => match self.store.get(&item.order_key) {
+            } => match self.store.get(&item.order_key).await {
                 Ok(Some(req)) => match req.message_for(user, purpose) {
                     Some(m) => {
                         self.slack
@@ -377,8 +396,18 @@ impl Outbox {
                 channel,
                 ts,
             };
-            if let Err(e) = self.store.remember_message(request_id, msg) {
-                tracing::error!(error = %e, "could not remember a posted DM; its buttons will not be updated");
+            let remembered = self
+                .store
+                .update(request_id, move |req| {
+                    req.messages.push(msg);
+                    Ok::<_, std::convert::Infallible>(((), crate::store::Effects::default()))
+                })
+                .await;
+            match remembered {
+                Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "could not remember a posted DM; its buttons will not be updated")
+                }
             }
         }
         Ok(())

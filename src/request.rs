@@ -140,6 +140,12 @@ pub struct AccessRequest {
     /// When the next grant or revoke attempt is due (Granting, Revoking).
     #[serde(default)]
     pub retry_at: Option<DateTime<Utc>>,
+    /// The lease of the grant or revoke run recorded as an intent (Granting,
+    /// Revoking): set when the request enters that status, cleared by the
+    /// write that records the outcome. If it passes first, the replica that
+    /// owned the run is presumed dead and the timer of any replica runs it.
+    #[serde(default)]
+    pub run_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
@@ -211,6 +217,7 @@ impl AccessRequest {
             expires_at: None,
             warn_at: None,
             retry_at: None,
+            run_until: None,
             attempts: 0,
             ended_at: None,
             end_reason: None,
@@ -235,7 +242,7 @@ impl AccessRequest {
                 self.escalate_at,
             ],
             Status::Active => &[self.expires_at, self.warn_at],
-            Status::Granting | Status::Revoking => &[self.retry_at],
+            Status::Granting | Status::Revoking => &[self.retry_at, self.run_until],
             _ => &[],
         };
         candidates.iter().flatten().min().copied()

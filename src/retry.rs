@@ -10,6 +10,9 @@ pub struct Timing {
     pub expiry_warning: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long a replica holds claimed due work or a provider run before
+    /// another replica may take it over (it is presumed dead by then).
+    pub lease: Duration,
 }
 
 /// Retry interval after `attempts` failures: base, 2×base, 4×base … up to max.
@@ -28,6 +31,7 @@ mod tests {
             expiry_warning: Duration::from_secs(600),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
         };
         let got: Vec<u64> = (1..=6).map(|a| backoff(&t, a).as_secs()).collect();
         assert_eq!(got, vec![1, 2, 4, 8, 10, 10]);

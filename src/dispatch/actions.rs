@@ -79,6 +79,6 @@ pub(super) async fn handle_actions(wf: &Arc<Workflow>, a: BlockActions) -> Reply
     } else {
         &request_id
     };
-    tell(wf, order_key, a.channel_id(), user, text);
+    tell(wf, order_key, a.channel_id(), user, text).await;
     Reply::Ack
 }

@@ -83,7 +83,7 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
             say(format!("*What you can request:*\n{}\n\nAsk with `/access` or `/access request <id> [duration] [reason]`.", lines.join("\n")))
         }
         Command::Status => {
-            let mine = match wf.open_requests_of(user) {
+            let mine = match wf.open_requests_of(user).await {
                 Ok(mine) => mine,
                 Err(e) => {
                     tracing::error!(error = %e, "could not list requests");

@@ -9,22 +9,22 @@ use crate::slack::blocks;
 use crate::slack::payload::EventBody;
 use crate::workflow::Workflow;
 
-pub(super) fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) -> Reply {
+pub(super) async fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) -> Reply {
     match e {
         EventBody::UrlVerification { challenge } => Reply::Challenge(challenge),
         EventBody::Callback { event_id, event } => {
             let key = format!("event:{event_id}");
-            match wf.delivery_answer(key.as_bytes()) {
+            match wf.delivery_answer(key.as_bytes()).await {
                 Ok(Some(_)) => return Reply::AckNoRetry,
                 Ok(None) => {}
                 Err(_) => return Reply::Ack,
             }
-            let _ = wf.remember_delivery(key.as_bytes(), b"");
+            let _ = wf.remember_delivery(key.as_bytes(), b"").await;
             if event["type"] == "app_home_opened"
                 && event["tab"].as_str().unwrap_or("home") == "home"
             {
                 if let Some(user) = event["user"].as_str() {
-                    publish_home(wf, user);
+                    publish_home(wf, user).await;
                 }
             }
             if is_retry {
@@ -37,9 +37,10 @@ pub(super) fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) -> Reply
     }
 }
 
-fn publish_home(wf: &Workflow, user: &str) {
+async fn publish_home(wf: &Workflow, user: &str) {
     let lines: Vec<String> = wf
         .open_requests_of(user)
+        .await
         .unwrap_or_default()
         .iter()
         .map(blocks::status_line)
@@ -49,5 +50,5 @@ fn publish_home(wf: &Workflow, user: &str) {
         view: blocks::home_view(&lines),
     };
     // Not queued means not shown now; the next app_home_opened tries again.
-    let _ = wf.queue_slack(&format!("home:{user}"), op);
+    let _ = wf.queue_slack(&format!("home:{user}"), op).await;
 }

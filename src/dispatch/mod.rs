@@ -98,8 +98,8 @@ impl Dispatch {
     }
 
     /// An Events API body; `is_retry` when Slack says this is a retry.
-    pub fn handle_event(&self, event: EventBody, is_retry: bool) -> Reply {
-        events::handle_event(&self.workflow, event, is_retry)
+    pub async fn handle_event(&self, event: EventBody, is_retry: bool) -> Reply {
+        events::handle_event(&self.workflow, event, is_retry).await
     }
 }
 
@@ -130,7 +130,7 @@ fn created_text(req: &AccessRequest) -> String {
 }
 
 /// Tells one person something privately: ephemeral where they pressed, or a DM.
-fn tell(wf: &Workflow, order_key: &str, channel: Option<String>, user: &str, text: String) {
+async fn tell(wf: &Workflow, order_key: &str, channel: Option<String>, user: &str, text: String) {
     let op = match channel {
         Some(channel) => SlackOp::Ephemeral {
             channel,
@@ -147,7 +147,7 @@ fn tell(wf: &Workflow, order_key: &str, channel: Option<String>, user: &str, tex
             }
         }
     };
-    if let Err(e) = wf.queue_slack(order_key, op) {
+    if let Err(e) = wf.queue_slack(order_key, op).await {
         tracing::error!(error = %e, "could not queue a reply");
     }
 }
@@ -224,24 +224,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn events_are_handled_once_by_event_id() {
+    #[tokio::test]
+    async fn events_are_handled_once_by_event_id() {
         let (_dir, d) = dispatch();
         let verification = EventBody::UrlVerification {
             challenge: "c-1".into(),
         };
         check(
-            d.handle_event(verification, false),
+            d.handle_event(verification, false).await,
             Some(json!({"challenge": "c-1"})),
         );
         let home = || EventBody::Callback {
             event_id: "Ev1".into(),
             event: json!({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"}),
         };
-        assert_eq!(d.handle_event(home(), false), Reply::Ack);
-        assert_eq!(d.workflow.outbox_len(), 1, "the Home tab is queued");
-        assert_eq!(d.handle_event(home(), true), Reply::AckNoRetry);
-        assert_eq!(d.workflow.outbox_len(), 1, "a repeat queues nothing");
+        assert_eq!(d.handle_event(home(), false).await, Reply::Ack);
+        assert_eq!(d.workflow.outbox_len().await, 1, "the Home tab is queued");
+        assert_eq!(d.handle_event(home(), true).await, Reply::AckNoRetry);
+        assert_eq!(d.workflow.outbox_len().await, 1, "a repeat queues nothing");
         check(Reply::AckNoRetry, None);
     }
 }

@@ -47,7 +47,7 @@ pub(super) async fn handle_submission(wf: &Arc<Workflow>, v: ViewSubmission) -> 
     };
     match wf.create_request(n).await {
         Ok(req) => {
-            tell(wf, &req.id, None, &v.user.id, created_text(&req));
+            tell(wf, &req.id, None, &v.user.id, created_text(&req)).await;
             Reply::Ack
         }
         Err(e) => Reply::ViewErrors(vec![(e.field(), e.to_string())]),

@@ -147,8 +147,15 @@ pub struct Leftovers {
 /// Kills every process group that holds a program started for one of
 /// `request_ids` by an earlier bot, and waits up to `wait` for them to be
 /// gone. Groups holding a child of this bot are its own runs and are left
-/// alone.
-pub fn stop_leftover_runs(request_ids: &HashSet<&str>, wait: Duration) -> Leftovers {
+/// alone. With `spare_live_runs` (replicas sharing a database, perhaps on
+/// this host), so is a group whose leader, the program itself, still runs:
+/// the program dies with the bot that started it, so a live one belongs to a
+/// live replica, whose run must not be cut short.
+pub fn stop_leftover_runs(
+    request_ids: &HashSet<&str>,
+    wait: Duration,
+    spare_live_runs: bool,
+) -> Leftovers {
     if request_ids.is_empty() {
         return Leftovers::default();
     }
@@ -164,6 +171,7 @@ pub fn stop_leftover_runs(request_ids: &HashSet<&str>, wait: Duration) -> Leftov
         .filter(|p| p.pid != me && !ours.contains(&p.pgid))
         .filter(|p| request_id_of(p.pid).is_some_and(|id| request_ids.contains(id.as_str())))
         .map(|p| p.pgid)
+        .filter(|pgid| !(spare_live_runs && processes.iter().any(|p| p.pid == *pgid)))
         .collect();
     for &pgid in &groups {
         if kill_group(pgid) {
@@ -284,11 +292,23 @@ mod tests {
         );
 
         let other = crate::request::new_request_id();
-        let none = stop_leftover_runs(&HashSet::from([other.as_str()]), Duration::from_secs(1));
+        let none = stop_leftover_runs(
+            &HashSet::from([other.as_str()]),
+            Duration::from_secs(1),
+            false,
+        );
         assert_eq!(none, Leftovers::default());
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
 
-        let stopped = stop_leftover_runs(&HashSet::from([id.as_str()]), Duration::from_secs(5));
+        // Beside other replicas, a group whose leader still runs is a live
+        // replica's run: spared.
+        let spared =
+            stop_leftover_runs(&HashSet::from([id.as_str()]), Duration::from_secs(1), true);
+        assert_eq!(spared, Leftovers::default());
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+        let stopped =
+            stop_leftover_runs(&HashSet::from([id.as_str()]), Duration::from_secs(5), false);
         assert_eq!(stopped.groups, vec![pid], "setsid made it a group leader");
         assert_eq!(stopped.surviving, Vec::<u32>::new());
     }

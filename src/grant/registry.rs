@@ -200,8 +200,14 @@ impl Providers {
     /// everything they started), waiting up to `wait` for them to be gone,
     /// so that resuming those runs cannot run them twice at once. Only
     /// `command` starts programs; the other providers leave nothing behind.
-    pub fn stop_leftover_runs(&self, request_ids: &HashSet<&str>, wait: Duration) -> Leftovers {
-        super::process::stop_leftover_runs(request_ids, wait)
+    /// `spare_live_runs`: see [`super::process::stop_leftover_runs`].
+    pub fn stop_leftover_runs(
+        &self,
+        request_ids: &HashSet<&str>,
+        wait: Duration,
+        spare_live_runs: bool,
+    ) -> Leftovers {
+        super::process::stop_leftover_runs(request_ids, wait, spare_live_runs)
     }
 }
 

@@ -152,7 +152,7 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
         }
     };
     let key = DeliveryKey::new(endpoint.kind(), &body);
-    let handling = match s.replay.check(&key) {
+    let handling = match s.replay.check(&key).await {
         Ok(Seen::New(handling)) => handling,
         Ok(Seen::Answered(answer)) => {
             s.metrics.replays.fetch_add(1, Ordering::Relaxed);
@@ -183,7 +183,7 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
         .payload()
         .map(|v| v.to_string().into_bytes())
         .unwrap_or_default();
-    handling.answered(&answer);
+    handling.answered(&answer).await;
     let response = answer_with(answer);
     if reply == Reply::AckNoRetry {
         no_retry(response)
@@ -216,6 +216,7 @@ async fn parse_and_dispatch(
             s.metrics.events.fetch_add(1, Ordering::Relaxed);
             s.dispatch
                 .handle_event(payload::parse_event(body)?, is_retry)
+                .await
         }
     })
 }

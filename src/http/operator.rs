@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -78,8 +79,15 @@ async fn audit_export(
             "send Authorization: Bearer <ACCESSBOT_AUDIT_TOKEN>",
         );
     }
-    let events = match s.workflow.audit_events() {
-        Ok(events) => events,
+    // The chain is verified a page at a time first (its verdict goes in a
+    // header, before the body); then the body streams the log a page at a
+    // time. Memory stays constant however long the log is.
+    let chain = match s.workflow.verify_audit().await {
+        Ok(Ok(_)) => "intact".to_string(),
+        Ok(Err(seq)) => {
+            tracing::error!(seq, "audit log hash chain is broken");
+            format!("broken-at={seq}")
+        }
         Err(e) => {
             tracing::error!(error = %e, "audit export could not read the log");
             return reject(
@@ -88,21 +96,29 @@ async fn audit_export(
             );
         }
     };
-    let chain = match crate::audit::verify_chain(&events) {
-        Ok(_) => "intact".to_string(),
-        Err(seq) => {
-            tracing::error!(seq, "audit log hash chain is broken");
-            format!("broken-at={seq}")
+    let workflow = Arc::clone(&s.workflow);
+    let pages = futures_util::stream::unfold(Some(q.since.unwrap_or(0)), move |after| {
+        let workflow = Arc::clone(&workflow);
+        async move {
+            let after = after?;
+            match workflow.audit_page(after, AUDIT_PAGE).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let last = page.last().map_or(after, |e| e.seq);
+                    let mut chunk = String::new();
+                    for e in &page {
+                        chunk.push_str(&serde_json::to_string(e).unwrap_or_default());
+                        chunk.push('\n');
+                    }
+                    Some((Ok::<_, std::io::Error>(chunk), Some(last)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export stopped: the log could not be read");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
         }
-    };
-    let mut body = String::new();
-    for e in events
-        .iter()
-        .filter(|e| q.since.is_none_or(|since| e.seq > since))
-    {
-        body.push_str(&serde_json::to_string(e).unwrap_or_default());
-        body.push('\n');
-    }
+    });
     (
         [
             (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
@@ -111,10 +127,13 @@ async fn audit_export(
                 chain,
             ),
         ],
-        body,
+        Body::from_stream(pages),
     )
         .into_response()
 }
+
+/// Events per page of the export.
+const AUDIT_PAGE: usize = 500;
 
 #[derive(Debug, serde::Deserialize)]
 struct AuditQuery {
@@ -144,7 +163,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 /// people, channels or request text. Which ones is in the log and, for
 /// grants and revokes, in the audit log (`GET /audit`).
 async fn healthz(State(s): State<Operator>) -> Response {
-    let provisioning = s.workflow.provisioning_health();
+    let provisioning = s.workflow.provisioning_health().await;
     let storage_ok = provisioning.is_some();
     let provisioning = provisioning.unwrap_or_default();
     let deliveries_failing = s.delivery.failing();
@@ -169,7 +188,7 @@ async fn healthz(State(s): State<Operator>) -> Response {
         "slack_setup": setup.label(),
         "slack_setup_problems": setup_problems,
         "storage": if storage_ok { "ok" } else { "unreadable" },
-        "outbox_pending": s.workflow.outbox_len(),
+        "outbox_pending": s.workflow.outbox_len().await,
     }))
     .into_response()
 }
@@ -222,7 +241,7 @@ fn readiness(probe: Result<(), NotReady>) -> Response {
 }
 
 async fn metrics(State(s): State<Operator>) -> Response {
-    let counts = s.workflow.request_counts();
+    let counts = s.workflow.request_counts().await;
     let (d, m) = (&s.delivery, &s.metrics);
     let counters = [
         (
@@ -280,9 +299,9 @@ async fn metrics(State(s): State<Operator>) -> Response {
     out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
     out.push_str(&format!(
         "accessbot_outbox_pending {}\n",
-        s.workflow.outbox_len()
+        s.workflow.outbox_len().await
     ));
-    let provisioning = s.workflow.provisioning_health().unwrap_or_default();
+    let provisioning = s.workflow.provisioning_health().await.unwrap_or_default();
     for (name, help, v) in [
         (
             "accessbot_revokes_failing",
@@ -305,7 +324,7 @@ async fn metrics(State(s): State<Operator>) -> Response {
         ));
     }
     out.push_str(
-        "# HELP accessbot_requests Requests by status.\n# TYPE accessbot_requests gauge\n",
+        "# HELP accessbot_requests Unfinished requests by status (finished ones are in the audit log).\n# TYPE accessbot_requests gauge\n",
     );
     for (status, n) in counts {
         out.push_str(&format!("accessbot_requests{{status=\"{status}\"}} {n}\n"));

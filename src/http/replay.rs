@@ -6,8 +6,12 @@
 //! A delivery is identified by a [`DeliveryKey`] over what was delivered,
 //! not over how it was signed, so a Slack retry (re-signed, same body) is
 //! caught as well as a replay of the same signed bytes. Answers are kept as
-//! bytes through the workflow (the store prunes them after 10 minutes);
-//! nothing here knows about HTTP, so another transport can use it too.
+//! bytes in the store (pruned after 10 minutes), so with several replicas on
+//! one database a repeat that lands on another replica still gets the first
+//! answer. Twins in flight at the same moment are caught within one
+//! replica; across replicas, the workflow's own checks (a request is decided
+//! once, the same request sent again gets the waiting one) keep the effect
+//! single. Nothing here knows about HTTP, so another transport can use it too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -71,8 +75,8 @@ impl ReplayGuard {
     }
 
     /// Looks the delivery up, and claims it when it is new.
-    pub fn check(&self, key: &DeliveryKey) -> Result<Seen, StoreError> {
-        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes())? {
+    pub async fn check(&self, key: &DeliveryKey) -> Result<Seen, StoreError> {
+        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes()).await? {
             return Ok(Seen::Answered(answer));
         }
         let claimed = self
@@ -88,7 +92,7 @@ impl ReplayGuard {
             key: key.clone(),
         };
         // A copy may have been answered between the look-up and the claim.
-        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes())? {
+        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes()).await? {
             return Ok(Seen::Answered(answer));
         }
         Ok(Seen::New(handling))
@@ -100,7 +104,7 @@ impl ReplayGuard {
         let until = tokio::time::Instant::now() + TWIN_WAIT;
         while tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Ok(Some(answer)) = self.workflow.delivery_answer(key.as_bytes()) {
+            if let Ok(Some(answer)) = self.workflow.delivery_answer(key.as_bytes()).await {
                 return Some(answer);
             }
         }
@@ -117,11 +121,12 @@ pub struct Handling {
 
 impl Handling {
     /// Records the answer for repeats, then releases the claim.
-    pub fn answered(self, answer: &[u8]) {
+    pub async fn answered(self, answer: &[u8]) {
         if let Err(e) = self
             .guard
             .workflow
             .remember_delivery(self.key.as_bytes(), answer)
+            .await
         {
             tracing::error!(error = %e, "could not record a delivery in the replay guard");
         }
@@ -154,43 +159,45 @@ mod tests {
     }
 
     /// A guard over a fresh store, and the claim of a first delivery.
-    fn first_delivery(body: &[u8]) -> (tempfile::TempDir, ReplayGuard, DeliveryKey, Handling) {
+    async fn first_delivery(
+        body: &[u8],
+    ) -> (tempfile::TempDir, ReplayGuard, DeliveryKey, Handling) {
         let dir = tempfile::tempdir().unwrap();
         let guard = ReplayGuard::new(Workflow::for_tests(dir.path()));
         let key = DeliveryKey::new("commands", body);
-        match guard.check(&key) {
+        match guard.check(&key).await {
             Ok(Seen::New(handling)) => (dir, guard, key, handling),
             _ => panic!("a first delivery is new"),
         }
     }
 
-    #[test]
-    fn a_repeat_gets_the_first_answer() {
-        let (_dir, guard, key, handling) = first_delivery(b"one");
-        handling.answered(b"{\"text\":\"first\"}");
-        match guard.check(&key) {
+    #[tokio::test]
+    async fn a_repeat_gets_the_first_answer() {
+        let (_dir, guard, key, handling) = first_delivery(b"one").await;
+        handling.answered(b"{\"text\":\"first\"}").await;
+        match guard.check(&key).await {
             Ok(Seen::Answered(answer)) => assert_eq!(answer, b"{\"text\":\"first\"}"),
             _ => panic!("a repeat is answered from the guard"),
         }
     }
 
-    #[test]
-    fn a_delivery_given_up_without_an_answer_can_come_again() {
-        let (_dir, guard, key, handling) = first_delivery(b"bad");
+    #[tokio::test]
+    async fn a_delivery_given_up_without_an_answer_can_come_again() {
+        let (_dir, guard, key, handling) = first_delivery(b"bad").await;
         drop(handling);
-        assert!(matches!(guard.check(&key), Ok(Seen::New(_))));
+        assert!(matches!(guard.check(&key).await, Ok(Seen::New(_))));
     }
 
     #[tokio::test]
     async fn a_twin_in_flight_waits_for_the_first_answer() {
-        let (_dir, guard, key, handling) = first_delivery(b"twice");
-        assert!(matches!(guard.check(&key), Ok(Seen::InFlight)));
+        let (_dir, guard, key, handling) = first_delivery(b"twice").await;
+        assert!(matches!(guard.check(&key).await, Ok(Seen::InFlight)));
         let twin = {
             let (guard, key) = (guard.clone(), key.clone());
             tokio::spawn(async move { guard.answer_of_twin(&key).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        handling.answered(b"answer");
+        handling.answered(b"answer").await;
         assert_eq!(twin.await.unwrap().as_deref(), Some(&b"answer"[..]));
     }
 }

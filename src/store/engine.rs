@@ -302,10 +302,21 @@ impl ChainCheck {
 /// processes never share one.
 pub fn new_replica_id() -> String {
     use rand::Rng;
-    let host = std::env::var("HOSTNAME")
+    let tag: u32 = rand::rngs::OsRng.gen();
+    format!("{}:{}:{tag:08x}", replica_host(), std::process::id())
+}
+
+/// The host part of a replica's name: `HOSTNAME`, else the kernel's.
+pub(crate) fn replica_host() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let tag: u32 = rand::rngs::OsRng.gen();
-    format!("{host}:{}:{tag:08x}", std::process::id())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "host".into())
+        .replace(':', "_")
 }

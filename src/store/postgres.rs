@@ -163,13 +163,56 @@ impl PgEngine {
             .await
             .map_err(|e| unreachable(&e))?;
         let listener = tokio::spawn(listen_for_deadlines(listener, deadline_changed.clone()));
-        Ok(PgEngine {
+        let engine = PgEngine {
             pool,
             lock_pool,
             replica: super::engine::new_replica_id(),
             deadline_changed,
             listener,
-        })
+        };
+        engine.release_leases_of_dead_local_replicas().await?;
+        Ok(engine)
+    }
+
+    /// Releases the leases held by replicas that ran on this host and whose
+    /// process is gone: a bot restarted after a crash takes its work back at
+    /// once instead of after the lease. A lease of another host, or of a
+    /// process that still runs, is left to run out.
+    async fn release_leases_of_dead_local_replicas(&self) -> Result<(), StoreError> {
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT lease_owner FROM requests WHERE lease_until IS NOT NULL AND lease_owner IS NOT NULL \
+             UNION SELECT lease_owner FROM outbox WHERE lease_owner IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let host = super::engine::replica_host();
+        let dead: Vec<String> = owners
+            .into_iter()
+            .filter(|owner| {
+                let mut parts = owner.rsplitn(3, ':');
+                let (_tag, pid, owner_host) = (parts.next(), parts.next(), parts.next());
+                owner_host == Some(host.as_str())
+                    && pid
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        for table in ["requests", "outbox"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ANY($1)"
+            )))
+            .bind(&dead)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        }
+        tracing::info!(replicas = ?dead, "released the leases of replicas of this host that are gone");
+        self.deadline_changed.notify_one();
+        Ok(())
     }
 
     /// The main pool, for tests and tools that need plain SQL.

@@ -37,7 +37,7 @@ impl Workflow {
         user: &str,
         request_id: &str,
     ) -> Result<String, Refusal> {
-        let (_, owner) = self.with_owner(request_id)?;
+        let (_, owner) = self.with_owner(request_id).await?;
         let (answer, _) = self
             .change(request_id, |req, fx| {
                 let approver = req.requester != user && req.all_approvers().any(|u| u == user);

@@ -134,8 +134,9 @@ impl Workflow {
         Ok((rb, duration))
     }
 
-    /// `user`'s open requests for `runbook`: waiting, being granted or active.
-    pub(super) fn open_requests_for(
+    /// `user`'s open requests for `runbook`: waiting, being granted or
+    /// active. Read from the index of a person's unfinished requests.
+    pub(super) async fn open_requests_for(
         &self,
         user: &str,
         runbook: &str,
@@ -143,11 +144,11 @@ impl Workflow {
         Ok(self
             .deps
             .store
-            .all_requests()?
+            .open_requests_of(user)
+            .await?
             .into_iter()
             .filter(|r| {
-                r.requester == user
-                    && r.runbook_id == runbook
+                r.runbook_id == runbook
                     && matches!(
                         r.status,
                         Status::Pending | Status::Granting | Status::Active
@@ -167,7 +168,7 @@ impl Workflow {
         duration: Duration,
     ) -> Result<(String, Vec<AccessRequest>), RequestError> {
         let reason = clean_typed(&n.reason);
-        let open = self.open_requests_for(&n.user, &rb.id)?;
+        let open = self.open_requests_for(&n.user, &rb.id).await?;
         let Some(first) = open.first() else {
             return Ok((reason, open));
         };
@@ -246,7 +247,8 @@ impl Workflow {
             what: "who may approve this request".to_string(),
         })?;
         let (stages, auto) = resolved?;
-        let _creating = self.creating.lock(&n.user, &rb.id).await;
+        // Held until the insert has committed, on every replica alike.
+        let limits = self.lock_limits(&n.user, &rb.id).await?;
         let (reason, on_top_of) = self.check_open(&n, rb, duration).await?;
         let on_top_of: Vec<String> = on_top_of.into_iter().map(|o| o.id).collect();
         let now = Utc::now();
@@ -266,6 +268,7 @@ impl Workflow {
         fx.audit("requested", &req, &req.requester, text::requested(&req));
         if rb.break_glass {
             req.status = Status::Granting;
+            req.run_until = Some(self.run_lease(now));
             req.decided_by = Some("break-glass".into());
             fx.audit(
                 "break_glass",
@@ -288,6 +291,7 @@ impl Workflow {
             }
         } else if let Some(rule) = auto {
             req.status = Status::Granting;
+            req.run_until = Some(self.run_lease(now));
             req.auto_rule = Some(rule.name.clone());
             req.decided_by = Some(format!("rule {}", rule.name));
             fx.audit(
@@ -299,8 +303,9 @@ impl Workflow {
         } else {
             Self::ask_stage(&mut fx, &req, 0, "");
         }
-        self.deps.store.insert(&req, fx.effects)?;
+        self.deps.store.insert(&req, fx.effects).await?;
         self.deps.store.flush().await?;
+        drop(limits);
         self.wake();
         if req.status == Status::Granting {
             self.spawn_grant(&req.id);

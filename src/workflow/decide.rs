@@ -25,7 +25,7 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let Some(current) = self.get(request_id)? else {
+        let Some(current) = self.get(request_id).await? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
         let allow_self = self
@@ -128,6 +128,7 @@ impl Workflow {
                 text::STAGE_APPROVED_ANSWER.to_string()
             }
             ApprovalOutcome::Approved => {
+                req.run_until = Some(self.run_lease(now));
                 let by: Vec<&str> = req.approvals.iter().map(|a| a.user.as_str()).collect();
                 fx.audit("approved", req, user, text::approved(&by));
                 Self::close_approval_dms(fx, req, &text::approved_outcome(&by));

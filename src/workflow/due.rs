@@ -19,7 +19,7 @@ impl Workflow {
     /// on expiry, or retry a revoke.
     #[tracing::instrument(skip(self))]
     pub async fn on_due(self: &Arc<Self>, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let Some(current) = self.deps.store.get(id)? else {
+        let Some(current) = self.deps.store.get(id).await? else {
             return Ok(());
         };
         let fallback = match self.deps.catalog.get(&current.runbook_id) {
@@ -36,12 +36,13 @@ impl Workflow {
             _ => vec![],
         };
         let extend_by = self.extend_step(&current.runbook_id);
-        let Ok((revoke, _)) = self
+        let lease = self.run_lease(now);
+        let Ok((run, req)) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
-                let revoke = match req.status {
+                let run = match req.status {
                     Status::Pending if req.approval_deadline <= now => {
                         expire(fx, req, now);
-                        false
+                        Run::No
                     }
                     Status::Pending => {
                         if req.remind_at.is_some_and(|t| t <= now) {
@@ -53,13 +54,14 @@ impl Workflow {
                             req.escalate_at = None;
                             escalate(fx, req, &fallback);
                         }
-                        false
+                        Run::No
                     }
                     Status::Active if req.expires_at.is_some_and(|t| t <= now) => {
                         req.status = Status::Revoking;
                         req.retry_at = None;
+                        req.run_until = Some(lease);
                         req.end_reason = Some(text::TIME_UP.into());
-                        true
+                        Run::Now
                     }
                     Status::Active if req.warn_at.is_some_and(|t| t <= now) => {
                         req.warn_at = None;
@@ -69,26 +71,57 @@ impl Workflow {
                             blocks::expiry_warning(req, extend_by),
                             Some(WARNING),
                         );
-                        false
+                        Run::No
                     }
                     Status::Revoking if req.retry_at.is_some_and(|t| t <= now) => {
                         req.retry_at = None;
-                        true
+                        req.run_until = Some(lease);
+                        Run::Now
                     }
-                    _ => false,
+                    // The replica that owned this run did not record its
+                    // outcome within the lease: presumed dead, so it is run
+                    // here. (If it still runs, this run waits for its lock
+                    // and then finds the request done.)
+                    Status::Granting | Status::Revoking
+                        if req.run_until.is_some_and(|t| t <= now) =>
+                    {
+                        tracing::warn!(request_id = %req.id, status = ?req.status, "a provider run's lease ran out; running it here");
+                        req.run_until = Some(lease);
+                        Run::TakeOver
+                    }
+                    _ => Run::No,
                 };
-                Ok(revoke)
+                Ok(run)
             })
             .await?;
-        if revoke {
+        if run == Run::Now && req.status == Status::Revoking {
             crashpoint::hit("after_expire");
         }
         self.wake_outbox();
-        if revoke {
-            self.spawn_revoke(id);
+        if run == Run::TakeOver {
+            // The dead replica's program died with it; what it started may
+            // still run on this host, and must be gone before the run here.
+            self.stop_leftovers_of(id).await;
+        }
+        if run != Run::No {
+            match req.status {
+                Status::Granting => self.spawn_grant(id),
+                _ => self.spawn_revoke(id),
+            }
         }
         Ok(())
     }
+}
+
+/// What a deadline asks of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    No,
+    /// A revoke is due (expiry, or a retry).
+    Now,
+    /// A run recorded as an intent outlived its lease: another replica
+    /// owned it and is presumed dead.
+    TakeOver,
 }
 
 /// Nobody decided before the approval deadline.

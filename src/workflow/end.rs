@@ -24,7 +24,8 @@ impl Workflow {
         request_id: &str,
         how: Attempt,
     ) -> Result<String, Refusal> {
-        let (current, owner) = self.with_owner(request_id)?;
+        let (current, owner) = self.with_owner(request_id).await?;
+        let lease = self.run_lease(Utc::now());
         let changed = self
             .change(request_id, |req, fx| {
                 let is_requester = req.requester == user;
@@ -47,6 +48,7 @@ impl Workflow {
                 }
                 req.status = Status::Revoking;
                 req.retry_at = None;
+                req.run_until = Some(lease);
                 let (kind, why) = if is_requester {
                     ("released", text::RELEASED.to_string())
                 } else {
@@ -69,7 +71,7 @@ impl Workflow {
     /// stands until the owner clears it ([`Workflow::clear_flag`]): a later
     /// acknowledgement is recorded beside it, never over it.
     pub async fn review(&self, user: &str, id: &str, flag: bool) -> Result<String, Refusal> {
-        let (current, owner) = self.with_owner(id)?;
+        let (current, owner) = self.with_owner(id).await?;
         if current.break_glass {
             self.check_still_approver(user, &current, None, Attempt::Review)
                 .await?;
@@ -118,7 +120,7 @@ impl Workflow {
 
     /// The owner cleared the flag on a break-glass access after following it up.
     pub async fn clear_flag(&self, user: &str, id: &str) -> Result<String, Refusal> {
-        let (_, owner) = self.with_owner(id)?;
+        let (_, owner) = self.with_owner(id).await?;
         let (answer, _) = self
             .change(id, |req, fx| {
                 if user != owner {
@@ -140,8 +142,11 @@ impl Workflow {
 
     /// A stored request and the owner of its runbook (empty if the runbook
     /// left the catalog), who may act on it beside its approvers.
-    pub(super) fn with_owner(&self, request_id: &str) -> Result<(AccessRequest, String), Refusal> {
-        let Some(current) = self.get(request_id)? else {
+    pub(super) async fn with_owner(
+        &self,
+        request_id: &str,
+    ) -> Result<(AccessRequest, String), Refusal> {
+        let Some(current) = self.get(request_id).await? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
         let owner = self

@@ -26,7 +26,7 @@ impl Workflow {
         request_id: &str,
         extra: Option<Duration>,
     ) -> Result<String, RequestError> {
-        let Some(current) = self.get(request_id)? else {
+        let Some(current) = self.get(request_id).await? else {
             return Err(Refusal::NotFound(request_id.to_string()).into());
         };
         let rb = self
@@ -47,8 +47,12 @@ impl Workflow {
         }
         let extra = extra.unwrap_or(rb.request.default_duration);
         let cap = rb.request.max_total.unwrap_or(rb.request.max_duration);
+        // The total is checked and the extension recorded under the same
+        // lock a new request of this person and runbook takes.
+        let limits = self.lock_limits(user, &rb.id).await?;
         let others: Vec<AccessRequest> = self
-            .open_requests_for(user, &rb.id)?
+            .open_requests_for(user, &rb.id)
+            .await?
             .into_iter()
             .filter(|o| o.id != current.id)
             .collect();
@@ -128,6 +132,7 @@ impl Workflow {
                 Ok(text::extension_requested_answer(extra))
             })
             .await??;
+        drop(limits);
         self.wake();
         Ok(answer)
     }
@@ -139,7 +144,7 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let Some(current) = self.get(request_id)? else {
+        let Some(current) = self.get(request_id).await? else {
             return Err(Refusal::NotFound(request_id.to_string()));
         };
         let attempt = if approve {

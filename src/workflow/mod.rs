@@ -1,11 +1,20 @@
 //! The request lifecycle: create, approve, deny, grant, revoke, expire,
 //! remind, escalate, extend, release, review.
 //!
-//! Every change goes through [`Store::update`] so the new state, the
+//! Every change goes through the store's `update` so the new state, the
 //! deadline it implies, the Slack messages it causes and its audit events
 //! are one durable write; provider runs happen after that write (the
 //! `Granting` and `Revoking` states are the recorded intents), so a crash at
-//! any point is completed by [`Workflow::recover`] on the next start.
+//! any point is completed by [`Workflow::recover`] on the next start, or,
+//! when several replicas share one database, by another replica once the
+//! run's lease (`run_until`) has run out.
+//!
+//! The workflow holds the store as `Arc<dyn StoreEngine>` and does not know
+//! which engine answers: sled in one process or PostgreSQL shared by
+//! replicas. Nothing here decides "once" with an in-process lock alone: a
+//! change is the store's transaction, and provider runs and new requests are
+//! serialised per person and runbook by the store's `lock_provider_run`
+//! (an advisory lock on PostgreSQL).
 //!
 //! This file holds the [`Workflow`] itself, the [`Fx`] collector of a
 //! change's effects, and the steps the parts of the lifecycle share: asking
@@ -28,7 +37,7 @@ mod refused;
 
 pub mod query;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,7 +55,7 @@ use crate::retry::Timing;
 use crate::runbook::Catalog;
 use crate::slack::blocks::{self, Msg};
 use crate::slack::{text, SlackClient};
-use crate::store::{Effects, Store, StoreError};
+use crate::store::{Effects, ProviderRunGuard, StoreEngine, StoreError};
 
 pub use create::{NewRequest, RequestError};
 
@@ -62,7 +71,9 @@ const WARNING: &str = "warning";
 /// the runbooks, Slack, the people directory, the grant providers and the
 /// settings the lifecycle needs.
 pub struct Deps {
-    pub store: Arc<Store>,
+    /// The storage engine (sled or PostgreSQL); the workflow asks it
+    /// questions and never learns which one it is.
+    pub store: Arc<dyn StoreEngine>,
     pub catalog: Arc<Catalog>,
     pub slack: SlackClient,
     pub people: People,
@@ -83,36 +94,11 @@ pub struct Workflow {
     timer_wake: Arc<Notify>,
     /// Background work, awaited on shutdown.
     tasks: TaskTracker,
-    /// Requests whose grant or revoke is running in this process.
-    running: Mutex<HashSet<String>>,
-    /// One provider run at a time per person and runbook, so a revoke and an
-    /// overlapping request's grant for the same access never interleave.
-    subjects: KeyedLocks,
     /// Runbooks whose last grant in this process failed; one goes when a
     /// grant through it succeeds. For `/healthz`.
     failing_grants: Mutex<HashSet<String>>,
-    /// One new request at a time per person and runbook, so two sent at
-    /// once cannot both pass the check for an open one.
-    creating: KeyedLocks,
     /// Refusals counted for `/metrics` and the audit channel's burst notice.
     refusals: refused::Refusals,
-}
-
-/// Async locks by key (person and runbook), created on first use and
-/// forgotten once nobody holds or waits for them.
-#[derive(Default)]
-struct KeyedLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl KeyedLocks {
-    async fn lock(&self, person: &str, runbook: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let key = format!("{person}\u{0}{runbook}");
-        let lock = {
-            let mut locks = self.0.lock().expect("keyed locks");
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-            Arc::clone(locks.entry(key).or_default())
-        };
-        lock.lock_owned().await
-    }
 }
 
 /// Collects the effects of one state change.
@@ -246,22 +232,37 @@ impl Workflow {
             outbox_wake: Arc::new(Notify::new()),
             timer_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
-            running: Mutex::new(HashSet::new()),
-            subjects: KeyedLocks::default(),
-            creating: KeyedLocks::default(),
             refusals: refused::Refusals::default(),
             failing_grants: Mutex::new(HashSet::new()),
         }
     }
 
-    /// IDs of the requests whose next deadline is at or before `now`.
-    pub fn due_now(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-        self.deps.store.due_at(now)
+    /// Claims up to `limit` requests whose deadline is at or before `now`
+    /// for this replica, for the lease: no other replica gets them until
+    /// [`Workflow::on_due`] has written each (which releases it) or the
+    /// lease runs out (this replica died).
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let claimed = self
+            .deps
+            .store
+            .claim_due(now, limit, self.deps.timing.lease)
+            .await?;
+        Ok(claimed.into_iter().map(|w| w.id).collect())
     }
 
-    /// The earliest deadline of any request.
-    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.deps.store.next_deadline()
+    /// The earliest moment due work may become claimable: the first
+    /// deadline, or the first lease to run out, on any replica.
+    pub async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.deps.store.next_deadline().await
+    }
+
+    /// Woken when any replica sets a deadline (LISTEN/NOTIFY on PostgreSQL).
+    pub fn deadline_changed(&self) -> Arc<Notify> {
+        self.deps.store.deadline_changed()
     }
 
     /// Notified when a deadline may have moved earlier; the timer loop waits on it.
@@ -296,24 +297,59 @@ impl Workflow {
     /// is left to the caller. When `change` refuses, nothing is written; a
     /// change that cannot refuse says so with `Infallible`, and its caller
     /// matches `let Ok(..)`.
-    async fn change<T, E>(
+    async fn change<T: Send, E: Send>(
         &self,
         id: &str,
-        change: impl FnOnce(&mut AccessRequest, &mut Fx) -> Result<T, E>,
+        change: impl FnOnce(&mut AccessRequest, &mut Fx) -> Result<T, E> + Send,
     ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
-        let result = self.deps.store.update(id, |req| {
-            let mut fx = Fx::new(&self.deps.audit_channel);
-            let value = change(req, &mut fx)?;
-            Ok((value, fx.effects))
-        })?;
+        let audit_channel = self.deps.audit_channel.as_str();
+        let result = self
+            .deps
+            .store
+            .update(id, move |req| {
+                let mut fx = Fx::new(audit_channel);
+                let value = change(req, &mut fx)?;
+                Ok((value, fx.effects))
+            })
+            .await?;
         if result.is_ok() {
             self.deps.store.flush().await?;
         }
         Ok(result)
     }
 
-    fn get(&self, id: &str) -> Result<Option<AccessRequest>, Refusal> {
-        Ok(self.deps.store.get(id)?)
+    async fn get(&self, id: &str) -> Result<Option<AccessRequest>, Refusal> {
+        Ok(self.deps.store.get(id).await?)
+    }
+
+    /// Holds the lock that keeps one provider run at a time for `req`'s
+    /// person and runbook, across every replica.
+    async fn lock_subject(&self, req: &AccessRequest) -> Result<ProviderRunGuard, StoreError> {
+        self.deps
+            .store
+            .lock_provider_run(&req.requester, &req.runbook_id)
+            .await
+    }
+
+    /// Holds the lock under which a new request (or an extension) of
+    /// `person` for `runbook` is checked against their open ones, across
+    /// every replica. Its key is apart from the provider-run lock's, so a
+    /// request being made never waits for a grant or revoke.
+    async fn lock_limits(
+        &self,
+        person: &str,
+        runbook: &str,
+    ) -> Result<ProviderRunGuard, StoreError> {
+        self.deps
+            .store
+            .lock_provider_run(person, &format!("\u{0}limits\u{0}{runbook}"))
+            .await
+    }
+
+    /// When a provider run that starts now must have ended: past it, another
+    /// replica takes the run over (this one is presumed dead).
+    fn run_lease(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono_dur(self.deps.timing.lease)
     }
 
     /// How much one press of the Extend button adds to a grant of
@@ -355,36 +391,21 @@ impl Workflow {
         fx.close_dms(req, &Self::asked_approvers(req), APPROVAL, outcome);
     }
 
-    /// Claims the right to run a provider for `id` in this process.
-    fn claim(&self, id: &str) -> bool {
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(id.to_string())
-    }
-
-    fn unclaim(&self, id: &str) {
-        self.running.lock().expect("running lock").remove(id);
-    }
-
-    /// Runs the grant of `id` in a tracked task, unless one runs already.
+    /// Runs the grant of `id` in a tracked task. Two runs of one request
+    /// never overlap: each holds the person-and-runbook lock and re-reads the
+    /// request under it (`run_grant`), so the later one finds it done.
     fn spawn_grant(self: &Arc<Self>, id: &str) {
         let this = Arc::clone(self);
         let id = id.to_string();
         self.tasks.spawn(async move {
-            if !this.claim(&id) {
-                return;
-            }
             let cleanup = match this.run_grant(&id).await {
                 Ok(cleanup) => cleanup,
                 Err(e) => {
                     tracing::error!(request_id = %id, error = %e, "grant bookkeeping failed; trying again later");
-                    this.unclaim(&id);
                     this.again_later(id, Self::spawn_grant);
                     return;
                 }
             };
-            this.unclaim(&id);
             if cleanup {
                 // Undo whatever part of the grant happened before it failed.
                 this.spawn_revoke(&id);
@@ -392,24 +413,21 @@ impl Workflow {
         });
     }
 
-    /// Runs the revoke of `id` in a tracked task, unless one runs already.
+    /// Runs the revoke of `id` in a tracked task (see [`Workflow::spawn_grant`]).
     fn spawn_revoke(self: &Arc<Self>, id: &str) {
         let this = Arc::clone(self);
         let id = id.to_string();
         self.tasks.spawn(async move {
-            if this.claim(&id) {
-                let result = this.run_revoke(&id).await;
-                this.unclaim(&id);
-                if let Err(e) = result {
-                    tracing::error!(request_id = %id, error = %e, "revoke bookkeeping failed; trying again later");
-                    this.again_later(id, Self::spawn_revoke);
-                }
+            if let Err(e) = this.run_revoke(&id).await {
+                tracing::error!(request_id = %id, error = %e, "revoke bookkeeping failed; trying again later");
+                this.again_later(id, Self::spawn_revoke);
             }
         });
     }
 
     /// When the store failed while recording a grant or revoke, the intent
-    /// is still in sled (a restart would resume it); this resumes it in the
+    /// is still in the store (a restart, or another replica once the run's
+    /// lease runs out, would resume it); this resumes it in the
     /// running process too, after the longest retry interval. The wait is
     /// not tracked, so it never holds up shutdown.
     fn again_later(self: &Arc<Self>, id: String, spawn: fn(&Arc<Self>, &str)) {

@@ -1,9 +1,12 @@
 //! Provisioning: the grant and revoke runs of `Granting` and `Revoking`
 //! requests, each recorded by a second write after the provider answered,
 //! and [`Workflow::recover`], which resumes the runs a crash interrupted.
-//! Runs for one person and runbook are serialised (`lock_subject`), and a
-//! revoke is not run in the target system while another request of the
-//! same person still holds that access (`covering_request`).
+//! Runs for one person and runbook are serialised across replicas
+//! (`lock_subject`, the store's `lock_provider_run`), and each run re-reads
+//! its request under that lock, so a run that another replica (or an
+//! earlier task here) already finished is not repeated. A revoke is not run
+//! in the target system while another request of the same person still
+//! holds that access (`covering_request`).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -62,68 +65,84 @@ impl RunError {
 
 impl Workflow {
     /// Completes what a crash interrupted: grants and revokes that were
-    /// recorded as intents but whose outcome was not.
+    /// recorded as intents but whose outcome was not (revokes with a retry
+    /// scheduled are the timer's). Reads only the requests in those two
+    /// statuses.
     ///
-    /// What the last bot's runs left running is killed first, and waited
-    /// for: a resumed run must not run beside the one it replaces.
-    pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let interrupted: Vec<AccessRequest> = self
+    /// What a dead bot's runs left running is killed first, and waited
+    /// for: a resumed run must not run beside the one it replaces. A run of
+    /// a live replica on this host is left alone (its program still runs),
+    /// and its request is not run twice: the resumed run waits for the
+    /// person-and-runbook lock and then finds it done.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let mut interrupted = self
             .deps
             .store
-            .all_requests()?
-            .into_iter()
-            .filter(|r| {
-                r.status == Status::Granting
-                    || (r.status == Status::Revoking && r.retry_at.is_none())
-            })
-            .collect();
+            .requests_with_status(Status::Granting)
+            .await?;
+        interrupted.extend(
+            self.deps
+                .store
+                .requests_with_status(Status::Revoking)
+                .await?
+                .into_iter()
+                .filter(|r| r.retry_at.is_none_or(|t| t <= now)),
+        );
         let ids: HashSet<&str> = interrupted.iter().map(|r| r.id.as_str()).collect();
-        let leftovers = self.deps.providers.stop_leftover_runs(&ids, LEFTOVER_WAIT);
+        // On a store other replicas share, a run on this host may be theirs.
+        let shared = self.deps.store.engine_name() != "sled";
+        let leftovers = self
+            .deps
+            .providers
+            .stop_leftover_runs(&ids, LEFTOVER_WAIT, shared);
         if !leftovers.groups.is_empty() {
             tracing::warn!(process_groups = ?leftovers.groups, "killed provider runs the last bot left running");
         }
         if !leftovers.surviving.is_empty() {
             tracing::error!(pids = ?leftovers.surviving, "provider processes of the last bot survive SIGKILL (stuck in the kernel); they die when they leave it");
         }
-        let mut n = 0;
-        for req in interrupted {
-            match req.status {
-                Status::Granting => {
-                    tracing::info!(request_id = %req.id, "resuming an interrupted grant");
-                    self.spawn_grant(&req.id);
-                    n += 1;
-                }
-                Status::Revoking if req.retry_at.is_none() => {
-                    tracing::info!(request_id = %req.id, "resuming an interrupted revoke");
-                    self.spawn_revoke(&req.id);
-                    n += 1;
-                }
-                _ => {}
+        for req in &interrupted {
+            if req.status == Status::Granting {
+                tracing::info!(request_id = %req.id, "resuming an interrupted grant");
+                self.spawn_grant(&req.id);
+            } else {
+                tracing::info!(request_id = %req.id, "resuming an interrupted revoke");
+                self.spawn_revoke(&req.id);
             }
         }
-        Ok(n)
+        Ok(interrupted.len())
     }
 
-    /// Holds the provider lock of `req`'s person and runbook.
-    async fn lock_subject(&self, req: &AccessRequest) -> tokio::sync::OwnedMutexGuard<()> {
-        self.subjects.lock(&req.requester, &req.runbook_id).await
+    /// Kills, on this host, what a dead replica's run for `id` left running
+    /// (its program died with it; what that started did not), and waits for
+    /// it to be gone. A live replica's run is spared.
+    pub(super) async fn stop_leftovers_of(&self, id: &str) {
+        let providers = self.deps.providers.clone();
+        let id = id.to_string();
+        let stopped = tokio::task::spawn_blocking(move || {
+            providers.stop_leftover_runs(&HashSet::from([id.as_str()]), LEFTOVER_WAIT, true)
+        })
+        .await;
+        if let Ok(leftovers) = stopped {
+            if !leftovers.groups.is_empty() {
+                tracing::warn!(process_groups = ?leftovers.groups, "killed what a dead replica's provider run left running");
+            }
+        }
     }
 
     /// Another request of the same person for the same runbook that holds,
     /// or is being given, the same access: revoking `req` in the target
-    /// system would take that access away too.
-    fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
+    /// system would take that access away too. Read from the index of
+    /// holding grants, never the whole table.
+    async fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
         Ok(self
             .deps
             .store
-            .all_requests()?
+            .active_grants_covering(&req.requester, &req.runbook_id)
+            .await?
             .into_iter()
-            .find(|o| {
-                o.id != req.id
-                    && o.requester == req.requester
-                    && o.runbook_id == req.runbook_id
-                    && matches!(o.status, Status::Granting | Status::Active)
-            })
+            .find(|o| o.id != req.id)
             .map(|o| o.id))
     }
 
@@ -167,6 +186,13 @@ impl Workflow {
             return Ok(());
         }
         let ctx = self.context(req, expires_at).await;
+        // After the Slack lookups, just before the provider: "before the
+        // provider ran", with the answer to the press long gone out.
+        crashpoint::hit_after_answers(match action {
+            Action::Grant => "before_grant",
+            Action::Revoke => "before_revoke",
+        })
+        .await;
         let result = self.deps.providers.run(&rb.grant, action, &ctx).await;
         crashpoint::hit(match action {
             Action::Grant => "after_grant",
@@ -183,16 +209,22 @@ impl Workflow {
     /// Returns whether a clean-up revoke must follow.
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_grant(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
-        let Some(req) = self.deps.store.get(id)? else {
+        let Some(req) = self.deps.store.get(id).await? else {
             return Ok(false);
         };
         if req.status != Status::Granting {
             return Ok(false);
         }
-        let _subject = self.lock_subject(&req).await;
+        let _subject = self.lock_subject(&req).await?;
+        // Under the lock: a run that held it before us may have finished it.
+        let Some(req) = self.deps.store.get(id).await? else {
+            return Ok(false);
+        };
+        if req.status != Status::Granting {
+            return Ok(false);
+        }
         let started = Utc::now();
         let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
-        crashpoint::hit("before_grant");
         let result = self
             .run_provider(&req, Action::Grant, expires_at, None)
             .await;
@@ -204,6 +236,7 @@ impl Workflow {
             .unwrap_or_default();
         let extend_by = self.extend_step(&req.runbook_id);
         let warning = self.deps.timing.expiry_warning;
+        let cleanup_lease = self.run_lease(Utc::now());
         let ok = result.is_ok();
         self.note_grant_outcome(&req.runbook_id, ok);
         let Ok((_, req)) = self
@@ -211,6 +244,7 @@ impl Workflow {
                 if req.status != Status::Granting {
                     return Ok(());
                 }
+                req.run_until = None;
                 match &result {
                     Ok(()) => {
                         req.status = Status::Active;
@@ -238,6 +272,7 @@ impl Workflow {
                             fx.audit("failed", req, "accessbot", text::grant_failed_untouched(&e));
                         } else {
                             req.status = Status::Revoking;
+                            req.run_until = Some(cleanup_lease);
                             fx.audit("failed", req, "accessbot", text::grant_failed(&e));
                         }
                         fx.tell_requester(
@@ -269,16 +304,23 @@ impl Workflow {
     /// on one it cannot, stops and asks a person once (`NeedsAttention`).
     #[tracing::instrument(skip(self))]
     pub(super) async fn run_revoke(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
-        let Some(req) = self.deps.store.get(id)? else {
+        let Some(req) = self.deps.store.get(id).await? else {
             return Ok(());
         };
         if req.status != Status::Revoking {
             return Ok(());
         }
-        let _subject = self.lock_subject(&req).await;
+        let _subject = self.lock_subject(&req).await?;
+        // Under the lock: a run that held it before us may have finished it,
+        // or failed and scheduled a retry, which is the timer's to start.
+        let Some(req) = self.deps.store.get(id).await? else {
+            return Ok(());
+        };
+        if req.status != Status::Revoking || req.retry_at.is_some_and(|t| t > Utc::now()) {
+            return Ok(());
+        }
         let expires_at = req.expires_at.unwrap_or_else(Utc::now);
-        crashpoint::hit("before_revoke");
-        let covered_by = self.covering_request(&req)?;
+        let covered_by = self.covering_request(&req).await?;
         let result = self
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
@@ -295,6 +337,7 @@ impl Workflow {
                     return Ok(());
                 }
                 let now = Utc::now();
+                req.run_until = None;
                 match &result {
                     Ok(()) => {
                         req.ended_at = Some(now);

@@ -9,17 +9,26 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Workflow;
 use crate::audit::AuditEvent;
 use crate::outbox::{OutboxItem, SlackOp};
 use crate::policy::ResolveError;
-use crate::request::{AccessRequest, StageState};
+use crate::request::{AccessRequest, StageState, Status};
 use crate::runbook::{AutoApproveRule, Runbook};
 use crate::slack::SlackError;
 use crate::store::{Effects, StoreError};
+
+/// The statuses of requests not finished yet, each answered from an index.
+const UNFINISHED: [Status; 5] = [
+    Status::Pending,
+    Status::Granting,
+    Status::Active,
+    Status::Revoking,
+    Status::NeedsAttention,
+];
 
 /// What a request for a runbook would meet, before it is made.
 pub struct ApprovalOutlook<'r> {
@@ -46,59 +55,67 @@ pub struct ProvisioningHealth {
 }
 
 impl Workflow {
-    /// The answer remembered for a delivery `key`, if it was seen before.
-    pub fn delivery_answer(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.deps.store.seen_before(key)
+    /// The answer remembered for a delivery `key`, if it was seen before
+    /// (on any replica: the replay guard is in the store).
+    pub async fn delivery_answer(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.deps.store.seen_get(key).await
     }
 
     /// Remembers that the delivery `key` was answered with `answer`; the
     /// timestamp lets the pruner forget it later. Not flushed: it records no
     /// request state.
-    pub fn remember_delivery(&self, key: &[u8], answer: &[u8]) -> Result<(), StoreError> {
-        self.deps.store.remember_seen(key, Utc::now(), answer)
+    pub async fn remember_delivery(&self, key: &[u8], answer: &[u8]) -> Result<(), StoreError> {
+        self.deps.store.seen_put(key, Utc::now(), answer).await
     }
 
-    /// `user`'s requests that are not finished yet, in store order.
-    // Reads every request, as `/access status` always has; an index by
-    // requester replaces this scan later.
-    pub fn open_requests_of(&self, user: &str) -> Result<Vec<AccessRequest>, StoreError> {
-        Ok(self
-            .deps
-            .store
-            .all_requests()?
-            .into_iter()
-            .filter(|r| r.requester == user && !r.status.is_terminal())
-            .collect())
+    /// Forgets replay-guard entries older than `before`; returns how many.
+    pub async fn forget_deliveries(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.deps.store.seen_prune(before).await
     }
 
-    /// How many requests there are in each status, by status label; empty
-    /// when the store cannot be read.
-    pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
+    /// `user`'s requests that are not finished yet, oldest first, from the
+    /// index of a person's open requests.
+    pub async fn open_requests_of(&self, user: &str) -> Result<Vec<AccessRequest>, StoreError> {
+        self.deps.store.open_requests_of(user).await
+    }
+
+    /// How many requests there are in each unfinished status, by status
+    /// label, each read from the index by status; empty when the store
+    /// cannot be read. Finished requests are not counted: their number
+    /// grows with every request ever made, and no index keeps it.
+    pub async fn request_counts(&self) -> BTreeMap<&'static str, u64> {
         let mut counts = BTreeMap::new();
-        for r in self.deps.store.all_requests().unwrap_or_default() {
-            *counts.entry(r.status.label()).or_default() += 1;
+        for status in UNFINISHED {
+            if let Ok(found) = self.deps.store.requests_with_status(status).await {
+                counts.insert(status.label(), found.len() as u64);
+            }
         }
         counts
     }
 
-    /// Failing grants and revokes, and requests that need a person. `None` when the store cannot be read.
-    // Reads every request, as `request_counts` does; an index of retrying
-    // revokes replaces this scan later.
-    pub fn provisioning_health(&self) -> Option<ProvisioningHealth> {
-        let requests = self.deps.store.all_requests().ok()?;
-        let revokes_failing = requests
-            .iter()
-            .filter(|r| r.status == crate::request::Status::Revoking && r.attempts > 0)
-            .count();
+    /// Failing grants and revokes, and requests that need a person. `None`
+    /// when the store cannot be read. Reads only the requests being revoked
+    /// and those that need attention.
+    pub async fn provisioning_health(&self) -> Option<ProvisioningHealth> {
+        let revoking = self
+            .deps
+            .store
+            .requests_with_status(Status::Revoking)
+            .await
+            .ok()?;
+        let revokes_failing = revoking.iter().filter(|r| r.attempts > 0).count();
         let grants_failing = self
             .failing_grants
             .lock()
             .expect("failing grants lock")
             .len();
-        let needs_attention = requests
-            .iter()
-            .filter(|r| r.status == crate::request::Status::NeedsAttention)
-            .count();
+        let needs_attention = self
+            .deps
+            .store
+            .requests_with_status(Status::NeedsAttention)
+            .await
+            .ok()?
+            .len();
         Some(ProvisioningHealth {
             revokes_failing,
             grants_failing,
@@ -107,35 +124,46 @@ impl Workflow {
     }
 
     /// Whether the store answers a read, for `/readyz`; `Err` says why not
-    /// (for the log: it may name the database host).
-    // The audit head is one key on sled and one row on PostgreSQL; on the
-    // engine this becomes `self.deps.store.audit_head().await`.
+    /// (for the log: it may name the database host). The audit head is one
+    /// key on sled and one row on PostgreSQL.
     pub async fn store_ready(&self) -> Result<(), String> {
         self.deps
             .store
             .audit_head()
+            .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
-    /// The whole audit log, in order, for export.
-    pub fn audit_events(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        self.deps.store.audit_events()
+    /// The audit log from `seq > after`, at most `limit` events: the export
+    /// pages through it so its memory stays constant.
+    pub async fn audit_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.deps.store.audit_range(after, limit).await
     }
 
-    /// Slack messages waiting for delivery.
-    pub fn outbox_len(&self) -> usize {
-        self.deps.store.outbox_len()
+    /// Checks the whole audit chain a page at a time: `Ok(count)` or
+    /// `Err(seq)` of the first event that breaks it.
+    pub async fn verify_audit(&self) -> Result<Result<u64, u64>, StoreError> {
+        self.deps.store.verify_audit().await
+    }
+
+    /// Slack messages waiting for delivery; 0 when the store cannot be read.
+    pub async fn outbox_len(&self) -> u64 {
+        self.deps.store.outbox_len().await.unwrap_or(0)
     }
 
     /// Queues one Slack operation that records no request state (a reply to
     /// a press, a Home tab), then wakes the outbox.
-    pub fn queue_slack(&self, order_key: &str, op: SlackOp) -> Result<(), StoreError> {
+    pub async fn queue_slack(&self, order_key: &str, op: SlackOp) -> Result<(), StoreError> {
         let effects = Effects {
             outbox: vec![OutboxItem::new(order_key, op)],
             audit: vec![],
         };
-        self.deps.store.enqueue(effects)?;
+        self.deps.store.enqueue(effects).await?;
         self.wake();
         Ok(())
     }
@@ -198,7 +226,9 @@ impl Workflow {
     pub(crate) fn for_tests(dir: &std::path::Path) -> std::sync::Arc<Workflow> {
         use std::sync::Arc;
         use std::time::Duration;
-        let store = Arc::new(crate::store::Store::open(dir).expect("test store"));
+        let store: Arc<dyn crate::store::StoreEngine> = Arc::new(crate::store::SledEngine::new(
+            Arc::new(crate::store::Store::open(dir).expect("test store")),
+        ));
         let slack = crate::slack::SlackClient::new(
             "http://127.0.0.1:9",
             crate::config::Secret::new("xoxb-test"),
@@ -208,6 +238,7 @@ impl Workflow {
             expiry_warning: Duration::from_secs(60),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
         };
         Arc::new(Workflow::new(super::Deps {
             store,

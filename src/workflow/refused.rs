@@ -92,7 +92,7 @@ impl Workflow {
             );
         }
         fx.record("refused", req, user, line);
-        let stored = match self.deps.store.enqueue(fx.effects) {
+        let stored = match self.deps.store.enqueue(fx.effects).await {
             Ok(()) => self.deps.store.flush().await,
             Err(e) => Err(e),
         };

@@ -500,40 +500,6 @@ async fn secrets_never_reach_logs_health_or_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_data_directory_is_locked_and_a_corrupt_one_is_left_alone() {
-    let mut app = TestApp::spawn().await;
-    let (code, stderr) = app.serve_once();
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("in use by another accessbot process"),
-        "{stderr}"
-    );
-    app.terminate().await;
-
-    // Corrupt every file of the database; the start refuses and changes nothing.
-    let mut files = BTreeMap::new();
-    for entry in walk(&app.data_dir) {
-        std::fs::write(&entry, b"\x00garbage\xff not a sled file").unwrap();
-        files.insert(entry.clone(), std::fs::read(&entry).unwrap());
-    }
-    assert!(!files.is_empty());
-    let (code, stderr) = app.serve_once();
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("cannot be read") && stderr.contains("left as they are"),
-        "{stderr}"
-    );
-    for (path, bytes) in files {
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            bytes,
-            "{} was modified",
-            path.display()
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_runbook_stops_the_start_with_exit_code_2() {
     let app = TestApp::spawn().await;
     std::fs::write(app.runbook_dir.join("broken.toml"), "id = \"Broken!\"\n").unwrap();
@@ -566,19 +532,6 @@ async fn app_home_and_duplicate_events() {
     // Both deliveries were answered, so whatever they queued has now been sent.
     app.wait_outbox_empty(T).await;
     assert_eq!(app.slack.calls("views.publish").len(), 1);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Slack is slow while a request needs a user group's members: the person

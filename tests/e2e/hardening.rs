@@ -7,45 +7,6 @@ use crate::support::*;
 
 const T: Duration = Duration::from_secs(10);
 
-/// `accessbot audit --verify` on a mistyped directory used to create an
-/// empty database there and report "intact: 0 events".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_refuses_a_directory_that_holds_no_database() {
-    let mut app = TestApp::spawn().await;
-    let answer = app.slash(ALICE, "request billing-admin 1h month end").await;
-    request_id_in(&answer).expect(&answer);
-    app.wait_audit(&["Access requested"], T).await;
-    let log = app.audit_log().await; // stops the bot
-    assert!(!log.is_empty());
-
-    let typo = app.data_dir.join("dtaa");
-    let out = app.run_cli(&[
-        "audit",
-        "--verify",
-        "--data-dir",
-        &typo.display().to_string(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("holds no accessbot database"), "{stderr}");
-    assert!(stderr.contains(&typo.display().to_string()), "{stderr}");
-    assert!(!typo.exists(), "the mistyped directory was created");
-
-    // The real directory still verifies.
-    let out = app.run_cli(&[
-        "audit",
-        "--verify",
-        "--data-dir",
-        &app.data_dir.display().to_string(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("intact: {} events", log.len())),
-        "{stderr}"
-    );
-}
-
 /// Durations as people type them are understood; a number meant as a
 /// duration that is not one is refused, never replaced by the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

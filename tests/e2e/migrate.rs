@@ -5,12 +5,7 @@
 //! empty or cannot be reached) is refused in one line, exit code 2, and the
 //! database password is never printed.
 //!
-//! Still to come once `serve` runs on PostgreSQL: start a replica on the
-//! destination and see it revoke the copied grant on time (issue 10's test
-//! for item 5). Until then the copied deadline is checked in the table.
-
-#[path = "../support/postgres.rs"]
-mod pg;
+//! Then a bot started on the destination revokes the copied grant on time.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -19,6 +14,7 @@ use chrono::Utc;
 use serde_json::Value;
 use sqlx::{Connection, Row};
 
+use crate::support::postgres as pg;
 use crate::support::*;
 
 const T: Duration = Duration::from_secs(15);
@@ -101,9 +97,15 @@ fn sled_audit(app: &TestApp) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_store_moves_a_stopped_install_with_an_active_grant_into_postgres() {
+    // The source is sled whatever engine the rest of the suite is on.
+    assert_eq!(
+        Engine::current(),
+        Engine::Sled,
+        "set ACCESSBOT_TEST_ENGINE=sled or leave it unset"
+    );
     let mut app = TestApp::spawn().await;
     let active = app
-        .request(ALICE, "billing-admin 1h month-end refunds")
+        .request(ALICE, "billing-admin 20s month-end refunds")
         .await;
     app.wait_dm(BOB, &[&active], T).await;
     app.press(BOB, "approve", &active).await;
@@ -221,6 +223,25 @@ async fn migrate_store_moves_a_stopped_install_with_an_active_grant_into_postgre
         "{}",
         again.stderr
     );
+
+    // A bot on the destination takes over: the copied grant is revoked when
+    // it ends (or at once, if it ended while the bot was stopped), and the
+    // copied chain goes on.
+    app.set_env("ACCESSBOT_DATABASE_URL", &url);
+    app.start().await;
+    app.wait_audit(&["Access revoked", &active], Duration::from_secs(40))
+        .await;
+    let revokes = app.provider_runs("revoke", &active);
+    assert_eq!(revokes.len(), 1, "one revoke of the copied grant");
+    assert!(
+        revokes[0].started_at >= revokes[0].expires_at - chrono::Duration::milliseconds(1000),
+        "revoked before its end: {:?} < {:?}",
+        revokes[0].started_at,
+        revokes[0].expires_at
+    );
+    let _ = app.terminate().await;
+    let log = verified_audit_log(&url).await;
+    assert!(log.len() > events.len(), "the chain goes on after the move");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,19 @@
 //! What every end-to-end test shares: [`TestApp::spawn`] starts the real
-//! `accessbot` binary on a free port with a fresh data directory, its own
-//! runbooks and a [`FakeSlack`], and returns a handle that sends correctly
-//! signed Slack requests, kills and restarts the process, and reads what the
-//! bot did (Slack calls, provider runs, logs). Logs print only with `TEST_LOG`.
+//! `accessbot` binary on a free port with a fresh store, its own runbooks
+//! and a [`FakeSlack`], and returns a handle that sends correctly signed
+//! Slack requests, kills and restarts the process, starts more replicas on
+//! the same database, and reads what the bot did (Slack calls, provider
+//! runs, logs). Logs print only with `TEST_LOG`.
+//!
+//! The store is the one the running test asks for ([`Engine::current`]):
+//! the e2e binary runs every test module twice, under `on_sled::` and
+//! `on_postgres::`, and a PostgreSQL test gets a fresh database of its own on
+//! the throwaway server of [`postgres`].
 
 #![allow(dead_code)]
 
 pub mod fake_slack;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -101,10 +108,52 @@ impl Setup {
     }
 }
 
+/// The store a test's bot runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sled,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine the running test asks for, by where it is: a test under
+    /// `on_postgres::` or `replicas::` runs on PostgreSQL, one under
+    /// `on_sled::` on sled (libtest names each test's thread after its path);
+    /// elsewhere `ACCESSBOT_TEST_ENGINE` (`postgres` or `sled`) decides, and
+    /// sled is the default.
+    pub fn current() -> Engine {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or_default();
+        if name.starts_with("on_postgres::") || name.starts_with("replicas::") {
+            return Engine::Postgres;
+        }
+        if name.starts_with("on_sled::") {
+            return Engine::Sled;
+        }
+        match std::env::var("ACCESSBOT_TEST_ENGINE").as_deref() {
+            Ok("postgres") => Engine::Postgres,
+            Ok("sled") | Ok("") | Err(_) => Engine::Sled,
+            Ok(other) => panic!("ACCESSBOT_TEST_ENGINE={other}: use postgres or sled"),
+        }
+    }
+}
+
+/// A replica started beside the first process ([`TestApp::add_replica`]).
+struct Replica {
+    child: Option<Child>,
+    base: String,
+}
+
 pub struct TestApp {
     pub slack: FakeSlack,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The store the bot runs on.
+    pub engine: Engine,
+    /// The PostgreSQL database (on [`Engine::Postgres`]); no password.
+    pub database_url: Option<String>,
+    /// Replicas 1.. (replica 0 is the process `base` points at).
+    replicas: Vec<Replica>,
     pub root: tempfile::TempDir,
     pub data_dir: PathBuf,
     pub runbook_dir: PathBuf,
@@ -199,6 +248,14 @@ impl TestApp {
             ("ACCESSBOT_RETRY_BASE".into(), "1s".into()),
             ("ACCESSBOT_RETRY_MAX".into(), "2s".into()),
         ];
+        let engine = Engine::current();
+        let database_url = match engine {
+            Engine::Sled => None,
+            Engine::Postgres => Some(postgres::database().await),
+        };
+        if let Some(url) = &database_url {
+            env.push(("ACCESSBOT_DATABASE_URL".into(), url.clone()));
+        }
         if let Some(cfg) = &setup.config_toml {
             std::fs::write(root.path().join("accessbot.toml"), cfg).unwrap();
         }
@@ -209,6 +266,9 @@ impl TestApp {
         let mut app = TestApp {
             slack,
             base: String::new(),
+            engine,
+            database_url,
+            replicas: vec![],
             root,
             data_dir,
             runbook_dir,
@@ -246,32 +306,40 @@ impl TestApp {
 
     /// Starts the binary and waits until it listens.
     pub async fn start(&mut self) {
+        let (child, base) = self.start_process("").await;
+        self.child = Some(child);
+        self.base = base;
+    }
+
+    /// Starts one `serve` process (its log lines prefixed with `prefix`)
+    /// and waits until it listens; returns it and its base URL.
+    async fn start_process(&self, prefix: &str) -> (Child, String) {
         let mut child = self.command().spawn().expect("start accessbot");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::clone(&self.logs);
         let show = std::env::var("TEST_LOG").is_ok();
+        let prefix = prefix.to_string();
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if show {
-                    eprintln!("[accessbot] {line}");
+                    eprintln!("[accessbot{prefix}] {line}");
                 }
                 if let Some(addr) = line.split("accessbot listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                 }
                 let mut l = logs.lock().unwrap();
+                l.push_str(&prefix);
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(addr) = rx.try_recv() {
-                self.base = format!("http://{addr}");
-                return;
+                return (child, format!("http://{addr}"));
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "accessbot exited with {status} before listening; logs:\n{}",
                     self.logs()
@@ -283,6 +351,60 @@ impl TestApp {
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts another replica on the same database, Slack, runbooks and
+    /// provider state; returns its index (the first process is 0). Its log
+    /// lines are prefixed `[rN] `.
+    pub async fn add_replica(&mut self) -> usize {
+        assert_eq!(
+            self.engine,
+            Engine::Postgres,
+            "replicas share a PostgreSQL database; sled is one process"
+        );
+        let n = self.replicas.len() + 1;
+        let (child, base) = self.start_process(&format!("[r{n}] ")).await;
+        self.replicas.push(Replica {
+            child: Some(child),
+            base,
+        });
+        n
+    }
+
+    /// How many replicas there are, the first process included.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len() + 1
+    }
+
+    /// The base URL of replica `n`.
+    pub fn base_of(&self, n: usize) -> &str {
+        if n == 0 {
+            &self.base
+        } else {
+            &self.replicas[n - 1].base
+        }
+    }
+
+    /// The process id of replica `n`, while it runs.
+    pub fn pid_of(&self, n: usize) -> Option<u32> {
+        if n == 0 {
+            self.child.as_ref().map(Child::id)
+        } else {
+            self.replicas[n - 1].child.as_ref().map(Child::id)
+        }
+    }
+
+    /// SIGKILL of replica `n`: no cleanup.
+    pub fn kill_replica(&mut self, n: usize) {
+        let child = if n == 0 {
+            self.child.take()
+        } else {
+            self.replicas[n - 1].child.take()
+        };
+        if let Some(mut c) = child {
+            c.kill().unwrap();
+            c.wait().unwrap();
         }
     }
 
@@ -409,9 +531,22 @@ impl TestApp {
         body: &str,
         age: i64,
     ) -> reqwest::Result<reqwest::Response> {
+        self.post_signed_to(&self.base, path, content_type, body, age)
+            .await
+    }
+
+    /// POSTs `body` signed as Slack would to the process at `base`.
+    pub async fn post_signed_to(
+        &self,
+        base: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        age: i64,
+    ) -> reqwest::Result<reqwest::Response> {
         let ts = chrono::Utc::now().timestamp() - age;
         self.http
-            .post(format!("{}{}", self.base, path))
+            .post(format!("{base}{path}"))
             .header("content-type", content_type)
             .header("x-slack-request-timestamp", ts.to_string())
             .header("x-slack-signature", Self::sign(ts, body.as_bytes()))
@@ -443,14 +578,21 @@ impl TestApp {
 
     /// `/access <text>` as `user`; returns the ephemeral text (or "" for an empty answer).
     pub async fn slash(&self, user: &str, text: &str) -> String {
+        self.slash_at(0, user, text).await
+    }
+
+    /// `/access <text>` as `user`, sent to replica `n`.
+    pub async fn slash_at(&self, n: usize, user: &str, text: &str) -> String {
         let r = self
-            .post_signed(
+            .post_signed_to(
+                self.base_of(n),
                 "/slack/commands",
                 "application/x-www-form-urlencoded",
                 &Self::slash_body(user, text),
                 0,
             )
-            .await;
+            .await
+            .expect("accessbot answers");
         assert_eq!(r.status(), 200, "slash command answered {}", r.status());
         let body = r.text().await.unwrap();
         if body.is_empty() {
@@ -478,6 +620,29 @@ impl TestApp {
     pub async fn press(&self, user: &str, action_id: &str, value: &str) -> reqwest::Response {
         let payload = block_action(user, action_id, value);
         let r = self.interact(&payload).await;
+        assert_eq!(r.status(), 200);
+        r
+    }
+
+    /// [`TestApp::press`] on replica `n`.
+    pub async fn press_at(
+        &self,
+        n: usize,
+        user: &str,
+        action_id: &str,
+        value: &str,
+    ) -> reqwest::Response {
+        let payload = block_action(user, action_id, value);
+        let r = self
+            .post_signed_to(
+                self.base_of(n),
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                &Self::interaction_body(&payload),
+                0,
+            )
+            .await
+            .expect("accessbot answers");
         assert_eq!(r.status(), 200);
         r
     }
@@ -784,9 +949,14 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Stops the bot and returns the audit log as exported by `accessbot audit`.
+    /// Stops the bot and returns the audit log as exported by `accessbot
+    /// audit` (sled), or as the store holds it after its hash chain was
+    /// verified (PostgreSQL).
     pub async fn audit_log(&mut self) -> Vec<Value> {
         let _ = self.terminate().await;
+        if let Some(url) = &self.database_url {
+            return verified_audit_log(url).await;
+        }
         let out = self.run_cli(&["audit", "--data-dir", &self.data_dir.display().to_string()]);
         assert!(
             out.status.success(),
@@ -803,10 +973,36 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let replicas = self.replicas.iter_mut().filter_map(|r| r.child.take());
+        for mut c in self.child.take().into_iter().chain(replicas) {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The audit log of the PostgreSQL database at `url`, read a page at a time
+/// through the engine the bot uses, after checking that its hash chain holds.
+pub async fn verified_audit_log(url: &str) -> Vec<Value> {
+    use accessbot::store::StoreEngine;
+    let engine = accessbot::store::postgres::PgEngine::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("reading the audit log: {e}"));
+    let store: &dyn StoreEngine = &engine;
+    let verdict = store.verify_audit().await.expect("reading the audit log");
+    assert!(
+        verdict.is_ok(),
+        "the audit hash chain breaks at event {verdict:?}"
+    );
+    let mut out = vec![];
+    let mut after = 0;
+    loop {
+        let page = store.audit_range(after, 500).await.expect("audit page");
+        let Some(last) = page.last() else {
+            return out;
+        };
+        after = last.seq;
+        out.extend(page.iter().map(|e| serde_json::to_value(e).unwrap()));
     }
 }
 

@@ -1,0 +1,22 @@
+//! The end-to-end suite on the sled store. `on_sled.rs` and
+//! `on_postgres.rs` include the same feature files; the support module
+//! reads which engine to start from the test's path.
+
+#[path = "core.rs"]
+mod core;
+#[path = "faults.rs"]
+mod faults;
+#[path = "hardening.rs"]
+mod hardening;
+#[path = "limits.rs"]
+mod limits;
+#[path = "operator.rs"]
+mod operator;
+#[path = "policies.rs"]
+mod policies;
+#[path = "provisioning.rs"]
+mod provisioning;
+#[path = "sled_store.rs"]
+mod sled_store;
+#[path = "wording.rs"]
+mod wording;

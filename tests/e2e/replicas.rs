@@ -1,0 +1,212 @@
+//! Several `accessbot serve` processes on one PostgreSQL database, sharing
+//! one Slack, one set of runbooks and one target system (the provider
+//! script's state): requests and presses spread over the replicas, and
+//! every approval, grant, revoke and Slack message happens once. A replica
+//! killed in the middle of a revoke loses nothing: another one finishes it
+//! once its lease runs out, never beside the run it replaces.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(20);
+const AUDIT_TOKEN: &str = "audit-export-token-replicas-0123456789";
+
+/// Three replicas on one fresh database.
+async fn three_replicas(setup: Setup) -> TestApp {
+    let mut app = TestApp::spawn_with(setup.env("ACCESSBOT_AUDIT_TOKEN", AUDIT_TOKEN)).await;
+    assert_eq!(app.engine, Engine::Postgres);
+    app.add_replica().await;
+    app.add_replica().await;
+    assert_eq!(app.replica_count(), 3);
+    app
+}
+
+/// `chat.postMessage` calls that went to `user`'s DM and mention `id`.
+fn dms_posted(app: &TestApp, user: &str, id: &str) -> usize {
+    app.slack
+        .calls("chat.postMessage")
+        .iter()
+        .filter(|c| c.body["channel"] == format!("D{user}") && c.body.to_string().contains(id))
+        .count()
+}
+
+/// The hash chain verdict of `GET /audit` on replica `n`.
+async fn audit_chain(app: &TestApp, n: usize) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}/audit", app.base_of(n)))
+        .bearer_auth(AUDIT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["x-accessbot-audit-chain"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_approve_presses_across_replicas_give_one_grant() {
+    let app = three_replicas(Setup::default()).await;
+    let id = request_id_in(
+        &app.slash_at(1, ALICE, "request billing-admin 1h month end")
+            .await,
+    )
+    .expect("a request id");
+    // The approval DMs go out once, whichever replica's outbox sends them.
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.wait_dm(CAROL, &[&id, "Approve"], T).await;
+
+    let presses = (0..200).map(|i| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let approver = if i % 2 == 0 { BOB } else { CAROL };
+            app.press_at(i % 3, approver, "approve", &id).await;
+        }
+    });
+    futures_util::future::join_all(presses).await;
+
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    app.wait_outbox_empty(T).await;
+    assert_eq!(
+        app.provider_runs("grant", &id).len(),
+        1,
+        "one grant; provider calls: {:?}",
+        app.provider_calls()
+    );
+    let log = verified_audit_log(app.database_url.as_deref().unwrap()).await;
+    let approved = log
+        .iter()
+        .filter(|e| e["kind"] == "approved" && e["request_id"] == id.as_str())
+        .count();
+    assert_eq!(approved, 1, "one approval recorded: {log:#?}");
+    let granted = log
+        .iter()
+        .filter(|e| e["kind"] == "granted" && e["request_id"] == id.as_str())
+        .count();
+    assert_eq!(granted, 1);
+    assert_eq!(dms_posted(&app, BOB, &id), 1);
+    assert_eq!(dms_posted(&app, CAROL, &id), 1);
+    assert!(app.provider_overlaps().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_across_replicas_each_message_grant_and_revoke_once() {
+    let app = three_replicas(Setup::default()).await;
+    let requesters: Vec<String> = (0..50).map(|i| format!("U0REQ{i:02}")).collect();
+    for r in &requesters {
+        app.slack
+            .add_user(r, &format!("Requester {r}"), &format!("{r}@example.com"));
+    }
+    // Made on one replica each, approved on the next: a button pressed on
+    // one sees the request made on another.
+    let made = requesters.iter().enumerate().map(|(i, r)| {
+        let app = &app;
+        async move {
+            let answer = app
+                .slash_at(i % 3, r, "request billing-admin 3s month end")
+                .await;
+            request_id_in(&answer).unwrap_or_else(|| panic!("no request id in {answer}"))
+        }
+    });
+    let ids: Vec<String> = futures_util::future::join_all(made).await;
+    for id in &ids {
+        app.wait_dm(BOB, &[id, "Approve"], T).await;
+    }
+    let approvals = ids.iter().enumerate().map(|(i, id)| {
+        let app = &app;
+        async move {
+            app.press_at((i + 1) % 3, BOB, "approve", id).await;
+        }
+    });
+    futures_util::future::join_all(approvals).await;
+
+    // Every grant ends on time, on whichever replica's timer.
+    for (r, id) in requesters.iter().zip(&ids) {
+        let revoked = wait_until(T, || {
+            app.provider_done()
+                .contains(&format!("revoke {id}"))
+                .then_some(())
+        })
+        .await;
+        assert!(
+            revoked.is_some(),
+            "{id} was not revoked; logs:\n{}",
+            app.logs()
+        );
+        let deadline = std::time::Instant::now() + T;
+        while app.status_of(r, id).await.is_some() {
+            assert!(std::time::Instant::now() < deadline, "{id} never ended");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    app.wait_outbox_empty(T).await;
+    for (r, id) in requesters.iter().zip(&ids) {
+        assert_eq!(app.provider_runs("grant", id).len(), 1, "grants of {id}");
+        assert_eq!(app.provider_runs("revoke", id).len(), 1, "revokes of {id}");
+        assert_eq!(dms_posted(&app, BOB, id), 1, "Bob's DMs about {id}");
+        assert_eq!(dms_posted(&app, CAROL, id), 1, "Carol's DMs about {id}");
+        assert!(dms_posted(&app, r, id) >= 1, "{r} heard about {id}");
+    }
+    assert!(app.provider_overlaps().is_empty());
+    assert_eq!(audit_chain(&app, 2).await, "intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_revoke_loses_nothing() {
+    let mut app = three_replicas(Setup::default().env("ACCESSBOT_LEASE", "3s")).await;
+    let id = app.request(ALICE, "billing-admin 2s month end").await;
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.press_at(1, BOB, "approve", &id).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    app.slow_provider("revoke", 30);
+
+    // The state "provider started": the revoke's program runs, on some replica.
+    let run = wait_until(T, || app.provider_processes("revoke", &id).first().copied())
+        .await
+        .unwrap_or_else(|| panic!("the revoke never started; logs:\n{}", app.logs()));
+    let parent = parent_of(run.pid);
+    let holder = (0..app.replica_count())
+        .find(|n| app.pid_of(*n) == Some(parent))
+        .unwrap_or_else(|| panic!("the revoke's program {} is no replica's child", run.pid));
+    app.kill_replica(holder);
+    std::fs::remove_file(app.state_dir.join("slow_revoke")).unwrap();
+
+    // Another replica takes it over once the lease runs out, and finishes it.
+    let survivor = (0..3).find(|n| *n != holder).unwrap();
+    app.wait_done(&format!("revoke {id}"), T).await;
+    let deadline = std::time::Instant::now() + T;
+    while status_in(&app.slash_at(survivor, ALICE, "status").await, &id).is_some() {
+        assert!(std::time::Instant::now() < deadline, "{id} never ended");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        app.provider_runs("revoke", &id).len(),
+        2,
+        "the killed run and the one that replaced it"
+    );
+    assert_eq!(
+        app.provider_done()
+            .iter()
+            .filter(|l| **l == format!("revoke {id}"))
+            .count(),
+        1,
+        "the revoke happened once"
+    );
+    assert!(
+        app.provider_overlaps().is_empty(),
+        "the new run overlapped what the killed one left: {:?}",
+        app.provider_overlaps()
+    );
+    app.wait_audit(&["Access revoked", &id], T).await;
+    assert_eq!(audit_chain(&app, survivor).await, "intact");
+}
+
+/// The parent process of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the run still runs");
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
