@@ -25,15 +25,8 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let Some(current) = self.get(request_id).await? else {
-            return Err(Refusal::NotFound(request_id.to_string()));
-        };
-        let allow_self = self
-            .deps
-            .catalog
-            .get(&current.runbook_id)
-            .map(|r| r.approval.allow_self_approval)
-            .unwrap_or(false);
+        let current = self.stored(request_id).await?;
+        let allow_self = self.runbook_says(&current.runbook_id, |r| r.approval.allow_self_approval);
         let attempt = if approve {
             Attempt::Approve
         } else {

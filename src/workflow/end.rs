@@ -146,15 +146,8 @@ impl Workflow {
         &self,
         request_id: &str,
     ) -> Result<(AccessRequest, String), Refusal> {
-        let Some(current) = self.get(request_id).await? else {
-            return Err(Refusal::NotFound(request_id.to_string()));
-        };
-        let owner = self
-            .deps
-            .catalog
-            .get(&current.runbook_id)
-            .map(|r| r.owner.clone())
-            .unwrap_or_default();
+        let current = self.stored(request_id).await?;
+        let owner = self.runbook_says(&current.runbook_id, |r| r.owner.clone());
         Ok((current, owner))
     }
 }

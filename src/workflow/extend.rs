@@ -144,9 +144,7 @@ impl Workflow {
         request_id: &str,
         approve: bool,
     ) -> Result<String, Refusal> {
-        let Some(current) = self.get(request_id).await? else {
-            return Err(Refusal::NotFound(request_id.to_string()));
-        };
+        let current = self.stored(request_id).await?;
         let attempt = if approve {
             Attempt::ApproveExtension
         } else {

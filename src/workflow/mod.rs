@@ -52,7 +52,7 @@ use crate::outbox::{OutboxItem, SlackOp};
 use crate::policy::{People, Refusal};
 use crate::request::AccessRequest;
 use crate::retry::Timing;
-use crate::runbook::Catalog;
+use crate::runbook::{Catalog, Runbook};
 use crate::slack::blocks::{self, Msg};
 use crate::slack::{text, SlackClient};
 use crate::store::{Effects, ProviderRunGuard, StoreEngine, StoreError};
@@ -322,6 +322,23 @@ impl Workflow {
         Ok(self.deps.store.get(id).await?)
     }
 
+    /// The stored request `id`, or the refusal that says there is none.
+    async fn stored(&self, id: &str) -> Result<AccessRequest, Refusal> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| Refusal::NotFound(id.to_string()))
+    }
+
+    /// What `runbook_id`'s runbook says, read by `what`; the default when
+    /// the runbook has left the catalog.
+    fn runbook_says<T: Default>(&self, runbook_id: &str, what: impl FnOnce(&Runbook) -> T) -> T {
+        self.deps
+            .catalog
+            .get(runbook_id)
+            .map(what)
+            .unwrap_or_default()
+    }
+
     /// Holds the lock that keeps one provider run at a time for `req`'s
     /// person and runbook, across every replica.
     async fn lock_subject(&self, req: &AccessRequest) -> Result<ProviderRunGuard, StoreError> {
@@ -355,11 +372,7 @@ impl Workflow {
     /// How much one press of the Extend button adds to a grant of
     /// `runbook_id`: its default duration (zero if it left the catalog).
     fn extend_step(&self, runbook_id: &str) -> Duration {
-        self.deps
-            .catalog
-            .get(runbook_id)
-            .map(|r| r.request.default_duration)
-            .unwrap_or_default()
+        self.runbook_says(runbook_id, |r| r.request.default_duration)
     }
 
     /// DMs the approvers of `stage` with Approve / Deny.

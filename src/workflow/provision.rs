@@ -228,12 +228,7 @@ impl Workflow {
         let result = self
             .run_provider(&req, Action::Grant, expires_at, None)
             .await;
-        let instructions = self
-            .deps
-            .catalog
-            .get(&req.runbook_id)
-            .map(|r| r.instructions.clone())
-            .unwrap_or_default();
+        let instructions = self.runbook_says(&req.runbook_id, |r| r.instructions.clone());
         let extend_by = self.extend_step(&req.runbook_id);
         let warning = self.deps.timing.expiry_warning;
         let cleanup_lease = self.run_lease(Utc::now());
@@ -325,12 +320,7 @@ impl Workflow {
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
         let timing = self.deps.timing.clone();
-        let owner = self
-            .deps
-            .catalog
-            .get(&req.runbook_id)
-            .map(|r| r.owner.clone())
-            .unwrap_or_default();
+        let owner = self.runbook_says(&req.runbook_id, |r| r.owner.clone());
         let Ok(_) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Revoking {
