@@ -55,8 +55,13 @@ async fn round(concurrency: usize, total: usize) -> (f64, f64) {
         drive(concurrency, total, move |n| {
             let (app, ids) = (Arc::clone(&app), Arc::clone(&ids));
             async move {
+                // One person per request: a person has one open request
+                // per runbook at a time.
                 let id = app
-                    .request(ALICE, &format!("billing-admin 1h bench {n}"))
+                    .request(
+                        &format!("U0BENCH{n:05}"),
+                        &format!("billing-admin 1h bench {n}"),
+                    )
                     .await;
                 ids.lock().unwrap()[n] = id;
             }
@@ -74,6 +79,12 @@ async fn round(concurrency: usize, total: usize) -> (f64, f64) {
         })
         .await
     };
+    let distinct: std::collections::HashSet<String> = ids.lock().unwrap().iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        total,
+        "every request call created its own request"
+    );
     // Every acknowledged approval was acted on.
     let last = ids.lock().unwrap()[total - 1].clone();
     app.wait_done(&format!("grant {last}"), Duration::from_secs(60))
