@@ -11,7 +11,8 @@
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
 //! - [`request`]: the domain of an access request: status, stages, approvals, extension.
 //! - [`retry`]: backoff and the lifecycle's timing tunables.
-//! - [`store`]: persistence only, in sled: requests, deadlines, outbox, audit log, replay guard.
+//! - [`store`]: persistence only, behind one interface with two engines (sled embedded,
+//!   PostgreSQL shared by replicas): requests, deadlines, outbox, audit log, replay guard.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, wording, Block Kit.
 //! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
 //! - [`workflow`]: the request lifecycle: create, approve, deny, grant, revoke, expire.
