@@ -137,6 +137,7 @@ async fn a_second_request_while_one_is_open_points_to_extend() {
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
     let active = app.slash(ALICE, "request billing-admin 45m more").await;
     assert_eq!(ids_in(&active), vec![id.clone()], "{active}");
     assert!(
@@ -251,6 +252,7 @@ async fn refused_attempts_are_audited_counted_and_a_burst_is_flagged_once() {
     app.wait_ephemeral(ALICE, "your own request", T).await;
     app.press(BOB, "approve", &id).await;
     app.wait_done(&format!("grant {id}"), T).await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
 
     let revoke = app.slash(MALLORY, &format!("revoke {id}")).await;
     assert!(revoke.contains("only the requester"), "{revoke}");

@@ -175,6 +175,7 @@ async fn auto_approval_grants_without_a_human_and_names_the_rule() {
     );
     // Over the rule's limit, or someone else: a human decides. (Dave ends
     // the first: one open request per person and runbook.)
+    app.wait_for_status(DAVE, &id, "active", T).await;
     app.slash(DAVE, &format!("revoke {id}")).await;
     app.wait_audit(&["*Access revoked*", &id], T).await;
     let long = app.request(DAVE, "payroll 1h incident").await;

@@ -29,8 +29,10 @@ async fn a_provider_run_ends_with_the_bot_and_never_runs_twice_at_once() {
         .await
         .expect("the grant started");
     assert!(process_alive(first.pid));
+    // The script records itself before it starts its sleep: wait for both.
+    let both = wait_until(T, || (group_members(first.pgid).len() >= 2).then_some(())).await;
     assert!(
-        group_members(first.pgid).len() >= 2,
+        both.is_some(),
         "the script and the sleep it started run in the run's process group"
     );
 
