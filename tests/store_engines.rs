@@ -17,7 +17,7 @@ use std::time::Duration;
 use accessbot::audit::NewAuditEvent;
 use accessbot::outbox::{OutboxItem, SlackOp};
 use accessbot::request::{AccessRequest, StageState, Status};
-use accessbot::store::engine::StoreEngine;
+use accessbot::store::engine::{Claim, StoreEngine};
 use accessbot::store::postgres::{PgEngine, PgOptions};
 use accessbot::store::{Effects, SledEngine, Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
@@ -167,6 +167,9 @@ both_engines!(
     the_audit_chain_stays_one_order_under_concurrent_appends,
     the_outbox_goes_out_in_order_per_request,
     the_replay_guard_remembers_and_forgets,
+    concurrent_claims_of_one_delivery_give_one_claimer,
+    a_claim_whose_lease_ran_out_is_taken_over,
+    an_answered_or_released_claim,
     one_provider_run_at_a_time_per_person_and_runbook,
     a_new_deadline_wakes_other_handles,
     status_and_covering_queries_follow_the_status,
@@ -500,6 +503,138 @@ async fn the_replay_guard_remembers_and_forgets(kind: Kind) {
     assert_eq!(b.seen_prune(at(50)).await.unwrap(), 1);
     assert_eq!(a.seen_get(b"sig-1").await.unwrap(), None);
     assert!(a.seen_get(b"sig-2").await.unwrap().is_some());
+}
+
+/// Three handles (replicas) claim one delivery key 20 times each at once:
+/// exactly one claim is the caller's, every other sees it in flight.
+async fn concurrent_claims_of_one_delivery_give_one_claimer(kind: Kind) {
+    let fx = Fixture::new(kind).await;
+    let handles = [fx.handle().await, fx.handle().await, fx.handle().await];
+    let lease = Duration::from_secs(30);
+    let start = Arc::new(tokio::sync::Barrier::new(60));
+    let claims: Vec<_> = (0..60)
+        .map(|i| {
+            let h = Arc::clone(&handles[i % 3]);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                h.seen_claim(b"delivery:1", at(0), &format!("claimer-{i}"), lease)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut mine = 0;
+    for c in claims {
+        match c.await.unwrap() {
+            Claim::Mine => mine += 1,
+            Claim::InFlight => {}
+            other => panic!("nothing was answered yet: {other:?}"),
+        }
+    }
+    assert_eq!(mine, 1);
+    // Not answered: a look-up finds no answer yet.
+    assert_eq!(handles[1].seen_get(b"delivery:1").await.unwrap(), None);
+}
+
+async fn a_claim_whose_lease_ran_out_is_taken_over(kind: Kind) {
+    let fx = Fixture::new(kind).await;
+    let a = fx.handle().await;
+    let b = fx.handle().await;
+    let lease = Duration::from_secs(30);
+    assert_eq!(
+        a.seen_claim(b"delivery:2", at(0), "a", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
+    // Within the lease it stays a's.
+    assert_eq!(
+        b.seen_claim(b"delivery:2", at(29), "b", lease)
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+    // a died: after the lease, b takes it over, once.
+    assert_eq!(
+        b.seen_claim(b"delivery:2", at(31), "b", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
+    assert_eq!(
+        a.seen_claim(b"delivery:2", at(32), "c", lease)
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+    // a's late release does not free b's claim.
+    a.seen_release(b"delivery:2", "a").await.unwrap();
+    assert_eq!(
+        a.seen_claim(b"delivery:2", at(33), "c", lease)
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+}
+
+async fn an_answered_or_released_claim(kind: Kind) {
+    let fx = Fixture::new(kind).await;
+    let a = fx.handle().await;
+    let b = fx.handle().await;
+    let lease = Duration::from_secs(30);
+    assert_eq!(
+        a.seen_claim(b"delivery:3", at(0), "a", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
+    a.seen_put(b"delivery:3", at(1), b"{\"text\":\"first\"}")
+        .await
+        .unwrap();
+    // Answered: every later claim, on any handle and after any lease, gets the answer.
+    for (h, t) in [(&a, 2), (&b, 3), (&b, 100)] {
+        assert_eq!(
+            h.seen_claim(b"delivery:3", at(t), "x", lease)
+                .await
+                .unwrap(),
+            Claim::Answered(b"{\"text\":\"first\"}".to_vec())
+        );
+    }
+    assert_eq!(
+        b.seen_get(b"delivery:3").await.unwrap().as_deref(),
+        Some(&b"{\"text\":\"first\"}"[..])
+    );
+    // A claim given up without an answer lets the next copy be handled;
+    // a release by another owner does nothing.
+    assert_eq!(
+        a.seen_claim(b"delivery:4", at(0), "a", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
+    b.seen_release(b"delivery:4", "someone else").await.unwrap();
+    assert_eq!(
+        b.seen_claim(b"delivery:4", at(1), "b", lease)
+            .await
+            .unwrap(),
+        Claim::InFlight
+    );
+    a.seen_release(b"delivery:4", "a").await.unwrap();
+    assert_eq!(
+        b.seen_claim(b"delivery:4", at(2), "b", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
+    // An answer is pruned like any other, and the key is new again.
+    assert!(b.seen_prune(at(50)).await.unwrap() >= 1);
+    assert_eq!(
+        a.seen_claim(b"delivery:3", at(60), "a", lease)
+            .await
+            .unwrap(),
+        Claim::Mine
+    );
 }
 
 async fn one_provider_run_at_a_time_per_person_and_runbook(kind: Kind) {

@@ -40,6 +40,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub workflow: Arc<Workflow>,
+    /// The store the workflow runs on; the replay guard claims deliveries in it.
+    pub store: Arc<dyn crate::store::engine::StoreEngine>,
     pub signing_secret: Secret,
     /// Guards `GET /audit`; `None` turns the export off.
     pub audit_token: Option<Secret>,
@@ -62,7 +64,7 @@ pub fn router(state: AppState) -> Router {
     let ingress = Ingress {
         dispatch: Dispatch::new(Arc::clone(&state.workflow)),
         signing_secret: state.signing_secret,
-        replay: ReplayGuard::new(Arc::clone(&state.workflow)),
+        replay: ReplayGuard::new(Arc::clone(&state.store)),
         metrics: Arc::clone(&state.metrics),
     };
     let operator = operator::Operator {

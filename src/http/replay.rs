@@ -5,26 +5,37 @@
 //!
 //! A delivery is identified by a [`DeliveryKey`] over what was delivered,
 //! not over how it was signed, so a Slack retry (re-signed, same body) is
-//! caught as well as a replay of the same signed bytes. Answers are kept as
-//! bytes in the store (pruned after 10 minutes), so with several replicas on
-//! one database a repeat that lands on another replica still gets the first
-//! answer. Twins in flight at the same moment are caught within one
-//! replica; across replicas, the workflow's own checks (a request is decided
-//! once, the same request sent again gets the waiting one) keep the effect
-//! single. Nothing here knows about HTTP, so another transport can use it too.
+//! caught as well as a replay of the same signed bytes. Both the claim of a
+//! delivery being handled and its answer live in the store
+//! ([`StoreEngine::seen_claim`], [`StoreEngine::seen_put`]; pruned after 10
+//! minutes), so with several replicas on one database two copies arriving at
+//! the same moment on two replicas are handled once, and a repeat that lands
+//! on another replica gets the first answer. A claim has a lease: if its
+//! handler dies, a copy arriving after the lease runs out is handled.
+//! Nothing here knows about HTTP, so another transport can use it too.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use crate::store::engine::{Claim, StoreEngine};
 use crate::store::StoreError;
-use crate::workflow::Workflow;
 
 /// How long a repeat waits for the first copy's answer: less than the
 /// 3 seconds Slack waits for either.
 const TWIN_WAIT: Duration = Duration::from_millis(2500);
+
+/// How often a waiting repeat looks for the first copy's answer.
+const TWIN_POLL: Duration = Duration::from_millis(20);
+
+/// How long a claim holds a delivery: far longer than handling one takes
+/// (Slack gives up after 3 seconds), short enough that a copy arriving after
+/// its handler died (Slack retries after about a minute) is handled.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 /// What identifies one delivery: SHA-256 over the kind of delivery
 /// (`commands`, `interactions`, `events`) and its raw bytes. Slack puts a
@@ -54,48 +65,48 @@ pub enum Seen {
     New(Handling),
     /// Answered before; these are the bytes of that answer.
     Answered(Vec<u8>),
-    /// Another copy is being handled right now; see [`ReplayGuard::answer_of_twin`].
+    /// Another copy is being handled right now, on this replica or another;
+    /// see [`ReplayGuard::answer_of_twin`].
     InFlight,
 }
 
 #[derive(Clone)]
 pub struct ReplayGuard {
-    workflow: Arc<Workflow>,
-    /// Deliveries being handled right now, so the same one arriving twice
-    /// at once runs once.
-    in_flight: Arc<Mutex<HashSet<DeliveryKey>>>,
+    store: Arc<dyn StoreEngine>,
+    /// Numbers this replica's claims, so each has an owner of its own.
+    claims: Arc<AtomicU64>,
 }
 
 impl ReplayGuard {
-    pub fn new(workflow: Arc<Workflow>) -> ReplayGuard {
+    pub fn new(store: Arc<dyn StoreEngine>) -> ReplayGuard {
         ReplayGuard {
-            workflow,
-            in_flight: Arc::default(),
+            store,
+            claims: Arc::default(),
         }
     }
 
-    /// Looks the delivery up, and claims it when it is new.
+    /// Looks the delivery up, and claims it when it is new (or when the
+    /// claim of a copy outlived its lease).
     pub async fn check(&self, key: &DeliveryKey) -> Result<Seen, StoreError> {
-        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes()).await? {
-            return Ok(Seen::Answered(answer));
+        let owner = format!(
+            "{}#{}",
+            self.store.replica_id(),
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        match self
+            .store
+            .seen_claim(key.as_bytes(), Utc::now(), &owner, CLAIM_LEASE)
+            .await?
+        {
+            Claim::Mine => Ok(Seen::New(Handling {
+                store: Arc::clone(&self.store),
+                key: key.clone(),
+                owner,
+                answered: false,
+            })),
+            Claim::Answered(answer) => Ok(Seen::Answered(answer)),
+            Claim::InFlight => Ok(Seen::InFlight),
         }
-        let claimed = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
-        if !claimed {
-            return Ok(Seen::InFlight);
-        }
-        let handling = Handling {
-            guard: self.clone(),
-            key: key.clone(),
-        };
-        // A copy may have been answered between the look-up and the claim.
-        if let Some(answer) = self.workflow.delivery_answer(key.as_bytes()).await? {
-            return Ok(Seen::Answered(answer));
-        }
-        Ok(Seen::New(handling))
     }
 
     /// The answer the copy being handled gave, once it has one; `None` if it
@@ -103,8 +114,8 @@ impl ReplayGuard {
     pub async fn answer_of_twin(&self, key: &DeliveryKey) -> Option<Vec<u8>> {
         let until = tokio::time::Instant::now() + TWIN_WAIT;
         while tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Ok(Some(answer)) = self.workflow.delivery_answer(key.as_bytes()).await {
+            tokio::time::sleep(TWIN_POLL).await;
+            if let Ok(Some(answer)) = self.store.seen_get(key.as_bytes()).await {
                 return Some(answer);
             }
         }
@@ -112,41 +123,65 @@ impl ReplayGuard {
     }
 }
 
-/// A delivery being handled; dropping it releases the claim, with or
-/// without an answer recorded.
+/// A delivery being handled; dropping it without an answer releases the
+/// claim, so the next copy is handled.
 pub struct Handling {
-    guard: ReplayGuard,
+    store: Arc<dyn StoreEngine>,
     key: DeliveryKey,
+    owner: String,
+    answered: bool,
 }
 
 impl Handling {
-    /// Records the answer for repeats, then releases the claim.
-    pub async fn answered(self, answer: &[u8]) {
-        if let Err(e) = self
-            .guard
-            .workflow
-            .remember_delivery(self.key.as_bytes(), answer)
+    /// Records the answer for repeats, which ends the claim.
+    pub async fn answered(mut self, answer: &[u8]) {
+        match self
+            .store
+            .seen_put(self.key.as_bytes(), Utc::now(), answer)
             .await
         {
-            tracing::error!(error = %e, "could not record a delivery in the replay guard");
+            Ok(()) => self.answered = true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a delivery in the replay guard")
+            }
         }
     }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        self.guard
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+        if self.answered {
+            return;
+        }
+        // Release at once where the engine can (sled), else in the background.
+        let mut now = self.store.seen_release(self.key.as_bytes(), &self.owner);
+        if let Poll::Ready(_) = now.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return;
+        }
+        drop(now);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to release it on: the lease runs out instead.
+            return;
+        };
+        let (store, key, owner) = (
+            Arc::clone(&self.store),
+            self.key.clone(),
+            std::mem::take(&mut self.owner),
+        );
+        runtime.spawn(async move {
+            if let Err(e) = store.seen_release(key.as_bytes(), &owner).await {
+                tracing::warn!(error = %e, "could not release a delivery's claim; its lease runs out instead");
+            }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::{DeliveryKey, Handling, ReplayGuard, Seen};
-    use crate::workflow::Workflow;
+    use crate::store::{SledEngine, Store};
 
     #[test]
     fn the_key_depends_on_kind_and_body_only() {
@@ -163,7 +198,8 @@ mod tests {
         body: &[u8],
     ) -> (tempfile::TempDir, ReplayGuard, DeliveryKey, Handling) {
         let dir = tempfile::tempdir().unwrap();
-        let guard = ReplayGuard::new(Workflow::for_tests(dir.path()));
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let guard = ReplayGuard::new(Arc::new(SledEngine::new(store)));
         let key = DeliveryKey::new("commands", body);
         match guard.check(&key).await {
             Ok(Seen::New(handling)) => (dir, guard, key, handling),

@@ -48,6 +48,20 @@ pub struct OutboxEntry {
     pub item: OutboxItem,
 }
 
+/// What [`StoreEngine::seen_claim`] found for a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the delivery now: handle it, then record the answer
+    /// with [`StoreEngine::seen_put`] (or give it up with
+    /// [`StoreEngine::seen_release`]).
+    Mine,
+    /// Answered before; these are the bytes of that answer.
+    Answered(Vec<u8>),
+    /// Another claimer (on this replica or another) is handling it and its
+    /// lease has not run out.
+    InFlight,
+}
+
 /// The per-(person, runbook) provider-run lock, held until dropped.
 ///
 /// On PostgreSQL it is a session-level advisory lock on a connection of its
@@ -181,13 +195,33 @@ pub trait StoreEngine: Send + Sync {
     /// The answer stored the first time `key` was seen, if it was.
     fn seen_get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>>;
 
-    /// Records `key` as seen at `now` with its answer.
+    /// Records `key` as seen at `now` with its answer, ending any claim of it.
     fn seen_put<'a>(
         &'a self,
         key: &'a [u8],
         now: DateTime<Utc>,
         answer: &'a [u8],
     ) -> StoreFuture<'a, ()>;
+
+    /// Claims `key` for `owner` until `now + lease`, atomically across every
+    /// handle on the database: of any number of concurrent claims of a new
+    /// key exactly one is [`Claim::Mine`]. A key answered by `seen_put` is
+    /// [`Claim::Answered`]; a key claimed by someone else is
+    /// [`Claim::InFlight`] until that claim's lease runs out (its claimer
+    /// died), when the next claim takes it over.
+    fn seen_claim<'a>(
+        &'a self,
+        key: &'a [u8],
+        now: DateTime<Utc>,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim>;
+
+    /// Gives up `owner`'s claim of `key` without an answer, so the next copy
+    /// of the delivery is handled. Does nothing if `key` was answered or is
+    /// claimed by someone else. An engine may do the work when called (sled
+    /// does), before the future is polled.
+    fn seen_release<'a>(&'a self, key: &'a [u8], owner: &'a str) -> StoreFuture<'a, ()>;
 
     /// Forgets entries seen before `before`; returns how many.
     fn seen_prune(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64>;

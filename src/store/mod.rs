@@ -134,6 +134,8 @@ pub struct Store {
     commit: GroupCommit,
     /// In-process leases (sled is single-process): request id -> (owner, until).
     due_leases: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// Replay-guard claims of deliveries being handled: key -> (owner, until).
+    seen_claims: Mutex<HashMap<Vec<u8>, (String, DateTime<Utc>)>>,
     /// Outbox seq -> (owner, until).
     outbox_leases: Mutex<HashMap<u64, (String, DateTime<Utc>)>>,
     /// Woken when a commit sets a deadline.
@@ -188,6 +190,7 @@ impl Store {
             write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
             commit: GroupCommit::new(),
             due_leases: Mutex::new(HashMap::new()),
+            seen_claims: Mutex::new(HashMap::new()),
             outbox_leases: Mutex::new(HashMap::new()),
             deadline_changed: Default::default(),
             provider_locks: Mutex::new(HashMap::new()),
@@ -496,7 +499,45 @@ impl Store {
         let mut v = (now.timestamp_millis() as u64).to_be_bytes().to_vec();
         v.extend_from_slice(answer);
         self.seen.insert(key, v)?;
+        // Answer first, claim second: a claim made in between sees the answer.
+        self.seen_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         Ok(())
+    }
+
+    /// Claims `key` for `owner` until `until` unless it was answered or is
+    /// claimed by another whose claim lasts past `now`. Claims are kept in
+    /// memory: sled is one process, and a claim dies with it.
+    pub fn claim_seen(
+        &self,
+        key: &[u8],
+        now: DateTime<Utc>,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<engine::Claim, StoreError> {
+        let mut claims = self.seen_claims.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the claims lock: `remember_seen` writes the answer
+        // before it drops the claim, so one of the two is always seen.
+        if let Some(answer) = self.seen_before(key)? {
+            return Ok(engine::Claim::Answered(answer));
+        }
+        match claims.get(key) {
+            Some((_, held_until)) if *held_until > now => Ok(engine::Claim::InFlight),
+            _ => {
+                claims.insert(key.to_vec(), (owner.to_string(), until));
+                Ok(engine::Claim::Mine)
+            }
+        }
+    }
+
+    /// Drops `owner`'s claim of `key`, if it still holds it.
+    pub fn release_seen(&self, key: &[u8], owner: &str) {
+        let mut claims = self.seen_claims.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.get(key).is_some_and(|(o, _)| o == owner) {
+            claims.remove(key);
+        }
     }
 
     /// Forgets replay-guard entries older than `before`.

@@ -35,7 +35,9 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::Notify;
 
-use super::engine::{Change, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture};
+use super::engine::{
+    Change, Claim, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture,
+};
 use super::url::{mask_url, scrub_password};
 use super::{Effects, StoreError};
 use crate::audit::{audit_hash, AuditEvent};
@@ -787,7 +789,7 @@ impl StoreEngine for PgEngine {
 
     fn seen_get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT answer FROM seen WHERE key = $1")
+            sqlx::query_scalar("SELECT answer FROM seen WHERE key = $1 AND answer IS NOT NULL")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await
@@ -804,7 +806,8 @@ impl StoreEngine for PgEngine {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO seen (key, seen_at, answer) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET seen_at = EXCLUDED.seen_at, answer = EXCLUDED.answer",
+                 ON CONFLICT (key) DO UPDATE SET seen_at = EXCLUDED.seen_at, answer = EXCLUDED.answer, \
+                 claimed_by = NULL, claimed_until = NULL",
             )
             .bind(key)
             .bind(now)
@@ -812,6 +815,78 @@ impl StoreEngine for PgEngine {
             .execute(&self.pool)
             .await
             .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn seen_claim<'a>(
+        &'a self,
+        key: &'a [u8],
+        now: DateTime<Utc>,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let until = lease_end(now, lease);
+            // A row released between two statements below sends the loop
+            // round again; three rounds end with "in flight" rather than spin.
+            for _ in 0..3 {
+                // A new key: the row is created already claimed. Of
+                // concurrent inserts the primary key lets exactly one in.
+                let inserted: Option<Vec<u8>> = sqlx::query_scalar(
+                    "INSERT INTO seen (key, seen_at, answer, claimed_by, claimed_until) \
+                     VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING key",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(owner)
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+                if inserted.is_some() {
+                    return Ok(Claim::Mine);
+                }
+                // A claim whose lease ran out (its claimer died): take it
+                // over. The row lock of the UPDATE lets one taker in.
+                let taken: Option<Vec<u8>> = sqlx::query_scalar(
+                    "UPDATE seen SET claimed_by = $3, claimed_until = $4, seen_at = $2 \
+                     WHERE key = $1 AND answer IS NULL AND claimed_until < $2 RETURNING key",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(owner)
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+                if taken.is_some() {
+                    return Ok(Claim::Mine);
+                }
+                let row: Option<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT answer FROM seen WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?;
+                match row {
+                    Some(Some(answer)) => return Ok(Claim::Answered(answer)),
+                    Some(None) => return Ok(Claim::InFlight),
+                    None => continue,
+                }
+            }
+            Ok(Claim::InFlight)
+        })
+    }
+
+    fn seen_release<'a>(&'a self, key: &'a [u8], owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM seen WHERE key = $1 AND answer IS NULL AND claimed_by = $2")
+                .bind(key)
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
             Ok(())
         })
     }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::engine::{Change, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture};
+use super::engine::{
+    Change, Claim, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture,
+};
 use super::{decode, holding_prefix, ms_to_time, requester_prefix, Effects, Store, StoreError};
 use crate::audit::AuditEvent;
 use crate::outbox::OutboxItem;
@@ -355,6 +357,26 @@ impl StoreEngine for SledEngine {
         answer: &'a [u8],
     ) -> StoreFuture<'a, ()> {
         ready(self.store.remember_seen(key, now, answer))
+    }
+
+    fn seen_claim<'a>(
+        &'a self,
+        key: &'a [u8],
+        now: DateTime<Utc>,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        ready(
+            self.store
+                .claim_seen(key, now, owner, lease_end(now, lease)),
+        )
+    }
+
+    fn seen_release<'a>(&'a self, key: &'a [u8], owner: &'a str) -> StoreFuture<'a, ()> {
+        // Done now, not when polled: a claim dropped without a runtime to
+        // poll the future is still released.
+        self.store.release_seen(key, owner);
+        ready(Ok(()))
     }
 
     fn seen_prune(&self, before: DateTime<Utc>) -> StoreFuture<'_, u64> {

@@ -210,3 +210,153 @@ fn parent_of(pid: i32) -> u32 {
     let rest = &stat[stat.rfind(')').unwrap() + 1..];
     rest.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// `accessbot_replays_total` of replica `n`: deliveries it answered from
+/// the replay guard instead of handling them.
+async fn replays_at(app: &TestApp, n: usize) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", app.base_of(n)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("accessbot_replays_total ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no accessbot_replays_total in:\n{text}"))
+}
+
+/// Slack's retries of one `/access request` delivery land on the other two
+/// replicas while the first copy is still being handled (its approvers'
+/// user-group lookup is slow): the delivery is handled once, on one replica,
+/// and every copy gets that one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_retried_on_other_replicas_while_in_flight_is_handled_once() {
+    let grouped = BILLING.replace(
+        "approvers = [\"U0BOB\", \"U0CAROL\"]",
+        "approvers = [\"S0BILLING\"]",
+    );
+    assert_ne!(
+        grouped, BILLING,
+        "the runbook names its approvers as expected"
+    );
+    let app = three_replicas(Setup::default().only_runbook("billing-admin", &grouped)).await;
+    app.slack.set_usergroup("S0BILLING", &[BOB, CAROL]);
+    app.slack
+        .set_delay("usergroups.users.list", Duration::from_millis(1000));
+
+    let body = TestApp::slash_body(ALICE, "request billing-admin 1h month end");
+    let send = |n: usize, retry: Option<u32>| {
+        let (base, body) = (app.base_of(n).to_string(), body.clone());
+        async move {
+            let ts = chrono::Utc::now().timestamp();
+            let mut r = reqwest::Client::new()
+                .post(format!("{base}/slack/commands"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", TestApp::sign(ts, body.as_bytes()));
+            if let Some(n) = retry {
+                r = r
+                    .header("x-slack-retry-num", n.to_string())
+                    .header("x-slack-retry-reason", "http_timeout");
+            }
+            let r = r.body(body).send().await.expect("accessbot answers");
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let first = tokio::spawn(send(0, None));
+    // The state "first copy in flight": its approvers are being looked up.
+    wait_until(T, || {
+        (!app.slack.calls("usergroups.users.list").is_empty()).then_some(())
+    })
+    .await
+    .expect("the first copy looks its approvers up");
+    let (second, third) = tokio::join!(send(1, Some(1)), send(2, Some(2)));
+    let first = first.await.unwrap();
+
+    let id = request_id_in(&first).unwrap_or_else(|| panic!("no request id in {first}"));
+    assert_eq!(
+        second, first,
+        "the retry on replica 1 gets the first answer"
+    );
+    assert_eq!(third, first, "the retry on replica 2 gets the first answer");
+    let log = verified_audit_log(app.database_url.as_deref().unwrap()).await;
+    let requested: Vec<_> = log.iter().filter(|e| e["kind"] == "requested").collect();
+    assert_eq!(requested.len(), 1, "one request made: {requested:#?}");
+    assert_eq!(requested[0]["request_id"], id.as_str());
+    assert_eq!(replays_at(&app, 0).await, 0);
+    assert_eq!(
+        replays_at(&app, 1).await,
+        1,
+        "replica 1 answered from the guard"
+    );
+    assert_eq!(
+        replays_at(&app, 2).await,
+        1,
+        "replica 2 answered from the guard"
+    );
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.wait_outbox_empty(T).await;
+    assert_eq!(dms_posted(&app, BOB, &id), 1);
+}
+
+/// Three copies of one `/access request` delivery reach three replicas at
+/// the same moment: exactly one handles it, and all three answers are its.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_arriving_on_three_replicas_at_once_is_handled_once() {
+    let app = three_replicas(Setup::default()).await;
+    let body = TestApp::slash_body(ALICE, "request billing-admin 1h month end");
+    let ts = chrono::Utc::now().timestamp();
+    let signature = TestApp::sign(ts, body.as_bytes());
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let copies = (0..3).map(|n| {
+        let (base, body, signature, start) = (
+            app.base_of(n).to_string(),
+            body.clone(),
+            signature.clone(),
+            start.clone(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let request = client
+                .post(format!("{base}/slack/commands"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", signature)
+                .body(body);
+            start.wait().await;
+            let r = request.send().await.expect("accessbot answers");
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        })
+    });
+    let answers: Vec<String> = futures_util::future::join_all(copies)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let id = request_id_in(&answers[0]).unwrap_or_else(|| panic!("no request id in {answers:?}"));
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "one answer: {answers:#?}"
+    );
+    let log = verified_audit_log(app.database_url.as_deref().unwrap()).await;
+    let requested = log.iter().filter(|e| e["kind"] == "requested").count();
+    assert_eq!(requested, 1, "one request made");
+    let mut replays = 0;
+    for n in 0..3 {
+        replays += replays_at(&app, n).await;
+    }
+    assert_eq!(
+        replays, 2,
+        "two copies answered from the guard, one handled"
+    );
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
+    app.wait_outbox_empty(T).await;
+    assert_eq!(dms_posted(&app, BOB, &id), 1);
+}
