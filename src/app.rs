@@ -171,7 +171,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 
     let state = AppState {
         workflow: Arc::clone(&workflow),
-        store: Arc::clone(&store),
+        replay: crate::replay::ReplayGuard::new(Arc::clone(&store)),
         signing_secret: config.signing_secret.clone(),
         audit_token: config.audit_token.clone(),
         delivery,

@@ -21,6 +21,7 @@
 //! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
+//! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
@@ -38,6 +39,7 @@ pub mod http;
 pub mod outbox;
 pub mod policy;
 pub mod preflight;
+pub mod replay;
 pub mod request;
 pub mod retry;
 pub mod runbook;

@@ -3,13 +3,12 @@
 //!
 //! Every `/slack/*` request goes through [`signed`]: body size capped, the
 //! signature checked on the raw bytes before anything is parsed, the content
-//! type checked, and a delivery seen before answered from the [`replay`]
+//! type checked, and a delivery seen before answered from the [`crate::replay`]
 //! guard without doing anything again. The parsed payload then goes to
 //! [`Dispatch`], and the [`Reply`] it gives is turned into the HTTP answer
 //! here: only this module knows about headers and status codes.
 
 mod operator;
-mod replay;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,8 +29,8 @@ use crate::slack::payload::{self, CommandBody};
 use crate::slack::signature;
 use crate::workflow::Workflow;
 
+use crate::replay::{DeliveryKey, ReplayGuard, Seen};
 pub use operator::Metrics;
-pub use replay::{DeliveryKey, ReplayGuard, Seen};
 
 /// Largest body accepted on any endpoint.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -40,8 +39,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub workflow: Arc<Workflow>,
-    /// The store the workflow runs on; the replay guard claims deliveries in it.
-    pub store: Arc<dyn crate::store::engine::StoreEngine>,
+    /// Answers each Slack delivery once, across replicas.
+    pub replay: ReplayGuard,
     pub signing_secret: Secret,
     /// Guards `GET /audit`; `None` turns the export off.
     pub audit_token: Option<Secret>,
@@ -64,7 +63,7 @@ pub fn router(state: AppState) -> Router {
     let ingress = Ingress {
         dispatch: Dispatch::new(Arc::clone(&state.workflow)),
         signing_secret: state.signing_secret,
-        replay: ReplayGuard::new(Arc::clone(&state.store)),
+        replay: state.replay,
         metrics: Arc::clone(&state.metrics),
     };
     let operator = operator::Operator {
