@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -155,7 +155,11 @@ impl Drop for Handling {
         }
         // Release at once where the engine can (sled), else in the background.
         let mut now = self.store.seen_release(self.key.as_bytes(), &self.owner);
-        if let Poll::Ready(_) = now.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        if now
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
             return;
         }
         drop(now);

@@ -104,6 +104,9 @@ type ProviderLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 /// serialised, writes of different requests mostly are not.
 const WRITE_STRIPES: usize = 64;
 
+/// Who holds the claim on a delivery in the replay guard, and until when.
+type SeenClaim = (String, DateTime<Utc>);
+
 /// The sled database and its trees.
 pub struct Store {
     db: sled::Db,
@@ -135,7 +138,7 @@ pub struct Store {
     /// In-process leases (sled is single-process): request id -> (owner, until).
     due_leases: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
     /// Replay-guard claims of deliveries being handled: key -> (owner, until).
-    seen_claims: Mutex<HashMap<Vec<u8>, (String, DateTime<Utc>)>>,
+    seen_claims: Mutex<HashMap<Vec<u8>, SeenClaim>>,
     /// Outbox seq -> (owner, until).
     outbox_leases: Mutex<HashMap<u64, (String, DateTime<Utc>)>>,
     /// Woken when a commit sets a deadline.
