@@ -30,7 +30,7 @@ fn stored(g: usize) -> (AccessRequest, Effects) {
         required: 1,
     }];
     let now = Utc::now();
-    let status = if g % 100 == 0 {
+    let status = if g.is_multiple_of(100) {
         Status::Active
     } else {
         Status::Revoked
