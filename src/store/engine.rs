@@ -90,6 +90,10 @@ pub trait StoreEngine: Send + Sync {
     /// "sled" or "postgres", for logs and `/readyz`.
     fn engine_name(&self) -> &'static str;
 
+    /// Whether other processes (replicas) may work on this store at the same
+    /// time: then a provider run found on this host may be one of theirs.
+    fn shared_by_replicas(&self) -> bool;
+
     /// This replica's name in leases.
     fn replica_id(&self) -> &str;
 

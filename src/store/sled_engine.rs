@@ -236,6 +236,11 @@ impl StoreEngine for SledEngine {
         "sled"
     }
 
+    fn shared_by_replicas(&self) -> bool {
+        // sled's database is locked to one process.
+        false
+    }
+
     fn replica_id(&self) -> &str {
         &self.replica
     }

@@ -91,7 +91,7 @@ impl Workflow {
         );
         let ids: HashSet<&str> = interrupted.iter().map(|r| r.id.as_str()).collect();
         // On a store other replicas share, a run on this host may be theirs.
-        let shared = self.deps.store.engine_name() != "sled";
+        let shared = self.deps.store.shared_by_replicas();
         let leftovers = self
             .deps
             .providers
