@@ -192,8 +192,9 @@ impl StoreEngine for PgEngine {
         lease: Duration,
     ) -> StoreFuture<'_, Vec<DueWork>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "WITH picked AS ( \
+            let rows = self
+                .claim_rows(
+                    "WITH picked AS ( \
                    SELECT id FROM requests \
                    WHERE due_at IS NOT NULL AND due_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) \
@@ -202,14 +203,11 @@ impl StoreEngine for PgEngine {
                  UPDATE requests r SET lease_owner = $3, lease_until = $4 \
                  FROM picked WHERE r.id = picked.id \
                  RETURNING r.id, r.due_at",
-            )
-            .bind(now)
-            .bind(limit as i64)
-            .bind(&self.replica)
-            .bind(lease_end(now, lease))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+                    now,
+                    limit,
+                    lease,
+                )
+                .await?;
             let mut out = rows
                 .into_iter()
                 .map(|r| {
@@ -249,8 +247,9 @@ impl StoreEngine for PgEngine {
         lease: Duration,
     ) -> StoreFuture<'_, Vec<OutboxEntry>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "WITH picked AS ( \
+            let rows = self
+                .claim_rows(
+                    "WITH picked AS ( \
                    SELECT o.seq FROM outbox o \
                    WHERE (o.not_before IS NULL OR o.not_before <= $1) \
                      AND (o.lease_until IS NULL OR o.lease_until <= $1) \
@@ -261,14 +260,11 @@ impl StoreEngine for PgEngine {
                  UPDATE outbox o SET lease_owner = $3, lease_until = $4 \
                  FROM picked WHERE o.seq = picked.seq \
                  RETURNING o.seq, o.item",
-            )
-            .bind(now)
-            .bind(limit as i64)
-            .bind(&self.replica)
-            .bind(lease_end(now, lease))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+                    now,
+                    limit,
+                    lease,
+                )
+                .await?;
             let mut out = rows
                 .into_iter()
                 .map(|r| {
@@ -488,6 +484,27 @@ impl StoreEngine for PgEngine {
             lock.held = true;
             Ok(ProviderRunGuard::new(lock))
         })
+    }
+}
+
+impl PgEngine {
+    /// Runs a claiming statement (`$1` now, `$2` the most rows, `$3` this
+    /// replica, `$4` the lease's end): the rows it picked, now leased to us.
+    async fn claim_rows(
+        &self,
+        sql: &'static str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        sqlx::query(sql)
+            .bind(now)
+            .bind(limit as i64)
+            .bind(&self.replica)
+            .bind(lease_end(now, lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 }
 
