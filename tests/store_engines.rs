@@ -804,7 +804,8 @@ async fn postgres_provider_lock_is_released_when_its_connection_dies() {
     // drops its advisory locks and the waiter gets the lock.
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
-         WHERE l.locktype = 'advisory' AND l.granted",
+         WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .fetch_one(b.pool())
     .await

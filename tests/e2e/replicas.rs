@@ -157,11 +157,13 @@ async fn fifty_requests_across_replicas_each_message_grant_and_revoke_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_revoke_loses_nothing() {
     let mut app = three_replicas(Setup::default().env("ACCESSBOT_LEASE", "3s")).await;
+    // The revoke is slow from the start: a 2s grant can end before the
+    // test would get to slow it down on a busy machine.
+    app.slow_provider("revoke", 30);
     let id = app.request(ALICE, "billing-admin 2s month end").await;
     app.wait_dm(BOB, &[&id, "Approve"], T).await;
     app.press_at(1, BOB, "approve", &id).await;
     app.wait_for_status(ALICE, &id, "active", T).await;
-    app.slow_provider("revoke", 30);
 
     // The state "provider started": the revoke's program runs, on some replica.
     let run = wait_until(T, || app.provider_processes("revoke", &id).first().copied())
