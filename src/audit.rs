@@ -38,6 +38,28 @@ pub struct NewAuditEvent {
     pub detail: String,
 }
 
+impl NewAuditEvent {
+    /// The event as the log keeps it: number `seq`, now, chained to the
+    /// event before it by `prev_hash`. The one place both store engines
+    /// turn a new event into a link of the chain.
+    pub fn chain(&self, seq: u64, prev_hash: &str) -> AuditEvent {
+        let mut event = AuditEvent {
+            seq,
+            at: Utc::now(),
+            kind: self.kind.clone(),
+            request_id: self.request_id.clone(),
+            runbook: self.runbook.clone(),
+            actor: self.actor.clone(),
+            subject: self.subject.clone(),
+            detail: self.detail.clone(),
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        event.hash = audit_hash(&event);
+        event
+    }
+}
+
 /// SHA-256 over the previous hash and the event's fields, in a fixed order.
 pub fn audit_hash(e: &AuditEvent) -> String {
     let mut h = Sha256::new();

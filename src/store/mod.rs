@@ -27,7 +27,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-use crate::audit::{audit_hash, verify_chain, AuditEvent, NewAuditEvent};
+use crate::audit::{verify_chain, AuditEvent, NewAuditEvent};
 use crate::outbox::OutboxItem;
 use crate::request::{AccessRequest, MessageRef, Status};
 pub use engine::{ChainCheck, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture};
@@ -588,19 +588,7 @@ fn write_effects(
     };
     for e in &effects.audit {
         seq += 1;
-        let mut event = AuditEvent {
-            seq,
-            at: Utc::now(),
-            kind: e.kind.clone(),
-            request_id: e.request_id.clone(),
-            runbook: e.runbook.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            detail: e.detail.clone(),
-            prev_hash: prev.clone(),
-            hash: String::new(),
-        };
-        event.hash = audit_hash(&event);
+        let event = e.chain(seq, &prev);
         prev = event.hash.clone();
         let v = encode(&event).map_err(ConflictableTransactionError::Abort)?;
         audit.insert(&seq.to_be_bytes(), v)?;

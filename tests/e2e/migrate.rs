@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::Value;
 use sqlx::{Connection, Row};
 
 use crate::support::postgres as pg;
@@ -77,22 +76,6 @@ fn migrate_store(args: &[&str], env: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// The sled audit log as `accessbot audit` exports it (the source is left
-/// as it was, so it can still be read after the move).
-fn sled_audit(app: &TestApp) -> Vec<Value> {
-    let out = app.run_cli(&["audit", "--data-dir", &app.data_dir.display().to_string()]);
-    assert!(
-        out.status.success(),
-        "audit of the source failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +176,8 @@ async fn migrate_store_moves_a_stopped_install_with_an_active_grant_into_postgre
     );
     assert!(rows[1].2.is_some(), "the pending request keeps its timeout");
 
-    let events = sled_audit(&app);
+    // The source is left as it was, so it can still be read after the move.
+    let events = app.sled_audit_log();
     assert!(
         events.iter().any(|e| e["kind"] == "granted"),
         "no grant in the source's audit log: {events:?}"

@@ -957,6 +957,12 @@ impl TestApp {
         if let Some(url) = &self.database_url {
             return verified_audit_log(url).await;
         }
+        self.sled_audit_log()
+    }
+
+    /// The sled data directory's audit log as `accessbot audit` exports it;
+    /// the bot must be stopped (or the directory left by a move).
+    pub fn sled_audit_log(&self) -> Vec<Value> {
         let out = self.run_cli(&["audit", "--data-dir", &self.data_dir.display().to_string()]);
         assert!(
             out.status.success(),

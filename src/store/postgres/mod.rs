@@ -40,7 +40,7 @@ use super::engine::{
 };
 use super::url::{mask_url, scrub_password};
 use super::{Effects, StoreError};
-use crate::audit::{audit_hash, AuditEvent};
+use crate::audit::AuditEvent;
 use crate::outbox::OutboxItem;
 use crate::request::{AccessRequest, Status};
 
@@ -395,19 +395,7 @@ async fn write_effects(
     let mut prev: String = head.try_get("hash").map_err(db)?;
     for e in &effects.audit {
         seq += 1;
-        let mut event = AuditEvent {
-            seq,
-            at: Utc::now(),
-            kind: e.kind.clone(),
-            request_id: e.request_id.clone(),
-            runbook: e.runbook.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            detail: e.detail.clone(),
-            prev_hash: prev.clone(),
-            hash: String::new(),
-        };
-        event.hash = audit_hash(&event);
+        let event = e.chain(seq, &prev);
         prev = event.hash.clone();
         sqlx::query("INSERT INTO audit_log (seq, hash, event) VALUES ($1, $2, $3)")
             .bind(seq as i64)
