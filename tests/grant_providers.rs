@@ -65,6 +65,7 @@ fn context(runbook_dir: &Path) -> GrantContext {
         runbook_id: "billing-admin".to_string(),
         user_id: "U012ABCDEF".to_string(),
         user_email: Some("ada@example.com".to_string()),
+        identity: Some("ada@example.com".to_string()),
         expires_at: expires_at(),
         reason: "INC-7: refunds stuck — \"urgent\"\nsecond line".to_string(),
         runbook_dir: runbook_dir.to_path_buf(),

@@ -65,6 +65,7 @@ async fn rest_role_grants_and_revokes_through_the_shipped_crm_runbook() {
         runbook_id: runbook.id.clone(),
         user_id: "U0ALICE".to_string(),
         user_email: Some("alice@example.com".to_string()),
+        identity: Some("alice@example.com".to_string()),
         expires_at: Utc::now(),
         reason: "ticket 42".to_string(),
         runbook_dir: dir.clone(),

@@ -37,6 +37,7 @@ pub use process::Leftovers;
 pub use registry::{Providers, Registry, Services};
 pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
 pub use spec::{GrantSpec, ProviderSpec};
+
 pub use webhook::{sign_webhook, WebhookProvider, WebhookSpec};
 
 /// How long a provider run may take when the runbook's `timeout` does not say.
@@ -75,6 +76,11 @@ pub struct GrantContext {
     pub user_id: String,
     /// From the Slack profile; `None` when Slack did not share it.
     pub user_email: Option<String>,
+    /// Who the person is in the target system: the config's `[identities]`
+    /// entry for `user_id` when there is one, else `user_email`. Providers
+    /// that act on a directory account (Okta, Google, Entra ID, PostgreSQL)
+    /// use this, never `user_email` directly.
+    pub identity: Option<String>,
     /// When the grant ends; on revoke, when it was due to end.
     pub expires_at: DateTime<Utc>,
     pub reason: String,
@@ -92,6 +98,22 @@ impl GrantContext {
 
 /// The future every provider returns: boxed so the trait stays object safe.
 pub type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GrantError>> + Send + 'a>>;
+
+/// What reading the target back found about the person's access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The access is there (a member of the group, the role held).
+    Present,
+    /// The access is gone, or was never there.
+    Absent,
+}
+
+/// The future [`Provider::verify`] returns.
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Presence, GrantError>> + Send + 'a>>;
+
+/// The future [`Provider::members`] returns: identities in the target.
+pub type MembersFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<String>, GrantError>> + Send + 'a>>;
 
 /// One way of granting and revoking access, implemented once, in its own
 /// file: the name runbooks give it, the `[grant]` keys it owns and how they
@@ -123,6 +145,46 @@ pub trait Provider: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The access in the target system that `spec` gives, as a key equal
+    /// for two runbooks that give the same access (`okta:{org}/{group}`):
+    /// overlapping grants are counted by it, so the first of two to end does
+    /// not take away what the other still covers. `None` (the default):
+    /// only requests of the same runbook overlap.
+    fn target(spec: &Self::Spec) -> Option<String> {
+        let _ = spec;
+        None
+    }
+
+    /// Whether running `spec` needs [`GrantContext::identity`]. A person
+    /// with neither a Slack email nor an `[identities]` entry is then refused
+    /// when they ask, not after approval. `false` by default.
+    fn needs_identity(spec: &Self::Spec) -> bool {
+        let _ = spec;
+        false
+    }
+
+    /// Reads the target back: is the person's access there? `None` (the
+    /// default) for targets that cannot be read back (a program, a webhook).
+    /// After a revoke the workflow calls this and keeps revoking while the
+    /// access is still [`Presence::Present`].
+    fn verify<'a>(
+        &'a self,
+        spec: &'a Self::Spec,
+        ctx: &'a GrantContext,
+    ) -> Option<VerifyFuture<'a>> {
+        let _ = (spec, ctx);
+        None
+    }
+
+    /// Everyone who holds the access `spec` gives (a group's members), by
+    /// their identity in the target, for `accessbot reconcile` to find
+    /// members accessbot never granted. `None` (the default) when the target
+    /// cannot list them.
+    fn members<'a>(&'a self, spec: &'a Self::Spec) -> Option<MembersFuture<'a>> {
+        let _ = spec;
+        None
+    }
+
     /// The running provider, or `None` when `services` lacks something it
     /// needs (then runbooks using it fail with [`GrantError::Unsupported`]).
     fn start(services: &Services) -> Option<Self>;
@@ -150,6 +212,13 @@ pub trait GrantProvider: Send + Sync {
         action: Action,
         ctx: &'a GrantContext,
     ) -> GrantFuture<'a>;
+
+    /// Reads the target back; `None` when this provider cannot.
+    fn verify<'a>(&'a self, spec: &'a GrantSpec, ctx: &'a GrantContext)
+        -> Option<VerifyFuture<'a>>;
+
+    /// Lists who holds the access; `None` when this provider cannot.
+    fn members<'a>(&'a self, spec: &'a GrantSpec) -> Option<MembersFuture<'a>>;
 }
 
 impl<P: Provider> GrantProvider for P {
@@ -168,6 +237,28 @@ impl<P: Provider> GrantProvider for P {
             None => Box::pin(std::future::ready(Err(GrantError::wrong_provider(
                 P::NAME,
                 spec,
+            )))),
+        }
+    }
+
+    fn verify<'a>(
+        &'a self,
+        spec: &'a GrantSpec,
+        ctx: &'a GrantContext,
+    ) -> Option<VerifyFuture<'a>> {
+        match spec.get::<P::Spec>() {
+            Some(own) => Provider::verify(self, own, ctx),
+            None => Some(Box::pin(std::future::ready(Err(
+                GrantError::wrong_provider(P::NAME, spec),
+            )))),
+        }
+    }
+
+    fn members<'a>(&'a self, spec: &'a GrantSpec) -> Option<MembersFuture<'a>> {
+        match spec.get::<P::Spec>() {
+            Some(own) => Provider::members(self, own),
+            None => Some(Box::pin(std::future::ready(Err(
+                GrantError::wrong_provider(P::NAME, spec),
             )))),
         }
     }

@@ -53,7 +53,11 @@ impl<P: Provider> ProviderKind for Kind<P> {
     fn parse(&self, grant: &mut GrantTable<'_>) -> Option<GrantSpec> {
         P::parse(grant).map(|spec| {
             let env = P::env_needed(&spec);
-            GrantSpec::new(P::NAME, spec).needing_env(env)
+            let target = P::target(&spec);
+            let needs_identity = P::needs_identity(&spec);
+            GrantSpec::new(P::NAME, spec)
+                .needing_env(env)
+                .with_target(target, needs_identity)
         })
     }
 
@@ -194,6 +198,24 @@ impl Providers {
                     provider: spec.provider_name().to_string(),
                 })?;
         provider.run(spec, action, ctx).await
+    }
+
+    /// Reads the target back with the provider the spec names; `None` when
+    /// it cannot be read back (or the provider is not running).
+    pub async fn verify(
+        &self,
+        spec: &GrantSpec,
+        ctx: &GrantContext,
+    ) -> Option<Result<super::Presence, GrantError>> {
+        let provider = self.by_name.get(spec.provider_name())?;
+        Some(provider.verify(spec, ctx)?.await)
+    }
+
+    /// Lists who holds the access the spec gives; `None` when its provider
+    /// cannot list (or is not running).
+    pub async fn members(&self, spec: &GrantSpec) -> Option<Result<Vec<String>, GrantError>> {
+        let provider = self.by_name.get(spec.provider_name())?;
+        Some(provider.members(spec)?.await)
     }
 
     /// Kills the programs an earlier bot started for `request_ids` (and

@@ -29,6 +29,10 @@ pub struct GrantSpec {
     /// The environment variables the provider needs to run this spec, as
     /// the provider said when it checked the table (`Provider::env_needed`).
     env: Arc<[String]>,
+    /// The provider's `target` key for this spec (`Provider::target`).
+    target: Option<Arc<str>>,
+    /// Whether the provider needs the person's identity in the target.
+    needs_identity: bool,
 }
 
 impl GrantSpec {
@@ -39,7 +43,28 @@ impl GrantSpec {
             spec: Arc::new(spec),
             same: same_as::<S>,
             env: Arc::from(Vec::new()),
+            target: None,
+            needs_identity: false,
         }
+    }
+
+    /// This spec, giving the access `target` names (see `Provider::target`)
+    /// and needing the person's identity in the target when `needs_identity`.
+    pub fn with_target(mut self, target: Option<String>, needs_identity: bool) -> Self {
+        self.target = target.map(Arc::from);
+        self.needs_identity = needs_identity;
+        self
+    }
+
+    /// The access in the target system this spec gives, when two runbooks
+    /// can give the same one; `None`: only this runbook's requests overlap.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// Whether running this spec needs the person's identity in the target.
+    pub fn needs_identity(&self) -> bool {
+        self.needs_identity
     }
 
     /// This spec, needing the environment variables `names` to run.

@@ -218,6 +218,7 @@ mod tests {
             runbook_id: runbook.id.clone(),
             user_id: "U0ALICE".into(),
             user_email: None,
+            identity: None,
             expires_at: chrono::Utc::now(),
             reason: "test".into(),
             runbook_dir: ".".into(),

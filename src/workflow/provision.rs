@@ -158,6 +158,7 @@ impl Workflow {
             request_id: req.id.clone(),
             runbook_id: req.runbook_id.clone(),
             user_id: req.requester.clone(),
+            identity: email.clone(),
             user_email: email,
             expires_at,
             reason: req.reason.clone(),
