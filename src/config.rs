@@ -75,6 +75,9 @@ pub struct Config {
     /// How long a replica holds claimed due work, outbox entries and
     /// provider runs before another replica may take them over.
     pub lease: Duration,
+    /// Slack user ID -> identity in the grant targets (`[identities]`);
+    /// wins over the Slack profile email.
+    pub identities: crate::identity::Identities,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -131,6 +134,8 @@ struct FileConfig {
     lease: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
+    #[serde(default)]
+    identities: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -255,6 +260,13 @@ impl Config {
                 });
             }
         }
+        let identities = crate::identity::Identities::new(file.identities);
+        for reason in identities.problems() {
+            problems.push(ConfigError::Invalid {
+                env: "identities",
+                reason,
+            });
+        }
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -275,6 +287,7 @@ impl Config {
             database_url,
             sled_cache,
             lease,
+            identities,
         })
     }
 }

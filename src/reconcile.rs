@@ -1,0 +1,1 @@
+//! `accessbot reconcile` (written below).
