@@ -238,7 +238,7 @@ async fn shutdown_signal() {
 /// `database_url` is set (an unreachable database is one line naming the
 /// host and the cause, never the password), else sled in `data_dir` with
 /// the configured cache.
-async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
     match &config.database_url {
         Some(url) => {
             let engine = PgEngine::connect(url.expose()).await?;

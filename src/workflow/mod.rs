@@ -32,6 +32,7 @@ mod decide;
 mod due;
 mod end;
 mod extend;
+mod leftovers;
 mod provision;
 mod refused;
 
@@ -58,6 +59,7 @@ use crate::slack::{text, SlackClient};
 use crate::store::{Effects, ProviderRunGuard, StoreEngine, StoreError};
 
 pub use create::{NewRequest, RequestError};
+pub use leftovers::{GrantedBefore, LeftoverOutcome};
 
 // What a remembered DM is for (`MessageRef::purpose`), so a later change
 // can update the right one.

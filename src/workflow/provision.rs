@@ -206,7 +206,7 @@ impl Workflow {
 
     /// Words for the access a runbook gives, for audit lines: its target
     /// key, or the runbook.
-    fn target_words(&self, runbook_id: &str) -> String {
+    pub(super) fn target_words(&self, runbook_id: &str) -> String {
         self.deps
             .catalog
             .get(runbook_id)
@@ -214,7 +214,11 @@ impl Workflow {
             .unwrap_or_else(|| format!("the target of `{runbook_id}`"))
     }
 
-    async fn context(&self, req: &AccessRequest, expires_at: DateTime<Utc>) -> GrantContext {
+    pub(super) async fn context(
+        &self,
+        req: &AccessRequest,
+        expires_at: DateTime<Utc>,
+    ) -> GrantContext {
         let found = match self
             .deps
             .identities
