@@ -424,7 +424,7 @@ pub fn reconcile_revoked(target: &str) -> String {
 /// identity in the target, when neither the config nor Slack gives one.
 pub fn no_identity(runbook: &str, user: &str) -> String {
     format!(
-        "`{runbook}` grants access to an account in another system, and accessbot does not know yours: Slack does not share your email and accessbot's config has no entry for you. Ask an accessbot admin to add `{user} = \"you@yourcompany.com\"` under `[identities]` in accessbot's config file, or to let the Slack app read emails (scope `users:read.email`); then ask again"
+        "Ask an accessbot admin to add `{user} = \"you@company.com\"` under [identities] in accessbot's config: `{runbook}` needs your login in another system, and Slack does not share your email with accessbot (the app's scope `users:read.email`). Then ask again."
     )
 }
 
