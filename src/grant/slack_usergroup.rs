@@ -77,7 +77,7 @@ impl Provider for SlackUsergroupProvider {
     ) -> Option<VerifyFuture<'a>> {
         Some(Box::pin(async move {
             let members = self.list(&spec.usergroup).await?;
-            Ok(if members.iter().any(|m| *m == ctx.user_id) {
+            Ok(if members.contains(&ctx.user_id) {
                 Presence::Present
             } else {
                 Presence::Absent
