@@ -37,6 +37,10 @@ const MAX_IDENTIFIER: usize = 63;
 /// How long a step waits for a connection to the target database.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Server-side limits on every statement, so a run stuck behind a lock
+/// fails (and is retried) well within the run's lease instead of hanging.
+const SESSION_LIMITS: [(&str, &str); 2] = [("statement_timeout", "20s"), ("lock_timeout", "10s")];
+
 /// How the person's login in the database is made from their identity
 /// ([`GrantContext::identity`]: the `[identities]` entry, else the email).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +302,7 @@ impl PostgresProvider {
                 let pool = PgPoolOptions::new()
                     .max_connections(2)
                     .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_lazy_with(options);
+                    .connect_lazy_with(options.options(SESSION_LIMITS));
                 pools.insert(url.clone(), pool.clone());
                 pool
             }

@@ -149,8 +149,8 @@ impl Providers {
         Self::default()
     }
 
-    /// The built-in providers that need nothing but the runbook (`command`
-    /// and `webhook`).
+    /// The built-in providers that need nothing but the runbook (`command`,
+    /// `webhook` and `postgres`).
     pub fn with_builtin() -> Self {
         Self::start(&Registry::builtin(), &Services::default())
     }

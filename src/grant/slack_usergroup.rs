@@ -103,6 +103,10 @@ impl Provider for SlackUsergroupProvider {
     }
 }
 
+/// How many times a change reads the member list again when it changed
+/// between the read and the write.
+const REREADS: u32 = 3;
+
 pub struct SlackUsergroupProvider {
     slack: SlackClient,
     /// One membership change at a time per group: changes of different
@@ -138,26 +142,32 @@ impl SlackUsergroupProvider {
         let lock = self.lock_of(group);
         let _one_at_a_time = lock.lock().await;
         let mut read = self.list(group).await?;
-        loop {
+        let mut rereads = 0;
+        let members = loop {
             let Some(members) = changed(&read, action, user, group)? else {
                 return Ok(());
             };
             // Read again right before writing: a change made meanwhile
-            // elsewhere (another replica, a person in Slack) is kept.
+            // elsewhere (another replica, a person in Slack) is kept. A list
+            // that keeps changing is written after a few rounds anyway.
             let again = self.list(group).await?;
-            if again != read {
-                read = again;
-                continue;
+            rereads += 1;
+            if again == read || rereads >= REREADS {
+                match changed(&again, action, user, group)? {
+                    Some(latest) if again != read => break latest,
+                    Some(_) => break members,
+                    None => return Ok(()),
+                }
             }
-            return self
-                .slack
-                .usergroup_set(group, &members)
-                .await
-                .map_err(|source| GrantError::Slack {
-                    usergroup: group.to_string(),
-                    source,
-                });
-        }
+            read = again;
+        };
+        self.slack
+            .usergroup_set(group, &members)
+            .await
+            .map_err(|source| GrantError::Slack {
+                usergroup: group.to_string(),
+                source,
+            })
     }
 }
 
