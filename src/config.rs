@@ -435,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn identities_come_from_the_file_and_bad_entries_are_named() {
+        let dir = std::env::temp_dir().join(format!("accessbot-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("accessbot.toml");
+        std::fs::write(&path, "[identities]\nU0ALICE = \"alice@acme.com\"\n").unwrap();
+        let c = Config::load_with(Some(&path), &env(BASE)).unwrap();
+        assert_eq!(c.identities.mapped("U0ALICE"), Some("alice@acme.com"));
+        std::fs::write(&path, "[identities]\nalice = \"alice@acme.com\"\n").unwrap();
+        let e = Config::load_with(Some(&path), &env(BASE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[identities]: `alice` is not a Slack user ID"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn file_values_are_overridden_by_environment() {
         let dir = std::env::temp_dir().join(format!("accessbot-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

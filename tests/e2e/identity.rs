@@ -13,14 +13,14 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::support::*;
 
 const T: Duration = Duration::from_secs(15);
-const URL_ENV: &str = "ACCESSBOT_E2E_FINANCE_DB_URL";
+pub const URL_ENV: &str = "ACCESSBOT_E2E_FINANCE_DB_URL";
 const NO_EMAIL: &str = "U0NOMAIL";
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
 
 /// A role and a login of this test's own (roles are cluster-wide), made on
 /// a fresh database of the test server; returns (url, role, login).
-async fn finance_database() -> (String, String, String) {
+pub async fn finance_database() -> (String, String, String) {
     let url = postgres::database().await;
     let n = format!(
         "{}_{}",
@@ -43,7 +43,7 @@ async fn finance_database() -> (String, String, String) {
     (url, role, login)
 }
 
-fn finance_runbook(role: &str) -> String {
+pub fn finance_runbook(role: &str) -> String {
     let grant_at = BILLING.find("[grant]").unwrap();
     format!(
         "{}[grant]\nprovider = \"postgres\"\nurl_env = \"{URL_ENV}\"\nrole = \"{role}\"\nlogin = \"mapped\"\n",
@@ -53,7 +53,7 @@ fn finance_runbook(role: &str) -> String {
     )
 }
 
-async fn login_holds(url: &str, login: &str, role: &str) -> bool {
+pub async fn login_holds(url: &str, login: &str, role: &str) -> bool {
     let mut options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
     options = options.username(login);
     let mut conn = PgConnection::connect_with(&options).await.unwrap();

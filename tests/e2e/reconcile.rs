@@ -99,3 +99,54 @@ async fn reconcile_finds_a_membership_left_behind_and_fix_removes_it() {
         .iter()
         .all(|e| e["request_id"] != dave.as_str() || e["kind"] != "reconcile_revoked"));
 }
+
+/// The same on a PostgreSQL role: a role granted again by hand after the
+/// revoke is found by reading `pg_auth_members` back, and `--fix` revokes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_a_database_role_left_behind_and_fix_revokes_it() {
+    use super::identity::{finance_database, finance_runbook, login_holds, URL_ENV};
+    use sqlx::{Connection, Executor};
+
+    let (url, role, login) = finance_database().await;
+    let mut app = TestApp::spawn_with(
+        Setup::default()
+            .only_runbook("finance-reporting", &finance_runbook(&role))
+            .env(URL_ENV, &url)
+            .config(&format!("[identities]\nU0ALICE = \"{login}\"\n")),
+    )
+    .await;
+    let id = granted(&app, ALICE, "finance-reporting").await;
+    app.slash(ALICE, &format!("revoke {id}")).await;
+    app.wait_audit(&["access of <@U0ALICE> revoked", &id], T)
+        .await;
+    assert!(!login_holds(&url, &login, &role).await);
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "GRANT \"{role}\" TO \"{login}\""
+        )))
+        .await
+        .unwrap();
+    app.terminate().await;
+
+    let found = app.run_cli(&["reconcile"]);
+    let out = text(&found);
+    assert_eq!(found.status.code(), Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("finance-reporting") && l.contains(ALICE) && l.contains(&id)),
+        "{out}"
+    );
+    assert!(!out.contains(&url), "the database URL was printed:\n{out}");
+
+    let fixed = app.run_cli(&["reconcile", "--fix"]);
+    let out = text(&fixed);
+    assert_eq!(fixed.status.code(), Some(0), "{out}");
+    assert!(!login_holds(&url, &login, &role).await);
+    let log = stored_audit_log(&app).await;
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "reconcile_revoked" && e["request_id"] == id.as_str()),
+        "{log:#?}"
+    );
+}
