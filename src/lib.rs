@@ -14,7 +14,7 @@
 //! - [`store`]: persistence only, behind one interface with two engines (sled embedded,
 //!   PostgreSQL shared by replicas): requests, deadlines, outbox, audit log, replay guard.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, wording, Block Kit.
-//! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
+//! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`, `postgres`) behind one trait.
 //! - [`workflow`]: the request lifecycle: create, approve, deny, grant, revoke, expire.
 //! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.

@@ -24,6 +24,7 @@ use crate::request::AccessRequest;
 use crate::retry::Timing;
 use crate::runbook;
 use crate::slack::SlackClient;
+use crate::store::{SledEngine, Store, StoreEngine};
 use crate::workflow::{Deps, LeftoverOutcome, Workflow};
 
 /// One difference between the store and a target, or a target that could
@@ -161,7 +162,14 @@ pub async fn run(config: Config, fix: bool) -> Result<Report, StartError> {
     if !missing.is_empty() {
         return Err(StartError::Several(missing));
     }
-    let store = open_store(&config).await?;
+    // A sled directory that holds no database is refused, never read as an
+    // empty store where everything would "match".
+    let store: Arc<dyn StoreEngine> = match &config.database_url {
+        Some(_) => open_store(&config).await?,
+        None => Arc::new(SledEngine::new(Arc::new(Store::open_existing(
+            &config.data_dir,
+        )?))),
+    };
     let slack = SlackClient::new(&config.api_url, config.bot_token.clone());
     let workflow = Arc::new(Workflow::new(Deps {
         store: Arc::clone(&store),

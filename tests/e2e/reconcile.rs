@@ -150,3 +150,21 @@ async fn reconcile_finds_a_database_role_left_behind_and_fix_revokes_it() {
         "{log:#?}"
     );
 }
+
+/// A data directory that holds no database is refused (exit 2), never read
+/// as an empty store in which everything would match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_refuses_a_directory_without_a_database() {
+    let mut app = TestApp::spawn_with(
+        Setup::default().only_runbook("billing-group", &group_runbook("billing-group")),
+    )
+    .await;
+    app.terminate().await;
+    let missing = app.root.path().join("no-such-data");
+    app.remove_env("ACCESSBOT_DATABASE_URL");
+    app.set_env("ACCESSBOT_DATA_DIR", &missing.display().to_string());
+    let out = app.run_cli(&["reconcile"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such-data"), "{}", text(&out));
+    assert!(!missing.exists(), "reconcile created a database");
+}
