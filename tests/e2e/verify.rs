@@ -2,7 +2,8 @@
 //! revoke Slack accepted but did not carry out (the fake ignores one
 //! `usergroups.users.update`) is caught, reported to the audit channel as
 //! still present, retried with backoff until the person is gone, and then
-//! recorded as verified; the last member of a group is named, not removed.
+//! recorded as verified, across a restart; the last member of a group is
+//! named, not removed.
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ async fn a_revoke_that_left_the_member_in_place_is_caught_retried_and_reported()
     app.slash(ALICE, &format!("revoke {id}")).await;
     let still = app.wait_audit(&["still holds the access", &id], T).await;
     assert!(still.contains("revoking again"), "{still}");
+    // The retry is stored: a bot killed now carries on after its restart.
+    app.restart().await;
     app.wait_audit(&["access of <@U0ALICE> revoked", &id], T)
         .await;
     assert_eq!(app.slack.usergroup_members(GROUP), [OWNER]);
