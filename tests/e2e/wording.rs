@@ -2,7 +2,7 @@
 //! marketing): what a message says, how it says it, and what it keeps out of
 //! the way. Also the small refusals that must read right: another slash
 //! command, an unknown request ID, a break-glass flag that stands, and the
-//! runbooks `serve` cannot grant yet.
+//! runbooks whose secrets are not set, which stop `serve`.
 
 use std::time::Duration;
 
