@@ -51,6 +51,10 @@ pub enum StartError {
     Bind { addr: String, reason: String },
     #[error("{0}")]
     Slack(#[from] SetupProblem),
+    /// A runbook's provider needs an environment variable (a secret,
+    /// usually) that is not set: its grants would be approved and then fail.
+    #[error("{0}")]
+    MissingEnv(runbook::NotReady),
     /// More than one thing is wrong: all are listed, one per line, so a
     /// newcomer fixes them in one go.
     #[error("{} problems stop the start:{}", .0.len(), list(.0))]
@@ -99,8 +103,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     let catalog = match catalog {
-        Ok(catalog) if slack_problems.is_empty() => catalog,
-        Ok(_) => return Err(StartError::all(slack_problems)),
+        Ok(catalog) => {
+            let mut all: Vec<StartError> = catalog
+                .not_ready(runbook::NotReady::is_set_here)
+                .into_iter()
+                .map(StartError::MissingEnv)
+                .collect();
+            all.extend(slack_problems);
+            if !all.is_empty() {
+                return Err(StartError::all(all));
+            }
+            catalog
+        }
         Err(problems) => {
             let mut all = vec![StartError::Runbooks {
                 dir: config.runbooks.display().to_string(),
@@ -112,7 +126,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
-    warn_not_ready(&catalog);
     let setup = Arc::new(SetupHealth::new(&check));
     let store = open_store(&config).await?;
     let people = People::new(
@@ -132,6 +145,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         audit_channel: config.audit_channel.clone(),
         runbook_dir,
         timing: timing.clone(),
+        identities: config.identities.clone(),
     }));
 
     let listener = TcpListener::bind(config.listen)
@@ -220,27 +234,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// Names, one warning line each, the runbooks that cannot grant yet because
-/// their provider's environment variables are not set: requests for them
-/// would be approved and then fail.
-fn warn_not_ready(catalog: &runbook::Catalog) {
-    for w in catalog.not_ready(runbook::NotReady::is_set_here) {
-        tracing::warn!(
-            runbook = %w.runbook,
-            file = %w.file.display(),
-            missing = %w.missing.join(","),
-            "runbook `{}` cannot grant yet: set {} where accessbot runs and restart it",
-            w.runbook,
-            w.missing.join(", ")
-        );
-    }
-}
-
 /// Opens the store the configuration names: PostgreSQL when
 /// `database_url` is set (an unreachable database is one line naming the
 /// host and the cause, never the password), else sled in `data_dir` with
 /// the configured cache.
-async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
     match &config.database_url {
         Some(url) => {
             let engine = PgEngine::connect(url.expose()).await?;

@@ -75,6 +75,9 @@ pub struct Config {
     /// How long a replica holds claimed due work, outbox entries and
     /// provider runs before another replica may take them over.
     pub lease: Duration,
+    /// Slack user ID -> identity in the grant targets (`[identities]`);
+    /// wins over the Slack profile email.
+    pub identities: crate::identity::Identities,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -131,6 +134,8 @@ struct FileConfig {
     lease: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
+    #[serde(default)]
+    identities: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -255,6 +260,13 @@ impl Config {
                 });
             }
         }
+        let identities = crate::identity::Identities::new(file.identities);
+        for reason in identities.problems() {
+            problems.push(ConfigError::Invalid {
+                env: "identities",
+                reason,
+            });
+        }
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -275,6 +287,7 @@ impl Config {
             database_url,
             sled_cache,
             lease,
+            identities,
         })
     }
 }
@@ -419,6 +432,25 @@ mod tests {
         .to_string();
         assert!(e.contains("SLACK_SIGNING_SECRET"), "{e}");
         assert!(!e.contains("xoxb-secret-value"));
+    }
+
+    #[test]
+    fn identities_come_from_the_file_and_bad_entries_are_named() {
+        let dir = std::env::temp_dir().join(format!("accessbot-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("accessbot.toml");
+        std::fs::write(&path, "[identities]\nU0ALICE = \"alice@acme.com\"\n").unwrap();
+        let c = Config::load_with(Some(&path), &env(BASE)).unwrap();
+        assert_eq!(c.identities.mapped("U0ALICE"), Some("alice@acme.com"));
+        std::fs::write(&path, "[identities]\nalice = \"alice@acme.com\"\n").unwrap();
+        let e = Config::load_with(Some(&path), &env(BASE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[identities]: `alice` is not a Slack user ID"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

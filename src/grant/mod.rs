@@ -5,7 +5,8 @@
 //! runbook's `grant.provider` uses (`registry.rs`).
 //!
 //! A provider lives in one file: `command` runs a program, `webhook` POSTs
-//! signed JSON, `slack_usergroup` changes a Slack user group's members. Each
+//! signed JSON, `slack_usergroup` changes a Slack user group's members,
+//! `postgres` grants a database role to the person's login. Each
 //! implements [`Provider`]: its `[grant]` keys and their checks, its spec
 //! type, its start and its run; its errors are [`GrantError`] variants or,
 //! for a new provider, its own [`ProviderError`] type. Adding a provider is
@@ -14,6 +15,7 @@
 
 mod command;
 mod error;
+mod postgres;
 mod process;
 mod registry;
 mod slack_usergroup;
@@ -33,6 +35,7 @@ use crate::runbook::GrantTable;
 pub use command::{CommandProvider, CommandSpec};
 pub(crate) use error::printable;
 pub use error::{ExitReason, GrantError, ProviderError, EXIT_WILL_NOT_SUCCEED};
+pub use postgres::{LoginFrom, PostgresProvider, PostgresSpec};
 pub use process::Leftovers;
 pub use registry::{Providers, Registry, Services};
 pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
@@ -176,6 +179,15 @@ pub trait Provider: Sized + Send + Sync + 'static {
         None
     }
 
+    /// How the person `ctx` describes appears in [`members`]: by default
+    /// [`GrantContext::identity`]. `accessbot reconcile` compares the two.
+    ///
+    /// [`members`]: Provider::members
+    fn member_name(spec: &Self::Spec, ctx: &GrantContext) -> Option<String> {
+        let _ = spec;
+        ctx.identity.clone()
+    }
+
     /// Everyone who holds the access `spec` gives (a group's members), by
     /// their identity in the target, for `accessbot reconcile` to find
     /// members accessbot never granted. `None` (the default) when the target
@@ -219,6 +231,9 @@ pub trait GrantProvider: Send + Sync {
 
     /// Lists who holds the access; `None` when this provider cannot.
     fn members<'a>(&'a self, spec: &'a GrantSpec) -> Option<MembersFuture<'a>>;
+
+    /// How the person `ctx` describes appears in `members`.
+    fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String>;
 }
 
 impl<P: Provider> GrantProvider for P {
@@ -261,5 +276,9 @@ impl<P: Provider> GrantProvider for P {
                 GrantError::wrong_provider(P::NAME, spec),
             )))),
         }
+    }
+
+    fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String> {
+        P::member_name(spec.get::<P::Spec>()?, ctx)
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{
     Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Leftovers,
-    Provider, SlackUsergroupProvider, WebhookProvider,
+    PostgresProvider, Provider, SlackUsergroupProvider, WebhookProvider,
 };
 use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
@@ -23,6 +23,7 @@ const BUILTIN: &[&dyn ProviderKind] = &[
     &Kind::<CommandProvider>::NEW,
     &Kind::<WebhookProvider>::NEW,
     &Kind::<SlackUsergroupProvider>::NEW,
+    &Kind::<PostgresProvider>::NEW,
 ];
 
 /// A [`Provider`] without its spec type, so providers with different specs
@@ -148,8 +149,8 @@ impl Providers {
         Self::default()
     }
 
-    /// The built-in providers that need nothing but the runbook (`command`
-    /// and `webhook`).
+    /// The built-in providers that need nothing but the runbook (`command`,
+    /// `webhook` and `postgres`).
     pub fn with_builtin() -> Self {
         Self::start(&Registry::builtin(), &Services::default())
     }
@@ -218,6 +219,13 @@ impl Providers {
         Some(provider.members(spec)?.await)
     }
 
+    /// How the person `ctx` describes appears in [`Providers::members`].
+    pub fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String> {
+        self.by_name
+            .get(spec.provider_name())?
+            .member_name(spec, ctx)
+    }
+
     /// Kills the programs an earlier bot started for `request_ids` (and
     /// everything they started), waiting up to `wait` for them to be gone,
     /// so that resuming those runs cannot run them twice at once. Only
@@ -249,7 +257,7 @@ mod tests {
         let registry = Registry::builtin();
         assert_eq!(
             registry.names().collect::<Vec<_>>(),
-            ["command", "webhook", "slack_usergroup"]
+            ["command", "webhook", "slack_usergroup", "postgres"]
         );
         assert_eq!(
             registry.grant_keys(),
@@ -261,17 +269,21 @@ mod tests {
                 "env",
                 "url",
                 "secret_env",
-                "usergroup"
+                "usergroup",
+                "url_env",
+                "role",
+                "login",
+                "end_sessions"
             ]
         );
         assert_eq!(
             Providers::with_builtin().names().collect::<Vec<_>>(),
-            ["command", "webhook"]
+            ["command", "postgres", "webhook"]
         );
         let slack = SlackClient::new("http://127.0.0.1:9", Secret::new("xoxb-test"));
         assert_eq!(
             Providers::with_slack(slack).names().collect::<Vec<_>>(),
-            ["command", "slack_usergroup", "webhook"]
+            ["command", "postgres", "slack_usergroup", "webhook"]
         );
     }
 }

@@ -517,6 +517,7 @@ mod tests {
                 "billing-admin",
                 "compliance-audit",
                 "crm-support",
+                "finance-reporting",
                 "hr-onboarding",
                 "idp-admin",
                 "incident-break-glass",

@@ -199,7 +199,7 @@ mod tests {
         let problems = parse_with_ticket("provider = \"tiket\"").unwrap_err();
         assert_eq!(
             shown(problems),
-            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, ticket"]
+            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, postgres, ticket"]
         );
     }
 
@@ -211,7 +211,7 @@ mod tests {
         let providers = crate::grant::Providers::start(&registry, &Services::default());
         assert_eq!(
             providers.names().collect::<Vec<_>>(),
-            ["command", "ticket", "webhook"]
+            ["command", "postgres", "ticket", "webhook"]
         );
         let ctx = GrantContext {
             request_id: "ar-1".into(),

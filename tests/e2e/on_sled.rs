@@ -8,15 +8,23 @@ mod core;
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "identity.rs"]
+mod identity;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
 mod operator;
+#[path = "overlap.rs"]
+mod overlap;
 #[path = "policies.rs"]
 mod policies;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "reconcile.rs"]
+mod reconcile;
 #[path = "sled_store.rs"]
 mod sled_store;
+#[path = "verify.rs"]
+mod verify;
 #[path = "wording.rs"]
 mod wording;

@@ -98,6 +98,8 @@ enum FaultKind {
     RateLimit(u64),
     Http(u16),
     Drop,
+    /// Answers `ok` and changes nothing.
+    Ignore,
 }
 
 /// What goes back on the wire for one request.
@@ -290,6 +292,12 @@ impl FakeSlack {
         self.add_fault(method, n, FaultKind::Drop);
     }
 
+    /// The next `n` calls to `method` answer `{"ok": true}` and change
+    /// nothing: a write the API accepted but did not carry out.
+    pub fn ignore_next(&self, method: &str, n: usize) {
+        self.add_fault(method, n, FaultKind::Ignore);
+    }
+
     /// Every call to `method` ("*" for all; a method's own delay wins) waits this long before its answer is sent.
     pub fn set_delay(&self, method: &str, delay: Duration) {
         self.state().delays.insert(method.to_string(), delay);
@@ -460,6 +468,7 @@ impl FakeSlack {
                 },
                 Some(FaultKind::Http(status)) => Reply::Page { status },
                 Some(FaultKind::Drop) => Reply::Drop,
+                Some(FaultKind::Ignore) => slack_reply(json!({"ok": true})),
                 None => state.answer(&method, request, body, body_error),
             };
             (reply, delay)
