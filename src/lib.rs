@@ -24,6 +24,8 @@
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
+//! - [`socket_mode`]: the Socket Mode transport (Slack over a WebSocket the bot opens, no
+//!   public URL): connection lifecycle, envelopes through the same dispatch, acks.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
@@ -44,5 +46,6 @@ pub mod request;
 pub mod retry;
 pub mod runbook;
 pub mod slack;
+pub mod socket_mode;
 pub mod store;
 pub mod workflow;

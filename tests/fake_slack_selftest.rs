@@ -4,6 +4,8 @@
 
 #[path = "support/fake_slack.rs"]
 mod fake_slack;
+#[path = "support/fake_socket_mode.rs"]
+mod fake_socket_mode;
 
 use std::time::{Duration, Instant};
 

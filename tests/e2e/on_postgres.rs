@@ -18,5 +18,7 @@ mod policies;
 mod postgres_store;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "socket_mode.rs"]
+mod socket_mode;
 #[path = "wording.rs"]
 mod wording;

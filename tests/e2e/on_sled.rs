@@ -18,5 +18,7 @@ mod policies;
 mod provisioning;
 #[path = "sled_store.rs"]
 mod sled_store;
+#[path = "socket_mode.rs"]
+mod socket_mode;
 #[path = "wording.rs"]
 mod wording;
