@@ -502,3 +502,67 @@ async fn the_same_flow_over_http_and_socket_mode_is_seen_identically() {
     );
     assert_eq!(over_http, over_socket);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_app_token_nor_signing_secret_stops_the_start_naming_both() {
+    let mut app = TestApp::spawn().await;
+    app.kill().await;
+    app.set_env("SLACK_SIGNING_SECRET", "");
+    let (code, stderr) = app.serve_once();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SLACK_APP_TOKEN or SLACK_SIGNING_SECRET")
+            && stderr.contains("connections:write")
+            && stderr.contains("Signing Secret"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A bot token given as the app token is named, never printed.
+    app.set_env("SLACK_APP_TOKEN", TOKEN);
+    let (code, stderr) = app.serve_once();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SLACK_APP_TOKEN") && stderr.contains("xapp-"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_app_token_is_logged_with_the_fix_and_retried() {
+    const WRONG: &str = "xapp-1-A0ACCESS-wrong-token-do-not-print";
+    let app = TestApp::spawn_with(
+        Setup::default()
+            .socket_mode_only()
+            .env("SLACK_APP_TOKEN", WRONG),
+    )
+    .await;
+    app.slack
+        .wait_for_count("apps.connections.open", 2, T)
+        .await;
+    let calls = app.slack.calls("apps.connections.open");
+    assert_eq!(calls[0].answered["error"], "invalid_auth");
+    assert!(
+        app.logs().contains("Slack refuses SLACK_APP_TOKEN"),
+        "{}",
+        app.logs()
+    );
+    let h = health(&app).await;
+    assert_eq!(h["socket_mode"], "connecting", "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(app.socket.connections(), 0);
+    assert!(
+        !app.logs().contains(WRONG),
+        "the token stays out of the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_connection_and_stops_cleanly() {
+    let mut app = TestApp::spawn_with(Setup::default().socket_mode_only()).await;
+    let conn = connected(&app).await;
+    let (status, _) = app.terminate().await;
+    assert!(status.success(), "{status}\nlogs:\n{}", app.logs());
+    assert_eq!(app.socket.wait_closed(conn, T).await, "bot");
+}
