@@ -566,3 +566,41 @@ async fn sigterm_closes_the_connection_and_stops_cleanly() {
     assert!(status.success(), "{status}\nlogs:\n{}", app.logs());
     assert_eq!(app.socket.wait_closed(conn, T).await, "bot");
 }
+
+/// The Socket Mode manifest is the HTTP one without request URLs and with
+/// `socket_mode_enabled: true`: the same command, scopes and events.
+#[test]
+fn the_socket_mode_manifest_is_the_same_app_without_request_urls() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("{root}/manifest/{name}"))
+            .unwrap_or_else(|e| panic!("manifest/{name}: {e}"))
+    };
+    let (http, socket) = (read("manifest.yml"), read("manifest-socket-mode.yml"));
+    let content = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+            .filter(|l| {
+                let key = l.trim_start();
+                !(key.starts_with("url:")
+                    || key.starts_with("request_url:")
+                    || key.starts_with("socket_mode_enabled:"))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(content(&http), content(&socket));
+    assert!(socket.contains("socket_mode_enabled: true"));
+    assert!(http.contains("socket_mode_enabled: false"));
+    assert!(
+        !socket
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("url:")),
+        "no request URLs in Socket Mode"
+    );
+    assert!(
+        socket.contains("connections:write"),
+        "the app-level token's scope is named"
+    );
+}
