@@ -56,6 +56,7 @@ pub(super) enum OpenError {
 pub(super) struct Connection {
     pub id: u64,
     stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Connection {
@@ -63,6 +64,13 @@ impl Connection {
     /// close frame. Returns at once; the closing happens in the background.
     pub(super) fn close(&self) {
         self.stop.cancel();
+    }
+
+    /// [`Connection::close`], and waits until it is closed (at shutdown,
+    /// so envelopes being handled get their acks first).
+    pub(super) async fn close_and_wait(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
 }
 
@@ -91,7 +99,7 @@ pub(super) async fn open(id: u64, link: &Link) -> Result<Connection, OpenError> 
         .map_err(|e| OpenError::Connect(format!("{host}: {e}")))?;
     let stop = CancellationToken::new();
     let (hello_tx, hello_rx) = oneshot::channel();
-    tokio::spawn(run(
+    let task = tokio::spawn(run(
         id,
         socket,
         Arc::clone(&link.envelopes),
@@ -103,7 +111,7 @@ pub(super) async fn open(id: u64, link: &Link) -> Result<Connection, OpenError> 
     match tokio::time::timeout(HELLO_TIMEOUT, hello_rx).await {
         Ok(Ok(())) => {
             tracing::info!(connection = id, %host, "Socket Mode connection is up");
-            Ok(Connection { id, stop })
+            Ok(Connection { id, stop, task })
         }
         Ok(Err(_)) => Err(OpenError::Connect(format!(
             "{host} closed the connection before hello"

@@ -152,7 +152,9 @@ impl SocketMode {
             };
             let (id, ending) = tokio::select! {
                 _ = cancel.cancelled() => {
-                    live.close();
+                    if let Some(live) = current.take() {
+                        live.close_and_wait().await;
+                    }
                     return;
                 }
                 next = self.endings.recv() => match next {

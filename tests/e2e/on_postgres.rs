@@ -20,5 +20,7 @@ mod postgres_store;
 mod provisioning;
 #[path = "socket_mode.rs"]
 mod socket_mode;
+#[path = "socket_mode_replicas.rs"]
+mod socket_mode_replicas;
 #[path = "wording.rs"]
 mod wording;

@@ -287,9 +287,16 @@ async fn a_connection_that_stops_answering_pings_is_reopened() {
     )
     .await;
     let first = connected(&app).await;
-    wait_until(T, || (app.socket.pings(first) > 0).then_some(()))
+    // Answered pings keep the connection: it outlives several of them.
+    wait_until(T, || (app.socket.pings(first) >= 3).then_some(()))
         .await
-        .expect("the bot pings its connection");
+        .expect("the bot pings its connection every second");
+    assert_eq!(
+        app.socket.closed(first),
+        None,
+        "an answered ping keeps it up"
+    );
+    assert_eq!(app.socket.connections(), 1);
     app.socket.silence(first);
     app.socket.wait_connection(first + 1, T).await;
     let second = connected(&app).await;
@@ -603,4 +610,17 @@ fn the_socket_mode_manifest_is_the_same_app_without_request_urls() {
         socket.contains("connections:write"),
         "the app-level token's scope is named"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_request_survives_a_crash_right_after_the_ack() {
+    let mut app = TestApp::spawn_with(Setup::default().socket_mode_only()).await;
+    let conn = connected(&app).await;
+    let answer =
+        answer_text(&slash_on(&app, conn, ALICE, "request billing-admin 3s refunds").await);
+    let id = request_id_in(&answer).expect(&answer);
+    app.kill().await;
+    app.start().await;
+    wait_status_over_socket(&app, ALICE, &id, Some("pending approval")).await;
+    app.wait_dm(BOB, &[&id, "Approve"], T).await;
 }
