@@ -158,6 +158,9 @@ async fn run(
         }
     };
     let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    // On a busy machine a late tick must not be followed by an immediate
+    // one, which would find the ping just sent unanswered.
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let dropped = loop {
