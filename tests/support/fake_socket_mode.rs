@@ -50,8 +50,8 @@ struct State {
 
 struct Conn {
     to_client: mpsc::UnboundedSender<Command>,
-    /// Text frames the bot sent, parsed (its acks).
-    received: Vec<Value>,
+    /// Text frames the bot sent, parsed (its acks), with when each arrived.
+    received: Vec<(Value, Instant)>,
     pings: usize,
     hello_sent: bool,
     /// `Some("bot")` when the bot closed it with a close frame, `Some("gone")`
@@ -70,6 +70,8 @@ enum Command {
 pub struct Received {
     pub connection: usize,
     pub frame: Value,
+    /// When the fake read it off the connection.
+    pub at: Instant,
 }
 
 impl FakeSocketMode {
@@ -215,10 +217,11 @@ impl FakeSocketMode {
             .flat_map(|(i, c)| {
                 c.received
                     .iter()
-                    .filter(|f| f["envelope_id"] == id)
-                    .map(move |f| Received {
+                    .filter(|(f, _)| f["envelope_id"] == id)
+                    .map(move |(f, at)| Received {
                         connection: i + 1,
                         frame: f.clone(),
+                        at: *at,
                     })
             })
             .collect()
@@ -246,9 +249,10 @@ impl FakeSocketMode {
             .iter()
             .enumerate()
             .flat_map(|(i, c)| {
-                c.received.iter().map(move |f| Received {
+                c.received.iter().map(move |(f, at)| Received {
                     connection: i + 1,
                     frame: f.clone(),
+                    at: *at,
                 })
             })
             .collect()
@@ -378,7 +382,7 @@ impl FakeSocketMode {
                     Some(Ok(Message::Text(text))) => {
                         let v = serde_json::from_str(text.as_str())
                             .unwrap_or_else(|_| Value::String(text.to_string()));
-                        self.state().conns[index].received.push(v);
+                        self.state().conns[index].received.push((v, Instant::now()));
                     }
                     Some(Ok(Message::Ping(_))) => self.state().conns[index].pings += 1,
                     Some(Ok(Message::Close(_))) => break "bot",
