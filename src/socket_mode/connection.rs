@@ -149,10 +149,12 @@ async fn run(
     });
     let handlers = TaskTracker::new();
     let mut hello = Some(hello);
-    let mut ending_sent = false;
-    let mut report = |ending: Ending| {
-        if !ending_sent {
-            ending_sent = true;
+    // Only the first ending counts: Slack closing a connection after its
+    // `disconnect` notice is the end it announced, not a drop.
+    let mut announced = false;
+    let report = |ending: Ending, announced: &mut bool| {
+        if !*announced {
+            *announced = true;
             // The supervisor may be gone at shutdown; nothing to tell then.
             let _ = endings.try_send((id, ending));
         }
@@ -203,11 +205,11 @@ async fn run(
                         });
                     }
                     Ok(Frame::Disconnect { reason }) if reason == "link_disabled" => {
-                        report(Ending::LinkDisabled);
+                        report(Ending::LinkDisabled, &mut announced);
                     }
                     Ok(Frame::Disconnect { reason }) => {
                         tracing::info!(connection = id, %reason, "Slack will close this Socket Mode connection; opening the next one first");
-                        report(Ending::Refresh(reason));
+                        report(Ending::Refresh(reason), &mut announced);
                     }
                     Ok(Frame::Other(kind)) => tracing::debug!(%kind, "Socket Mode message ignored"),
                     Err(e) => tracing::warn!(connection = id, error = %e, "unreadable Socket Mode message ignored"),
@@ -216,9 +218,15 @@ async fn run(
         }
     };
     match dropped {
+        Some(why) if announced => {
+            tracing::info!(connection = id, reason = %why, "Socket Mode connection closed after Slack's disconnect notice");
+            handlers.close();
+            drop(out);
+            writer.abort();
+        }
         Some(why) => {
             tracing::warn!(connection = id, reason = %why, "Socket Mode connection dropped");
-            report(Ending::Dropped(why));
+            report(Ending::Dropped(why), &mut announced);
             // Handlers still finish (their work is durable); their acks
             // are lost, and Slack delivers those envelopes again.
             handlers.close();
