@@ -243,6 +243,46 @@ mod tests {
         );
     }
 
+    /// Socket Mode's JSON payloads read as the same typed values as the
+    /// HTTP bodies that carry the same fields, so dispatch sees no difference.
+    #[test]
+    fn payloads_read_as_their_http_twins() {
+        let fields = [
+            ("team_id", "T0FAKE"),
+            ("channel_id", "C0GENERAL"),
+            ("user_id", "U0ALICE"),
+            ("command", "/access"),
+            ("text", "request billing-admin 1h refunds"),
+            ("trigger_id", "1.2.3"),
+        ];
+        let form = serde_urlencoded::to_string(fields).unwrap();
+        let object: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .chain([("is_enterprise_install".to_string(), json!(false))])
+            .collect();
+        assert_eq!(
+            payload::command_from_json(&Value::Object(object)),
+            payload::parse_command(form.as_bytes())
+        );
+        assert!(payload::command_from_json(&json!({"text": "help"})).is_err());
+        assert!(payload::command_from_json(&json!("help")).is_err());
+
+        let press = json!({
+            "type": "block_actions",
+            "user": {"id": "U0BOB", "username": "bob", "team_id": "T0FAKE"},
+            "container": {"type": "message", "message_ts": "1.1", "channel_id": "D0BOB"},
+            "channel": {"id": "D0BOB"},
+            "actions": [{"action_id": "approve", "block_id": "b", "type": "button", "value": "ar-1", "action_ts": "1.2"}]
+        });
+        let form = serde_urlencoded::to_string([("payload", press.to_string())]).unwrap();
+        assert_eq!(
+            payload::interaction_from_json(press),
+            payload::parse_interaction(form.as_bytes())
+        );
+        assert!(payload::interaction_from_json(json!({"user": {}})).is_err());
+    }
+
     #[test]
     fn the_ack_carries_a_payload_only_where_slack_takes_one() {
         let mut e = Envelope {
