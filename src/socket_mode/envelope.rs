@@ -283,6 +283,28 @@ mod tests {
         assert!(payload::interaction_from_json(json!({"user": {}})).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever arrives on the socket, reading it gives a frame or an
+        /// error, never a panic; and an envelope's ack names its ID.
+        #[test]
+        fn any_frame_reads_without_panicking(
+            kind in "(hello|disconnect|slash_commands|interactive|events_api|[a-z_]{0,12})",
+            id in "[ -~]{0,40}",
+            text in "[ -~]{0,40}",
+            retry in proptest::option::of(0u64..5),
+        ) {
+            let mut frame = json!({"type": kind, "envelope_id": id, "reason": text,
+                                   "payload": {"text": text, "type": text}});
+            if let Some(retry) = retry {
+                frame["retry_attempt"] = json!(retry);
+            }
+            if let Ok(Frame::Envelope(e)) = parse_frame(&frame.to_string()) {
+                proptest::prop_assert_eq!(&ack(&e, None)["envelope_id"], &json!(id));
+            }
+            let _ = parse_frame(&text);
+        }
+    }
+
     #[test]
     fn the_ack_carries_a_payload_only_where_slack_takes_one() {
         let mut e = Envelope {
