@@ -28,6 +28,7 @@ use crate::preflight::{self, SetupHealth, SetupProblem, SetupState, SlackCheck};
 use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
+use crate::socket_mode::SocketMode;
 use crate::store::postgres::PgEngine;
 use crate::store::url::mask_url;
 use crate::store::{SledEngine, SledOptions, Store, StoreEngine, StoreError};
@@ -170,7 +171,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
-    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
+    let outbox = Outbox::new(
+        Arc::clone(&store),
+        slack,
+        timing.clone(),
+        workflow.outbox_wake(),
+    );
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
@@ -183,14 +189,42 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         );
     }
 
+    let metrics = Arc::new(Metrics::default());
+    let replay = crate::replay::ReplayGuard::new(Arc::clone(&store));
+    // Socket Mode stops taking envelopes when the HTTP server stops taking
+    // requests, before in-flight work is waited for.
+    let transports = CancellationToken::new();
+    let socket_mode = config.slack_app_token.clone().map(|app_token| {
+        let socket = SocketMode::new(
+            &config.api_url,
+            app_token,
+            Arc::clone(&workflow),
+            replay.clone(),
+            Arc::clone(&metrics),
+            timing.clone(),
+            config.socket_ping,
+        );
+        let health = socket.health();
+        loops.spawn(socket.run(transports.clone()));
+        tracing::info!(
+            "Socket Mode is on: Slack is reached over a WebSocket, no public URL needed"
+        );
+        health
+    });
+    if config.signing_secret.is_none() {
+        tracing::info!(
+            "no SLACK_SIGNING_SECRET: the /slack/* HTTP routes are off (Socket Mode only)"
+        );
+    }
     let state = AppState {
         workflow: Arc::clone(&workflow),
-        replay: crate::replay::ReplayGuard::new(Arc::clone(&store)),
+        replay,
         signing_secret: config.signing_secret.clone(),
         audit_token: config.audit_token.clone(),
         delivery,
         setup,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
+        socket_mode,
     };
     tracing::info!("accessbot listening on {addr}");
     let server =
@@ -198,6 +232,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if let Err(e) = server.await {
         tracing::error!(error = %e, "HTTP server stopped with an error");
     }
+    transports.cancel();
 
     tracing::info!("shutting down: finishing in-flight work");
     if !workflow.shutdown_tasks(SHUTDOWN_GRACE).await {

@@ -26,6 +26,8 @@
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
 //! - [`identity`]: who a Slack user is in the grant targets (`[identities]`, else their email).
 //! - [`reconcile`]: `accessbot reconcile`: the store's grants against what the targets hold.
+//! - [`socket_mode`]: the Socket Mode transport (Slack over a WebSocket the bot opens, no
+//!   public URL): connection lifecycle, envelopes through the same dispatch, acks.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
@@ -48,5 +50,6 @@ pub mod request;
 pub mod retry;
 pub mod runbook;
 pub mod slack;
+pub mod socket_mode;
 pub mod store;
 pub mod workflow;

@@ -26,5 +26,9 @@ mod provisioning;
 mod reconcile;
 #[path = "verify.rs"]
 mod verify;
+#[path = "socket_mode.rs"]
+mod socket_mode;
+#[path = "socket_mode_replicas.rs"]
+mod socket_mode_replicas;
 #[path = "wording.rs"]
 mod wording;

@@ -26,5 +26,7 @@ mod reconcile;
 mod sled_store;
 #[path = "verify.rs"]
 mod verify;
+#[path = "socket_mode.rs"]
+mod socket_mode;
 #[path = "wording.rs"]
 mod wording;
