@@ -69,6 +69,7 @@ fn context(runbook_dir: &Path) -> GrantContext {
         expires_at: expires_at(),
         reason: "INC-7: refunds stuck — \"urgent\"\nsecond line".to_string(),
         runbook_dir: runbook_dir.to_path_buf(),
+        inputs: vec![],
     }
 }
 

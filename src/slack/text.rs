@@ -48,10 +48,11 @@ pub fn requested(req: &AccessRequest) -> String {
         format!(": “{}”", quoted(&req.reason, 500))
     };
     format!(
-        "{} requested {} for {}{reason}",
+        "{} requested {} for {}{reason}{}",
         mention(&req.requester),
         title(req),
-        format_duration_words(Duration::from_secs(req.duration_secs))
+        format_duration_words(Duration::from_secs(req.duration_secs)),
+        super::inputs::audit_details(req)
     )
 }
 

@@ -163,6 +163,7 @@ impl Workflow {
             expires_at,
             reason: req.reason.clone(),
             runbook_dir: self.deps.runbook_dir.clone(),
+            inputs: crate::slack::inputs::provider_inputs(req),
         }
     }
 
@@ -225,7 +226,8 @@ impl Workflow {
             return Ok(false);
         }
         let started = Utc::now();
-        let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
+        // A scheduled grant ends its duration after its start.
+        let expires_at = crate::schedule::grant_ends(&req, started);
         let result = self
             .run_provider(&req, Action::Grant, expires_at, None)
             .await;

@@ -8,6 +8,8 @@ mod core;
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "inputs.rs"]
+mod inputs;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
@@ -18,5 +20,7 @@ mod policies;
 mod postgres_store;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "scheduled.rs"]
+mod scheduled;
 #[path = "wording.rs"]
 mod wording;

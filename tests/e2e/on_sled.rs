@@ -8,6 +8,8 @@ mod core;
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "inputs.rs"]
+mod inputs;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
@@ -18,5 +20,7 @@ mod policies;
 mod provisioning;
 #[path = "sled_store.rs"]
 mod sled_store;
+#[path = "scheduled.rs"]
+mod scheduled;
 #[path = "wording.rs"]
 mod wording;
