@@ -178,7 +178,11 @@ fn leading_details<'w>(mut words: &'w [&'w str]) -> Result<Details<'w>, CommandE
     let mut start = None;
     loop {
         match words {
-            [at, next, ..] if start.is_none() && at.eq_ignore_ascii_case("at") && schedule::looks_like_time(next) => {
+            [at, next, ..]
+                if start.is_none()
+                    && at.eq_ignore_ascii_case("at")
+                    && schedule::looks_like_time(next) =>
+            {
                 let (s, used) = schedule::parse_start(&words[1..])?;
                 start = Some(s);
                 words = &words[1 + used..];

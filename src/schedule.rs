@@ -97,8 +97,7 @@ fn naive_date_time(text: &str) -> Option<NaiveDateTime> {
 /// Whether a word reads as the start of a time, so `at <word>` is a start
 /// (refused if it does not parse) and not the first words of a reason.
 pub fn looks_like_time(word: &str) -> bool {
-    word.starts_with(|c: char| c.is_ascii_digit())
-        && word.chars().any(|c| matches!(c, ':' | '-'))
+    word.starts_with(|c: char| c.is_ascii_digit()) && word.chars().any(|c| matches!(c, ':' | '-'))
 }
 
 /// Where the requester is, as Slack's `users.info` says (`tz_offset`, in
@@ -208,7 +207,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]

@@ -44,7 +44,9 @@ pub(super) async fn handle_submission(wf: &Arc<Workflow>, v: ViewSubmission) -> 
     };
     // The chosen runbook's inputs and the start, if the modal showed them.
     let rb = wf.runbook(&runbook);
-    let given = rb.map(|rb| inputs::read_modal(values, rb)).unwrap_or_default();
+    let given = rb
+        .map(|rb| inputs::read_modal(values, rb))
+        .unwrap_or_default();
     let n = NewRequest {
         user: v.user.id.clone(),
         runbook,

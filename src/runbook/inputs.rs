@@ -14,7 +14,9 @@ use super::fields::{shorten, Checker, Section};
 use crate::request::{clean_typed, InputValue};
 
 /// The keys of one `[[inputs]]` table.
-pub(super) const FIELDS: &[&str] = &["id", "label", "type", "options", "required", "pattern", "help"];
+pub(super) const FIELDS: &[&str] = &[
+    "id", "label", "type", "options", "required", "pattern", "help",
+];
 /// The types an input may have.
 pub const TYPES: &[&str] = &["text", "number", "select", "user", "date"];
 /// At most this many inputs per runbook, so the modal stays usable (and
@@ -220,7 +222,10 @@ pub fn check_values(
         let Some(index) = defs.iter().position(|d| d.id == key) else {
             let known: Vec<String> = defs.iter().map(|d| format!("`{}`", d.id)).collect();
             let these = if known.is_empty() {
-                format!("`{runbook}` asks for no details; leave out `{}=…`", shorten(key))
+                format!(
+                    "`{runbook}` asks for no details; leave out `{}=…`",
+                    shorten(key)
+                )
             } else {
                 format!(
                     "`{runbook}` has no detail `{}`; it asks for {}",
@@ -516,7 +521,10 @@ impl Checker {
                     shorten(&o.value)
                 ))
             } else if seen.iter().any(|s| s.eq_ignore_ascii_case(&o.value)) {
-                Some(format!("the choice `{}` is listed twice", shorten(&o.value)))
+                Some(format!(
+                    "the choice `{}` is listed twice",
+                    shorten(&o.value)
+                ))
             } else {
                 None
             };
@@ -651,7 +659,10 @@ type = "date"
             let base = VALID.lines().count();
             assert!(
                 found.iter().all(|p| {
-                    p.split(':').nth(1).and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > base)
+                    p.split(':')
+                        .nth(1)
+                        .and_then(|l| l.parse::<usize>().ok())
+                        .is_some_and(|l| l > base)
                 }),
                 "{found:#?}"
             );
@@ -662,7 +673,10 @@ type = "date"
     fn values_are_checked_against_their_definitions() {
         let d = defs(TICKET);
         let given = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         let ok = check_values(
             &d,
@@ -676,7 +690,10 @@ type = "date"
             "crm",
         )
         .unwrap();
-        let values: Vec<(&str, &str)> = ok.iter().map(|v| (v.id.as_str(), v.value.as_str())).collect();
+        let values: Vec<(&str, &str)> = ok
+            .iter()
+            .map(|v| (v.id.as_str(), v.value.as_str()))
+            .collect();
         assert_eq!(
             values,
             [
@@ -713,10 +730,19 @@ type = "date"
         assert_eq!(messages.len(), 6, "{messages:#?}");
         assert!(messages.contains(&(None, "`crm` has no detail `colour`; it asks for `ticket`, `kind`, `amount`, `buddy`, `until`")));
         assert!(messages.contains(&(Some(0), "`1234` is not a valid Ticket number (the support case, e.g. CS-1234); it must match `CS-[0-9]+`")));
-        assert!(messages.contains(&(Some(1), "`chargeback` is not one of the choices for Kind of case: refund, dispute")));
-        assert!(messages.iter().any(|(i, m)| *i == Some(2) && m.contains("must be a number")));
-        assert!(messages.iter().any(|(i, m)| *i == Some(3) && m.contains("must be a person")));
-        assert!(messages.iter().any(|(i, m)| *i == Some(4) && m.contains("YYYY-MM-DD")));
+        assert!(messages.contains(&(
+            Some(1),
+            "`chargeback` is not one of the choices for Kind of case: refund, dispute"
+        )));
+        assert!(messages
+            .iter()
+            .any(|(i, m)| *i == Some(2) && m.contains("must be a number")));
+        assert!(messages
+            .iter()
+            .any(|(i, m)| *i == Some(3) && m.contains("must be a person")));
+        assert!(messages
+            .iter()
+            .any(|(i, m)| *i == Some(4) && m.contains("YYYY-MM-DD")));
         // The pattern matches the whole value, not a part of it.
         assert!(check_values(&d, &given(&[("ticket", "xCS-1")]), "crm").is_err());
         let twice = check_values(&d, &given(&[("ticket", "CS-1"), ("ticket", "CS-2")]), "crm");

@@ -28,5 +28,7 @@ pub(crate) use fields::{
     is_env_name, shorten, shorten_path, slack_id_hint, slack_id_kind, SlackIdKind,
 };
 pub use fields::{GrantTable, Located};
-pub use inputs::{check_values, InputDef, InputKind, InputProblem, Pattern, MAX_INPUTS, MAX_VALUE_CHARS};
+pub use inputs::{
+    check_values, InputDef, InputKind, InputProblem, Pattern, MAX_INPUTS, MAX_VALUE_CHARS,
+};
 pub use model::*;

@@ -148,13 +148,7 @@ pub fn detail_fields(req: &AccessRequest) -> Vec<String> {
     let mut fields: Vec<String> = req
         .inputs
         .iter()
-        .map(|v| {
-            format!(
-                "*{}*\n{}",
-                user_text(&v.label, 100),
-                shown(v)
-            )
-        })
+        .map(|v| format!("*{}*\n{}", user_text(&v.label, 100), shown(v)))
         .collect();
     if let Some(start) = req.start_at {
         fields.push(format!("*Starts*\n{}", slack_time(start)));
@@ -168,9 +162,11 @@ pub fn details_block(req: &AccessRequest) -> Option<Value> {
     if fields.is_empty() {
         return None;
     }
-    Some(json!({"type": "section", "fields": fields.iter().take(10).map(|f| json!({
+    Some(
+        json!({"type": "section", "fields": fields.iter().take(10).map(|f| json!({
         "type": "mrkdwn", "text": truncate(f, 2000)
-    })).collect::<Vec<_>>()}))
+    })).collect::<Vec<_>>()}),
+    )
 }
 
 /// What the audit line of a new request adds: its details and its start,

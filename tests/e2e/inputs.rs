@@ -87,8 +87,15 @@ async fn text_form_inputs_reach_the_approver_the_audit_log_and_the_provider() {
         assert!(shown.contains(part), "approver DM lacks {part}: {shown}");
     }
     // So does the audit channel.
-    app.wait_audit(&["requested", "Ticket number: CS-1234", "Customer ID: ACME-42"], T)
-        .await;
+    app.wait_audit(
+        &[
+            "requested",
+            "Ticket number: CS-1234",
+            "Customer ID: ACME-42",
+        ],
+        T,
+    )
+    .await;
 
     app.press(BOB, "approve", &id).await;
     app.wait_for_status(ALICE, &id, "active", T).await;
@@ -200,7 +207,11 @@ async fn the_modal_shows_the_chosen_runbooks_inputs_and_puts_errors_next_to_them
         .iter()
         .map(|b| b["block_id"].as_str().unwrap_or(""))
         .collect();
-    let at = |id: &str| ids.iter().position(|b| *b == id).unwrap_or_else(|| panic!("no {id} in {ids:?}"));
+    let at = |id: &str| {
+        ids.iter()
+            .position(|b| *b == id)
+            .unwrap_or_else(|| panic!("no {id} in {ids:?}"))
+    };
     assert!(at("runbook") < at("input_0") && at("input_0") < at("input_1"));
     assert!(at("input_2") < at("duration"), "{ids:?}");
     let ticket = &blocks[at("input_0")];
@@ -220,8 +231,16 @@ async fn the_modal_shows_the_chosen_runbooks_inputs_and_puts_errors_next_to_them
         ALICE,
         "crm-support",
         &[
-            ("input_0", "input_ticket", json!({"type": "plain_text_input", "value": "1234"})),
-            ("input_1", "input_customer", json!({"type": "plain_text_input", "value": null})),
+            (
+                "input_0",
+                "input_ticket",
+                json!({"type": "plain_text_input", "value": "1234"}),
+            ),
+            (
+                "input_1",
+                "input_customer",
+                json!({"type": "plain_text_input", "value": null}),
+            ),
         ],
     );
     let answer: Value = app.interact(&bad).await.json().await.unwrap();
@@ -242,19 +261,122 @@ async fn the_modal_shows_the_chosen_runbooks_inputs_and_puts_errors_next_to_them
             .contains("Ticket number is required"),
         "a field the modal did not show is reported on the runbook menu: {answer}"
     );
-    assert!(app.slash(ALICE, "status").await.contains("no pending requests"));
+    assert!(app
+        .slash(ALICE, "status")
+        .await
+        .contains("no pending requests"));
 
     // Filled in right, it is stored with the request and shown to the approver.
     let good = modal_submission(
         ALICE,
         "crm-support",
         &[
-            ("input_0", "input_ticket", json!({"type": "plain_text_input", "value": "CS-77"})),
-            ("input_2", "input_kind", json!({"type": "static_select", "selected_option": {"value": "refund"}})),
+            (
+                "input_0",
+                "input_ticket",
+                json!({"type": "plain_text_input", "value": "CS-77"}),
+            ),
+            (
+                "input_2",
+                "input_kind",
+                json!({"type": "static_select", "selected_option": {"value": "refund"}}),
+            ),
         ],
     );
     let r = app.interact(&good).await;
-    assert_eq!(r.text().await.unwrap(), "", "a stored request closes the modal");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "",
+        "a stored request closes the modal"
+    );
     let dm = app.wait_dm(BOB, &["Approve", "CS-77"], T).await;
     assert!(dm.to_string().contains("*Kind of case*\\nrefund"), "{dm}");
+}
+
+/// `accessbot check` refuses broken `[[inputs]]` with file, line, field and
+/// the fix, every problem at once.
+#[test]
+fn check_reports_broken_input_definitions_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = CRM.to_string()
+        + r#"
+[[inputs]]
+id = "Case No"
+label = "Case"
+type = "text"
+
+[[inputs]]
+id = "amount"
+label = "Amount"
+type = "money"
+
+[[inputs]]
+id = "case"
+label = "Case"
+type = "text"
+pattern = "CS-[0-9"
+
+[[inputs]]
+id = "customer"
+label = "Again"
+type = "text"
+
+[[inputs]]
+id = "region"
+label = "Region"
+type = "select"
+"#;
+    std::fs::write(dir.path().join("crm-support.toml"), &broken).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_accessbot"))
+        .args(["check", "--runbooks"])
+        .arg(dir.path())
+        .env_remove("ACCESSBOT_RUNBOOKS")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "accepted:\n{shown}");
+    // The first (or, for the broken select, the last) line that reads `text`.
+    let line_of = |text: &str| broken.lines().position(|l| l == text).unwrap() + 1;
+    let last_line_of = |text: &str| {
+        broken
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| *l == text)
+            .last()
+            .unwrap()
+            .0
+            + 1
+    };
+    let file = dir.path().join("crm-support.toml").display().to_string();
+    let expected = [
+        format!(
+            "{file}:{}: inputs[4].id: `Case No` is not a valid input id; use lowercase letters, digits and underscores, starting with a letter, at most 40 characters, e.g. id = \"case_no\"",
+            line_of("id = \"Case No\"")
+        ),
+        format!(
+            "{file}:{}: inputs[5].type: unknown type `money`; use one of text, number, select, user, date",
+            line_of("type = \"money\"")
+        ),
+        format!(
+            "{file}:{}: inputs[6].pattern: `CS-[0-9` is not a valid regular expression",
+            line_of("pattern = \"CS-[0-9\"")
+        ),
+        format!(
+            "{file}:{}: inputs[7].id: another input on line {} already has id `customer`; give each input its own id",
+            line_of("label = \"Again\"") - 1,
+            line_of("id = \"customer\"")
+        ),
+        format!(
+            "{file}:{}: inputs[8].options: a select needs its choices; add options = [\"first\", \"second\"]",
+            last_line_of("type = \"select\"")
+        ),
+    ];
+    for e in &expected {
+        assert!(shown.contains(e.as_str()), "missing:\n{e}\nin:\n{shown}");
+    }
 }

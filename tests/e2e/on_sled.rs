@@ -18,9 +18,9 @@ mod operator;
 mod policies;
 #[path = "provisioning.rs"]
 mod provisioning;
-#[path = "sled_store.rs"]
-mod sled_store;
 #[path = "scheduled.rs"]
 mod scheduled;
+#[path = "sled_store.rs"]
+mod sled_store;
 #[path = "wording.rs"]
 mod wording;

@@ -142,7 +142,10 @@ max_schedule_ahead = "1h"
         assert!(answer.contains(expected), "{text}: {answer}");
         assert!(request_id_in(&answer).is_none(), "{text}: {answer}");
     }
-    assert!(app.slash(ALICE, "status").await.contains("no pending requests"));
+    assert!(app
+        .slash(ALICE, "status")
+        .await
+        .contains("no pending requests"));
 
     // The modal's picker: the error is shown next to it.
     let submission = |at: i64| -> Value {
@@ -163,7 +166,9 @@ max_schedule_ahead = "1h"
         })
     };
     let answer: Value = app
-        .interact(&submission((Utc::now() - chrono::Duration::hours(1)).timestamp()))
+        .interact(&submission(
+            (Utc::now() - chrono::Duration::hours(1)).timestamp(),
+        ))
         .await
         .json()
         .await
@@ -176,9 +181,14 @@ max_schedule_ahead = "1h"
             .contains("has already passed"),
         "{answer}"
     );
-    assert!(app.slash(ALICE, "status").await.contains("no pending requests"));
+    assert!(app
+        .slash(ALICE, "status")
+        .await
+        .contains("no pending requests"));
     // A start ahead in the picker is taken.
-    let start = (Utc::now() + chrono::Duration::hours(3)).with_nanosecond(0).unwrap();
+    let start = (Utc::now() + chrono::Duration::hours(3))
+        .with_nanosecond(0)
+        .unwrap();
     let r = app.interact(&submission(start.timestamp())).await;
     assert_eq!(r.text().await.unwrap(), "");
     let dm = app.wait_dm(BOB, &["Approve", "*Starts*"], T).await;
@@ -200,5 +210,9 @@ async fn a_scheduled_request_can_be_cancelled_before_its_start() {
     assert_eq!(app.status_of(ALICE, &id).await, None);
     app.wait_audit(&["cancelled before its start by <@U0ALICE>", &id], T)
         .await;
-    assert!(app.provider_calls().is_empty(), "{:?}", app.provider_calls());
+    assert!(
+        app.provider_calls().is_empty(),
+        "{:?}",
+        app.provider_calls()
+    );
 }
