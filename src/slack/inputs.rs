@@ -5,7 +5,7 @@
 //! requester. Values are what a person typed, so they are escaped here
 //! like every other user text.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::blocks::{truncate, user_text};
@@ -191,15 +191,8 @@ fn plain_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// The inputs as a provider gets them: `(id, value)`.
-pub fn provider_inputs(req: &AccessRequest) -> Vec<(String, String)> {
-    req.inputs
-        .iter()
-        .map(|v| (v.id.clone(), v.value.clone()))
-        .collect()
-}
-
-/// `, starting <time>` for a request with a start, for the requester's answers.
+/// A sentence on when a request with a start starts, for the requester's
+/// answers; empty without one.
 pub fn start_note(req: &AccessRequest) -> String {
     match req.start_at {
         Some(start) => format!(" It is scheduled to start {}.", slack_time(start)),
@@ -222,8 +215,13 @@ pub fn scheduled_created(req: &AccessRequest) -> String {
 }
 
 /// The audit line when an approved request is held for its start.
-pub fn scheduled(start: DateTime<Utc>) -> String {
-    format!("approved; scheduled to start {}", plain_time(start))
+pub fn scheduled(req: &AccessRequest, start: DateTime<Utc>) -> String {
+    let end = start + chrono::Duration::seconds(req.duration_secs as i64);
+    format!(
+        "approved; scheduled to start {} and end {}",
+        plain_time(start),
+        plain_time(end)
+    )
 }
 
 /// The requester's DM when the last approval came and the start is ahead.
@@ -250,11 +248,6 @@ pub fn cancelled_before_start(user: &str) -> String {
 
 pub const CANCELLED_ANSWER: &str =
     "Cancelled. The access was scheduled and had not started, so nothing was granted.";
-
-/// `start` for the webhook body and scripts: RFC 3339, whole seconds, `Z`.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
 
 #[cfg(test)]
 mod tests {

@@ -763,6 +763,8 @@ pub fn event_name(kind: &str) -> String {
         "extension_stage_approved" => "Extension stage approved",
         "extended" => "Access extended",
         "extension_denied" => "Extension refused",
+        "scheduled" => "Scheduled",
+        "cancelled" => "Scheduled access cancelled",
         other => {
             let spaced = other.replace('_', " ");
             let mut chars = spaced.chars();

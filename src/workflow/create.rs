@@ -343,7 +343,7 @@ impl Workflow {
                 text::auto_approved(&rule.name, rule.max_duration),
             );
             if schedule::hold_until_start(&mut req, now) {
-                let line = inputs::scheduled(req.start_at.unwrap_or(now));
+                let line = inputs::scheduled(&req, req.start_at.unwrap_or(now));
                 fx.audit("scheduled", &req, "accessbot", line);
             }
         } else {

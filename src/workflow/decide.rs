@@ -130,7 +130,7 @@ impl Workflow {
                 Self::close_approval_dms(fx, req, &text::approved_outcome(&by));
                 if held {
                     let start = req.start_at.unwrap_or(now);
-                    fx.audit("scheduled", req, "accessbot", inputs::scheduled(start));
+                    fx.audit("scheduled", req, "accessbot", inputs::scheduled(req, start));
                     fx.tell_requester(req, &inputs::scheduled_notice(req));
                     return Ok(format!("Approved.{}", inputs::start_note(req)));
                 }

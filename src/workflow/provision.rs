@@ -163,7 +163,11 @@ impl Workflow {
             expires_at,
             reason: req.reason.clone(),
             runbook_dir: self.deps.runbook_dir.clone(),
-            inputs: crate::slack::inputs::provider_inputs(req),
+            inputs: req
+                .inputs
+                .iter()
+                .map(|v| (v.id.clone(), v.value.clone()))
+                .collect(),
         }
     }
 
