@@ -216,3 +216,37 @@ async fn a_scheduled_request_can_be_cancelled_before_its_start() {
         app.provider_calls()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approved_request_waits_for_its_start_too() {
+    let auto = BILLING.replace(
+        "approval_timeout = \"1h\"\n",
+        "approval_timeout = \"1h\"\n[[approval.auto_approve]]\nname = \"on-call\"\nusers = [\"U0DAVE\"]\nmax_duration = \"30m\"\n",
+    );
+    assert!(auto.contains("on-call"), "{auto}");
+    let app = TestApp::spawn_with(Setup::default().only_runbook("billing-admin", &auto)).await;
+    let start = (Utc::now() + chrono::Duration::seconds(10))
+        .with_nanosecond(0)
+        .unwrap();
+    let answer = app
+        .slash(
+            DAVE,
+            &format!("request billing-admin 2s at {} pager duty", iso(start)),
+        )
+        .await;
+    let id = request_id_in(&answer).unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        answer.contains("approved automatically and is scheduled"),
+        "{answer}"
+    );
+    assert_eq!(app.status_of(DAVE, &id).await.as_deref(), Some("scheduled"));
+    app.wait_for_status(DAVE, &id, "active", Duration::from_secs(30))
+        .await;
+    let run = &app.provider_runs("grant", &id)[0];
+    assert!(
+        run.started_at >= start && run.started_at - start <= chrono::Duration::seconds(1),
+        "granted at {}, start was {start}",
+        run.started_at
+    );
+    assert_eq!(run.expires_at, start + chrono::Duration::seconds(2));
+}
