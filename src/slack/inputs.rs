@@ -286,4 +286,85 @@ mod tests {
         req.inputs.clear();
         assert!(details_block(&req).is_none());
     }
+
+    #[test]
+    fn every_kind_of_field_is_built_and_read_back() {
+        let text = format!(
+            "{}{}",
+            crate::runbook::fixture::VALID,
+            r#"
+[[inputs]]
+id = "ticket"
+label = "Ticket"
+type = "text"
+required = true
+[[inputs]]
+id = "amount"
+label = "Amount"
+type = "number"
+[[inputs]]
+id = "kind"
+label = "Kind"
+type = "select"
+options = ["refund", "dispute"]
+[[inputs]]
+id = "buddy"
+label = "Buddy"
+type = "user"
+[[inputs]]
+id = "due"
+label = "Due"
+type = "date"
+"#
+        );
+        let rb = crate::runbook::fixture::parse(&text).unwrap();
+        let blocks = modal_blocks(&rb);
+        let kinds: Vec<&str> = blocks
+            .iter()
+            .map(|b| b["element"]["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "plain_text_input",
+                "number_input",
+                "static_select",
+                "users_select",
+                "datepicker",
+                "datetimepicker"
+            ]
+        );
+        let ids: Vec<&str> = blocks
+            .iter()
+            .map(|b| b["block_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["input_0", "input_1", "input_2", "input_3", "input_4", START]
+        );
+        assert_eq!(blocks[0]["optional"], false);
+        assert_eq!(blocks[1]["optional"], true);
+
+        let state: ViewState = serde_json::from_value(json!({"values": {
+            "input_0": {"input_ticket": {"type": "plain_text_input", "value": "CS-1"}},
+            "input_1": {"input_amount": {"type": "number_input", "value": "2.5"}},
+            "input_2": {"input_kind": {"type": "static_select", "selected_option": {"value": "refund"}}},
+            "input_3": {"input_buddy": {"type": "users_select", "selected_user": "U0BOB"}},
+            "input_4": {"input_due": {"type": "datepicker", "selected_date": null}},
+            "start": {"start_picker": {"type": "datetimepicker", "selected_date_time": 1767258000}}
+        }}))
+        .unwrap();
+        assert_eq!(
+            read_modal(&state, &rb),
+            [
+                ("ticket".to_string(), "CS-1".to_string()),
+                ("amount".into(), "2.5".into()),
+                ("kind".into(), "refund".into()),
+                ("buddy".into(), "U0BOB".into()),
+            ]
+        );
+        assert!(has_field(&state, 4) && !has_field(&state, 5));
+        assert_eq!(read_start(&state), DateTime::from_timestamp(1767258000, 0));
+        assert_eq!(read_start(&ViewState::default()), None);
+    }
 }
