@@ -575,7 +575,11 @@ pub fn status_line(req: &AccessRequest) -> String {
             .expires_at
             .map(|t| format!(" until {}", time(t)))
             .unwrap_or_default(),
-        Status::Pending => format!(" (expires {} if undecided)", time(req.approval_deadline)),
+        Status::Pending => format!(
+            " (expires {} if undecided){}",
+            time(req.approval_deadline),
+            super::inputs::status_when(req)
+        ),
         Status::Scheduled => super::inputs::status_when(req),
         Status::NeedsAttention => {
             " (the automatic revoke cannot run; its owner has been asked to check)".to_string()

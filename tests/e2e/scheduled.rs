@@ -46,6 +46,13 @@ async fn a_scheduled_start_survives_a_restart_and_is_granted_on_time() {
     assert!(answer.contains("scheduled to start"), "{answer}");
     assert_eq!(slack_date_in(&answer), Some(start), "{answer}");
 
+    let status = app.slash(ALICE, "status").await;
+    assert_eq!(status_in(&status, &id).as_deref(), Some("pending approval"));
+    assert_eq!(
+        slack_date_in(status.split("(starts").nth(1).unwrap_or("")),
+        Some(start),
+        "{status}"
+    );
     // The approver sees when it would start.
     let dm = app.wait_dm(BOB, &[&id, "Approve", "*Starts*"], T).await;
     assert_eq!(start_shown(&dm), Some(start), "{dm}");
