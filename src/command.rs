@@ -3,6 +3,7 @@
 //! write it right.
 
 use crate::duration::{looks_like_duration, parse_duration, DurationError};
+use crate::schedule::{self, ScheduleError, StartAt};
 use std::time::Duration;
 
 /// The longest command text we read; Slack itself caps it near 4,000.
@@ -22,6 +23,11 @@ pub enum Command {
         runbook: String,
         duration: Option<Duration>,
         reason: String,
+        /// `key=value` words right after the duration, for the runbook's
+        /// `[[inputs]]`, as written (checked against the runbook later).
+        inputs: Vec<(String, String)>,
+        /// `at <time>`: when the access should start.
+        start: Option<StartAt>,
     },
     Revoke {
         request_id: String,
@@ -52,6 +58,8 @@ pub enum CommandError {
     MissingDuration,
     #[error("{0}")]
     Duration(#[from] DurationError),
+    #[error("{0}")]
+    Start(#[from] ScheduleError),
     #[error("the command is too long ({0} characters); keep it under 4000 characters by shortening the reason")]
     TooLong(usize),
 }
@@ -60,7 +68,7 @@ pub enum CommandError {
 pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
 • `/access`: open the request form (easiest)\n\
 • `/access list`: what you can request\n\
-• `/access request <runbook-id> [duration] [reason]`: e.g. `/access request billing-admin 2h month-end refunds`\n\
+• `/access request <runbook-id> [duration] [key=value …] [at <time>] [reason]`: e.g. `/access request billing-admin 2h month-end refunds`, `/access request crm-support 1h ticket=CS-1234 at 09:00 refund dispute`\n\
 • `/access status`: your pending requests and active access\n\
 • `/access extend <request-id> <duration>`: ask for more time\n\
 • `/access revoke <request-id>`: end access now\n\
@@ -109,10 +117,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
                 }
                 None => (None, &rest[..]),
             };
+            let (inputs, start, reason_words) = leading_details(reason_words)?;
             Ok(Command::Request {
                 runbook,
                 duration,
                 reason: reason_words.join(" "),
+                inputs,
+                start,
             })
         }
         "revoke" | "release" | "end" => Ok(Command::Revoke {
@@ -156,6 +167,50 @@ fn leading_duration(words: &[&str]) -> Option<(Duration, usize)> {
         .find_map(|n| parse_duration(&words[..n].join(" ")).ok().map(|d| (d, n)))
 }
 
+/// The details that may follow the duration, in any order: `key=value`
+/// words (a key is lowercase letters, digits and underscores) and
+/// `at <time>`. `at` followed by something that is not a time starts the
+/// reason; one that looks like a time but is not one is refused.
+type Details<'w> = (Vec<(String, String)>, Option<StartAt>, &'w [&'w str]);
+
+fn leading_details<'w>(mut words: &'w [&'w str]) -> Result<Details<'w>, CommandError> {
+    let mut inputs = Vec::new();
+    let mut start = None;
+    loop {
+        match words {
+            [at, next, ..]
+                if start.is_none()
+                    && at.eq_ignore_ascii_case("at")
+                    && schedule::looks_like_time(next) =>
+            {
+                let (s, used) = schedule::parse_start(&words[1..])?;
+                start = Some(s);
+                words = &words[1 + used..];
+            }
+            [word, ..] => match input_word(word) {
+                Some(pair) => {
+                    inputs.push(pair);
+                    words = &words[1..];
+                }
+                None => break,
+            },
+            [] => break,
+        }
+    }
+    Ok((inputs, start, words))
+}
+
+/// `key=value` with a key that could be an input id.
+fn input_word(word: &str) -> Option<(String, String)> {
+    let (key, value) = word.split_once('=')?;
+    let key = key.to_lowercase();
+    let valid = key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    valid.then(|| (key, value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +232,8 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: Some(Duration::from_secs(7200)),
                 reason: "month end refunds".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         check(
@@ -185,6 +242,8 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: None,
                 reason: "fix refund".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         check("request", Err(()));
@@ -226,6 +285,8 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: Some(Duration::from_secs(5400)),
                 reason: "month end".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         check(
@@ -234,6 +295,8 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: Some(Duration::from_secs(5400)),
                 reason: "for refunds".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         check(
@@ -242,6 +305,8 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: Some(Duration::from_secs(3600)),
                 reason: "a quick fix".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         check(
@@ -250,12 +315,64 @@ mod tests {
                 runbook: "billing-admin".into(),
                 duration: None,
                 reason: "a quick fix".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
         // A number meant as a duration is never silently replaced by the default.
         check("request billing-admin 90 mins-ish refunds", Err(()));
         check("request billing-admin 2 weeks refunds", Err(()));
         check("frobnicate", Err(()));
+        let nine = StartAt::Clock(chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+        check(
+            "request crm-support 1h ticket=CS-1234 Customer=ACME-42 refund dispute",
+            Ok(Command::Request {
+                runbook: "crm-support".into(),
+                duration: Some(Duration::from_secs(3600)),
+                reason: "refund dispute".into(),
+                inputs: vec![
+                    ("ticket".into(), "CS-1234".into()),
+                    ("customer".into(), "ACME-42".into()),
+                ],
+                start: None,
+            }),
+        );
+        check(
+            "request billing-admin 2h at 09:00 month-end close",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(7200)),
+                reason: "month-end close".into(),
+                inputs: vec![],
+                start: Some(nine),
+            }),
+        );
+        check(
+            "request crm-support ticket=CS-1 at 09:00 case=x=y at noon",
+            Ok(Command::Request {
+                runbook: "crm-support".into(),
+                duration: None,
+                reason: "at noon".into(),
+                inputs: vec![
+                    ("ticket".into(), "CS-1".into()),
+                    ("case".into(), "x=y".into()),
+                ],
+                start: Some(nine),
+            }),
+        );
+        // `at` that reads as a time but is not one is refused, not taken as a reason.
+        check("request billing-admin 2h at 25:00 close", Err(()));
+        // A reason word with `=` after other words stays in the reason.
+        check(
+            "request billing-admin 2h fix a=b",
+            Ok(Command::Request {
+                runbook: "billing-admin".into(),
+                duration: Some(Duration::from_secs(7200)),
+                reason: "fix a=b".into(),
+                inputs: vec![],
+                start: None,
+            }),
+        );
         check(&"x".repeat(10_000), Err(()));
         check(
             "request x 1h \u{0000}\u{202e}",
@@ -263,6 +380,8 @@ mod tests {
                 runbook: "x".into(),
                 duration: Some(Duration::from_secs(3600)),
                 reason: "\u{202e}".into(),
+                inputs: vec![],
+                start: None,
             }),
         );
     }

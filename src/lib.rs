@@ -11,6 +11,8 @@
 //! - [`policy`]: who may request, who approves in which stage, when a request is decided.
 //! - [`request`]: the domain of an access request: status, stages, approvals, extension.
 //! - [`retry`]: backoff and the lifecycle's timing tunables.
+//! - [`schedule`]: scheduled starts: `at 09:00` in the requester's time zone, the allowed
+//!   window, and the `Scheduled` wait before the grant.
 //! - [`store`]: persistence only, behind one interface with two engines (sled embedded,
 //!   PostgreSQL shared by replicas): requests, deadlines, outbox, audit log, replay guard.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, wording, Block Kit.
@@ -49,6 +51,7 @@ pub mod replay;
 pub mod request;
 pub mod retry;
 pub mod runbook;
+pub mod schedule;
 pub mod slack;
 pub mod socket_mode;
 pub mod store;

@@ -18,6 +18,9 @@ pub enum Status {
     Pending,
     /// Approved; the grant is recorded as an intent and runs (again after a crash).
     Granting,
+    /// Approved, waiting for its scheduled start (`start_at`), when the
+    /// timer makes it `Granting`.
+    Scheduled,
     /// Granted until `expires_at`.
     Active,
     /// The revoke is recorded as an intent and runs until it succeeds, or
@@ -48,6 +51,7 @@ impl Status {
         match self {
             Status::Pending => "pending approval",
             Status::Granting => "being granted",
+            Status::Scheduled => "scheduled",
             Status::Active => "active",
             Status::Revoking => "being revoked",
             Status::NeedsAttention => "needs attention",
@@ -100,6 +104,20 @@ pub struct ExtensionRequest {
     pub stage: usize,
     #[serde(default)]
     pub approvals: Vec<Approval>,
+}
+
+/// A value the requester gave for one of the runbook's `[[inputs]]`,
+/// checked against its definition; the label is copied so messages still
+/// read right if the runbook changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputValue {
+    pub id: String,
+    pub label: String,
+    pub value: String,
+    /// The input's type (`text`, `number`, `select`, `user`, `date`), so a
+    /// person is shown as a mention.
+    #[serde(default)]
+    pub kind: String,
 }
 
 /// A request for access and everything that happened to it.
@@ -179,6 +197,14 @@ pub struct AccessRequest {
     /// Who closed it after it needed attention, having checked the target.
     #[serde(default)]
     pub resolved_by: Option<String>,
+    /// The runbook's `[[inputs]]` as the requester filled them in, in the
+    /// runbook's order.
+    #[serde(default)]
+    pub inputs: Vec<InputValue>,
+    /// When the access is to start, if the requester scheduled it; it then
+    /// ends at this plus its duration.
+    #[serde(default)]
+    pub start_at: Option<DateTime<Utc>>,
 }
 
 impl AccessRequest {
@@ -230,6 +256,8 @@ impl AccessRequest {
             grant_failed: false,
             auto_rule: None,
             resolved_by: None,
+            inputs: vec![],
+            start_at: None,
         }
     }
 
@@ -243,6 +271,7 @@ impl AccessRequest {
             ],
             Status::Active => &[self.expires_at, self.warn_at],
             Status::Granting | Status::Revoking => &[self.retry_at, self.run_until],
+            Status::Scheduled => &[self.start_at],
             _ => &[],
         };
         candidates.iter().flatten().min().copied()

@@ -156,6 +156,7 @@ fn ctx(identity: &str) -> GrantContext {
         expires_at: chrono::Utc::now(),
         reason: "month-end close".into(),
         runbook_dir: "/".into(),
+        inputs: Vec::new(),
     }
 }
 

@@ -69,6 +69,7 @@ fn context(runbook_dir: &Path) -> GrantContext {
         expires_at: expires_at(),
         reason: "INC-7: refunds stuck — \"urgent\"\nsecond line".to_string(),
         runbook_dir: runbook_dir.to_path_buf(),
+        inputs: vec![],
     }
 }
 
@@ -634,9 +635,37 @@ async fn webhook_posts_signed_json() {
                 "user": {"id": "U012ABCDEF", "email": email},
                 "expires_at": EXPIRES_AT_TEXT,
                 "reason": "INC-7: refunds stuck — \"urgent\"\nsecond line",
+                "inputs": {},
             })
         );
     }
+}
+
+#[tokio::test]
+async fn webhook_body_carries_the_runbook_inputs() {
+    init();
+    let receiver = Receiver::start().await;
+    let spec = webhook_spec(
+        receiver.url("/hooks/ok"),
+        WEBHOOK_SECRET_VAR,
+        Duration::from_secs(10),
+    );
+    let mut ctx = context(Path::new("/nonexistent"));
+    ctx.inputs = vec![
+        ("ticket".to_string(), "CS-1234".to_string()),
+        ("customer".to_string(), "ACME \"42\"".to_string()),
+    ];
+    WebhookProvider::new()
+        .run(&spec, Action::Grant, &ctx)
+        .await
+        .unwrap();
+    let received = receiver.received();
+    assert_signed(&received[0]);
+    let body: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(
+        body["inputs"],
+        json!({"ticket": "CS-1234", "customer": "ACME \"42\""})
+    );
 }
 
 #[tokio::test]

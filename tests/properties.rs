@@ -845,7 +845,8 @@ fn reason_word() -> impl Strategy<Value = String> {
         } else {
             first
         };
-        let w = format!("{first}{}", rest.unwrap_or_default());
+        // A first reason word with `=` would be a runbook input (`key=value`).
+        let w = format!("{first}{}", rest.unwrap_or_default()).replace('=', "-");
         if matches!(w.to_ascii_lowercase().as_str(), "a" | "an" | "half") {
             format!("{w}x")
         } else {
@@ -924,6 +925,8 @@ proptest! {
                 runbook: runbook.to_lowercase(),
                 duration: duration.map(|(_, d)| d),
                 reason: reason.join(" "),
+                inputs: vec![],
+                start: None,
             })
         );
     }
@@ -943,6 +946,8 @@ proptest! {
                 runbook: "x".into(),
                 duration: Some(d1 + d2),
                 reason: format!("because {second} 0h"),
+                inputs: vec![],
+                start: None,
             })
         );
         prop_assert_eq!(
@@ -951,6 +956,8 @@ proptest! {
                 runbook: "x".into(),
                 duration: Some(d1),
                 reason: format!("because {second}"),
+                inputs: vec![],
+                start: None,
             })
         );
     }
@@ -971,6 +978,8 @@ proptest! {
                     runbook: "billing-admin".into(),
                     duration: Some(d),
                     reason: "because".into(),
+                    inputs: vec![],
+                    start: None,
                 })
             ),
             Err(e) => prop_assert_eq!(command::parse(&text), Err(CommandError::Duration(e))),

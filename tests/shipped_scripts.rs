@@ -69,6 +69,7 @@ async fn rest_role_grants_and_revokes_through_the_shipped_crm_runbook() {
         expires_at: Utc::now(),
         reason: "ticket 42".to_string(),
         runbook_dir: dir.clone(),
+        inputs: vec![],
     };
     let providers = Providers::with_builtin();
     let run = |action| providers.run(&runbook.grant, action, &ctx);

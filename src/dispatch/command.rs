@@ -102,12 +102,16 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
             runbook,
             duration,
             reason,
+            inputs,
+            start,
         } => {
             let n = NewRequest {
                 user: user.to_string(),
                 runbook,
                 duration,
                 reason,
+                inputs,
+                start,
             };
             match wf.create_request(n).await {
                 Ok(req) => say(created_text(&req)),

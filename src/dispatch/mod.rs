@@ -116,13 +116,15 @@ fn created_text(req: &AccessRequest) -> String {
             format_duration_words(std::time::Duration::from_secs(req.duration_secs)),
             req.id
         ),
+        Status::Scheduled => crate::slack::inputs::scheduled_created(req),
         _ => {
             let who: Vec<String> = req.current_approvers().iter().map(|u| format!("<@{u}>")).collect();
             format!(
-                ":inbox_tray: Your request for *{}* ({}) is waiting for approval from {}. You will get a message when it is decided.\nRequest ID `{}`",
+                ":inbox_tray: Your request for *{}* ({}) is waiting for approval from {}. You will get a message when it is decided.{}\nRequest ID `{}`",
                 blocks::user_text(&req.runbook_title, 200),
                 format_duration_words(std::time::Duration::from_secs(req.duration_secs)),
                 who.join(", "),
+                crate::slack::inputs::start_note(req),
                 req.id
             )
         }

@@ -361,6 +361,11 @@ fn set_environment(command: &mut Command, passed: &[String], action: Action, ctx
         ("ACCESSBOT_REASON", ctx.reason.as_ref()),
     ];
     command.envs(vars);
+    // The runbook's inputs: `ACCESSBOT_INPUT_TICKET` for `ticket`. Ids are
+    // lowercase letters, digits and underscores, so every name is valid.
+    for (id, value) in &ctx.inputs {
+        command.env(format!("ACCESSBOT_INPUT_{}", id.to_uppercase()), value);
+    }
 }
 
 fn exit_reason(status: ExitStatus) -> ExitReason {

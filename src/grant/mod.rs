@@ -90,6 +90,9 @@ pub struct GrantContext {
     /// The directory holding the runbook file; relative command paths
     /// resolve against it and commands run in it.
     pub runbook_dir: PathBuf,
+    /// The runbook's `[[inputs]]` as the requester gave them: `(id, value)`,
+    /// checked against their definitions, in the runbook's order.
+    pub inputs: Vec<(String, String)>,
 }
 
 impl GrantContext {

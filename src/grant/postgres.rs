@@ -561,6 +561,7 @@ mod tests {
             expires_at: chrono::Utc::now(),
             reason: String::new(),
             runbook_dir: "/".into(),
+            inputs: Vec::new(),
         }
     }
 

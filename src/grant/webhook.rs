@@ -152,6 +152,8 @@ struct Payload<'a> {
     user: PayloadUser<'a>,
     expires_at: String,
     reason: &'a str,
+    /// The runbook's inputs as given, `{"ticket": "CS-1234"}`; `{}` when none.
+    inputs: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -200,6 +202,11 @@ impl WebhookProvider {
             },
             expires_at: ctx.expires_at_rfc3339(),
             reason: &ctx.reason,
+            inputs: ctx
+                .inputs
+                .iter()
+                .map(|(id, value)| (id.clone(), serde_json::Value::from(value.as_str())))
+                .collect(),
         };
         let body = serde_json::to_vec(&payload).expect("a payload of strings always serialises");
         let ts = Utc::now().timestamp();

@@ -222,6 +222,7 @@ mod tests {
             expires_at: chrono::Utc::now(),
             reason: "test".into(),
             runbook_dir: ".".into(),
+            inputs: vec![],
         };
         providers
             .run(&runbook.grant, Action::Grant, &ctx)

@@ -4,8 +4,8 @@
 //! `model` holds the validated types the rest of the bot works with.
 //! `catalog` reads a directory of TOML files and reports every problem with
 //! file, line and field; `fields` is the position-aware toolkit the checks
-//! are written with; `top_level`, `request`, `approval`, `auto_approve` and
-//! `grant` each check one part of a runbook, and `grant` hands the `[grant]`
+//! are written with; `top_level`, `request`, `approval`, `auto_approve`,
+//! `inputs` and `grant` each check one part of a runbook, and `grant` hands the `[grant]`
 //! table to the provider it names (`crate::grant::Registry`). Nothing else
 //! parses runbooks.
 
@@ -16,6 +16,7 @@ mod fields;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod grant;
+mod inputs;
 mod model;
 mod request;
 mod top_level;
@@ -27,4 +28,7 @@ pub(crate) use fields::{
     is_env_name, shorten, shorten_path, slack_id_hint, slack_id_kind, SlackIdKind,
 };
 pub use fields::{GrantTable, Located};
+pub use inputs::{
+    check_values, InputDef, InputKind, InputProblem, Pattern, MAX_INPUTS, MAX_VALUE_CHARS,
+};
 pub use model::*;

@@ -28,6 +28,8 @@ pub struct Runbook {
     pub approval: ApprovalPolicy,
     /// How access is granted and revoked: the provider and its settings.
     pub grant: GrantSpec,
+    /// The details every request must (or may) give, from `[[inputs]]`.
+    pub inputs: Vec<super::InputDef>,
     /// The file this runbook came from, for error messages.
     pub source: PathBuf,
 }
@@ -43,6 +45,9 @@ pub struct RequestPolicy {
     /// extensions stay within `max_duration`.
     pub max_total: Option<Duration>,
     pub require_reason: bool,
+    /// How far ahead a start may be scheduled (`max_schedule_ahead`, 7 days
+    /// unless the runbook says).
+    pub max_schedule_ahead: Duration,
 }
 
 /// A person or group named in `request.allowed` or `auto_approve`.

@@ -20,6 +20,7 @@ pub(super) const FIELDS: &[&str] = &[
     "max_duration",
     "max_total",
     "require_reason",
+    "max_schedule_ahead",
 ];
 
 impl Checker {
@@ -49,6 +50,7 @@ impl Checker {
         );
         let max_total = self.duration(s, "max_total");
         let require_reason = self.bool(s, "require_reason").unwrap_or(true);
+        let max_schedule_ahead = self.duration(s, "max_schedule_ahead");
 
         if let (Some(default), Some(max)) = (&default_duration, &max_duration) {
             if default.value > max.value {
@@ -97,6 +99,8 @@ impl Checker {
                 max_duration: max_duration?.value,
                 max_total: optional(s, "max_total", max_total)?.map(|t| t.value),
                 require_reason,
+                max_schedule_ahead: optional(s, "max_schedule_ahead", max_schedule_ahead)?
+                    .map_or(crate::schedule::DEFAULT_MAX_AHEAD, |m| m.value),
             })
         })();
         (policy, max)

@@ -22,6 +22,7 @@ pub(super) const FIELDS: &[&str] = &[
     "request",
     "approval",
     "grant",
+    "inputs",
 ];
 /// Slack cuts option texts in menus at 75 characters.
 const TITLE_MAX_CHARS: usize = 75;
@@ -83,6 +84,7 @@ impl Checker {
         let grant = self
             .section(root, "grant", "grant", "[grant]", &needs)
             .and_then(|s| self.grant(&s));
+        let inputs = self.inputs(root);
 
         let runbook = (|| {
             Some(Runbook {
@@ -96,6 +98,7 @@ impl Checker {
                 request: request?,
                 approval: approval?,
                 grant: grant?,
+                inputs: inputs?,
                 source: self.file.clone(),
             })
         })();
@@ -278,6 +281,7 @@ env = ["BILLING_API_TOKEN"]
                 max_duration: hours(4),
                 max_total: Some(hours(8)),
                 require_reason: false,
+                max_schedule_ahead: crate::schedule::DEFAULT_MAX_AHEAD,
             },
             approval: ApprovalPolicy {
                 stages: vec![ApprovalStage {
@@ -311,6 +315,7 @@ env = ["BILLING_API_TOKEN"]
                     env: vec!["BILLING_API_TOKEN".into()],
                 },
             ),
+            inputs: vec![],
             source: PathBuf::from("t.toml"),
         };
         assert_eq!(runbook, expected);

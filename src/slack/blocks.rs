@@ -202,6 +202,7 @@ pub fn approval_request(req: &AccessRequest, note: &str) -> Msg {
         section(&summary),
         request_fields(req),
     ];
+    blocks.extend(super::inputs::details_block(req));
     if !note.is_empty() {
         blocks.push(context(note));
     }
@@ -548,6 +549,7 @@ pub fn request_modal(
         }
         blocks.push(json!({"type": "section", "block_id": modal::PREVIEW,
             "text": {"type": "mrkdwn", "text": truncate(&text, 3000)}}));
+        blocks.extend(super::inputs::modal_blocks(r));
     }
     blocks.push(json!({"type": "input", "block_id": modal::DURATION,
         "label": {"type": "plain_text", "text": "For how long?"},
@@ -573,7 +575,12 @@ pub fn status_line(req: &AccessRequest) -> String {
             .expires_at
             .map(|t| format!(" until {}", time(t)))
             .unwrap_or_default(),
-        Status::Pending => format!(" (expires {} if undecided)", time(req.approval_deadline)),
+        Status::Pending => format!(
+            " (expires {} if undecided){}",
+            time(req.approval_deadline),
+            super::inputs::status_when(req)
+        ),
+        Status::Scheduled => super::inputs::status_when(req),
         Status::NeedsAttention => {
             " (the automatic revoke cannot run; its owner has been asked to check)".to_string()
         }

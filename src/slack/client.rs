@@ -71,6 +71,8 @@ pub struct UserInfo {
     pub email: Option<String>,
     pub deleted: bool,
     pub is_bot: bool,
+    /// Seconds east of UTC of the person's time zone now (`tz_offset`).
+    pub tz_offset: Option<i32>,
 }
 
 /// Who the bot token belongs to, from `auth.test`.
@@ -320,6 +322,7 @@ impl SlackClient {
                 .map(str::to_string),
             deleted: u["deleted"].as_bool().unwrap_or(false),
             is_bot: u["is_bot"].as_bool().unwrap_or(false),
+            tz_offset: u["tz_offset"].as_i64().and_then(|o| i32::try_from(o).ok()),
         })
     }
 

@@ -48,10 +48,11 @@ pub fn requested(req: &AccessRequest) -> String {
         format!(": “{}”", quoted(&req.reason, 500))
     };
     format!(
-        "{} requested {} for {}{reason}",
+        "{} requested {} for {}{reason}{}",
         mention(&req.requester),
         title(req),
-        format_duration_words(Duration::from_secs(req.duration_secs))
+        format_duration_words(Duration::from_secs(req.duration_secs)),
+        super::inputs::audit_details(req)
     )
 }
 
@@ -794,6 +795,8 @@ pub fn event_name(kind: &str) -> String {
         "extension_stage_approved" => "Extension stage approved",
         "extended" => "Access extended",
         "extension_denied" => "Extension refused",
+        "scheduled" => "Scheduled",
+        "cancelled" => "Scheduled access cancelled",
         other => {
             let spaced = other.replace('_', " ");
             let mut chars = spaced.chars();

@@ -644,6 +644,7 @@ pub(crate) fn status_name(s: Status) -> &'static str {
     match s {
         Status::Pending => "pending",
         Status::Granting => "granting",
+        Status::Scheduled => "scheduled",
         Status::Active => "active",
         Status::Revoking => "revoking",
         Status::NeedsAttention => "needs_attention",

@@ -20,8 +20,9 @@ use super::{chrono_dur, Fx, Workflow, REVIEW};
 use crate::duration::{format_duration, DurationError};
 use crate::policy::{Attempt, Refusal, ResolveError};
 use crate::request::{clean_typed, new_request_id, AccessRequest, Status};
-use crate::runbook::Runbook;
-use crate::slack::{blocks, text};
+use crate::runbook::{check_values, InputProblem, Runbook};
+use crate::schedule::{self, ScheduleError, StartAt};
+use crate::slack::{blocks, inputs, text};
 use crate::store::StoreError;
 
 /// The most time a new request may spend asking Slack who is who.
@@ -70,6 +71,10 @@ pub enum RequestError {
     Resolve(#[from] ResolveError),
     #[error("{0}")]
     Refused(#[from] Refusal),
+    #[error("{}", .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Inputs(Vec<InputProblem>),
+    #[error("{0}")]
+    Schedule(#[from] ScheduleError),
     #[error("accessbot could not save the request, so nothing was requested; try again (the operator sees the cause in the logs)")]
     Store(#[from] StoreError),
 }
@@ -84,6 +89,11 @@ impl RequestError {
             RequestError::ReasonRequired(_)
             | RequestError::ReasonTooLong(_)
             | RequestError::ConfirmBreakGlass { .. } => blocks::modal::REASON,
+            RequestError::Inputs(problems) => problems
+                .first()
+                .and_then(|p| p.index)
+                .map_or(blocks::modal::RUNBOOK, inputs::block_id),
+            RequestError::Schedule(_) => inputs::START,
             _ => blocks::modal::RUNBOOK,
         }
     }
@@ -96,6 +106,10 @@ pub struct NewRequest {
     pub runbook: String,
     pub duration: Option<Duration>,
     pub reason: String,
+    /// Values for the runbook's `[[inputs]]`: `(id, value)` as given.
+    pub inputs: Vec<(String, String)>,
+    /// When the access should start; `None` for as soon as approved.
+    pub start: Option<StartAt>,
 }
 
 impl Workflow {
@@ -133,6 +147,10 @@ impl Workflow {
         if len > 1000 {
             return Err(RequestError::ReasonTooLong(len));
         }
+        check_values(&rb.inputs, &n.inputs, &rb.id).map_err(RequestError::Inputs)?;
+        if rb.break_glass && n.start.is_some() {
+            return Err(ScheduleError::BreakGlass(rb.id.clone()).into());
+        }
         Ok((rb, duration))
     }
 
@@ -153,7 +171,7 @@ impl Workflow {
                 r.runbook_id == runbook
                     && matches!(
                         r.status,
-                        Status::Pending | Status::Granting | Status::Active
+                        Status::Pending | Status::Granting | Status::Scheduled | Status::Active
                     )
             })
             .collect())
@@ -264,13 +282,35 @@ impl Workflow {
                     .auto_approve_rule(rb, &n.user, duration)
                     .await?
             };
-            Ok((stages, auto))
+            // `at 09:00` means 09:00 where the requester is.
+            let zone = match n.start {
+                Some(StartAt::Clock(_) | StartAt::Local(_)) => {
+                    let info = self.deps.slack.user_info(&n.user).await;
+                    schedule::zone(info.ok().and_then(|u| u.tz_offset))
+                }
+                _ => schedule::zone(None),
+            };
+            Ok((stages, auto, zone))
         })
         .await
         .map_err(|_| ResolveError::SlackSlow {
             what: "who may approve this request".to_string(),
         })?;
-        let (stages, auto) = resolved?;
+        let (stages, auto, zone) = resolved?;
+        let start_at = match n.start {
+            Some(start) => {
+                let now = Utc::now();
+                schedule::check_window(
+                    schedule::resolve(start, zone, now),
+                    now,
+                    rb.request.max_schedule_ahead,
+                    &rb.id,
+                    zone,
+                )?
+            }
+            None => None,
+        };
+        let values = check_values(&rb.inputs, &n.inputs, &rb.id).map_err(RequestError::Inputs)?;
         // Held until the insert has committed, on every replica alike.
         let limits = self.lock_limits(&n.user, &rb.id).await?;
         let (reason, on_top_of) = self.check_open(&n, rb, duration).await?;
@@ -286,6 +326,8 @@ impl Workflow {
             remind_at: policy.remind_after.map(|d| now + chrono_dur(d)),
             escalate_at: policy.escalate_after.map(|d| now + chrono_dur(d)),
             break_glass: rb.break_glass,
+            inputs: values,
+            start_at,
             ..AccessRequest::new(new_request_id(), &rb.id, &n.user, duration, stages, now)
         };
         let mut fx = Fx::new(&self.deps.audit_channel);
@@ -324,6 +366,10 @@ impl Workflow {
                 &format!("rule:{}", rule.name),
                 text::auto_approved(&rule.name, rule.max_duration),
             );
+            if schedule::hold_until_start(&mut req, now) {
+                let line = inputs::scheduled(&req, req.start_at.unwrap_or(now));
+                fx.audit("scheduled", &req, "accessbot", line);
+            }
         } else {
             Self::ask_stage(&mut fx, &req, 0, "");
         }

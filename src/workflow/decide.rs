@@ -13,7 +13,8 @@ use super::{chrono_dur, Fx, Workflow, APPROVAL};
 use crate::crashpoint;
 use crate::policy::{self, ApprovalOutcome, Attempt, Refusal};
 use crate::request::{AccessRequest, Status};
-use crate::slack::{blocks, text};
+use crate::schedule;
+use crate::slack::{blocks, inputs, text};
 
 impl Workflow {
     /// An approver pressed Approve or Deny (or typed it). Checked against
@@ -122,9 +123,17 @@ impl Workflow {
             }
             ApprovalOutcome::Approved => {
                 req.run_until = Some(self.run_lease(now));
+                // Approved ahead of its start: the timer grants it then.
+                let held = schedule::hold_until_start(req, now);
                 let by: Vec<&str> = req.approvals.iter().map(|a| a.user.as_str()).collect();
                 fx.audit("approved", req, user, text::approved(&by));
                 Self::close_approval_dms(fx, req, &text::approved_outcome(&by));
+                if held {
+                    let start = req.start_at.unwrap_or(now);
+                    fx.audit("scheduled", req, "accessbot", inputs::scheduled(req, start));
+                    fx.tell_requester(req, &inputs::scheduled_notice(req));
+                    return Ok(format!("Approved.{}", inputs::start_note(req)));
+                }
                 fx.tell_requester(req, &text::approved_notice(req, &by));
                 text::APPROVED_ANSWER.to_string()
             }

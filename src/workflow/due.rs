@@ -1,7 +1,8 @@
 //! The timer's side of the lifecycle: what happens when a request's
 //! deadline comes (`on_due`). A pending request expires, or its approvers
 //! are reminded, or fallback approvers are added; an active grant is warned
-//! about its end and revoked when it ends; a failed revoke is tried again.
+//! about its end and revoked when it ends; a failed revoke is tried again;
+//! a request approved to start later is granted at its start.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -72,6 +73,12 @@ impl Workflow {
                             Some(WARNING),
                         );
                         Run::No
+                    }
+                    // Its scheduled start has come: granted like an approval.
+                    Status::Scheduled if req.start_at.is_some_and(|t| t <= now) => {
+                        req.status = Status::Granting;
+                        req.run_until = Some(lease);
+                        Run::Now
                     }
                     Status::Revoking if req.retry_at.is_some_and(|t| t <= now) => {
                         req.retry_at = None;

@@ -1,6 +1,6 @@
 //! Ending early and reviewing: `/access revoke` and the Release button end
-//! an active grant (the revoke itself runs in `provision`), a requester can
-//! withdraw a pending request, and the approvers and owner of a break-glass
+//! an active grant (the revoke itself runs in `provision`) or cancel one
+//! scheduled to start later, a requester can withdraw a pending request, and the approvers and owner of a break-glass
 //! grant acknowledge or flag it after the fact.
 
 use std::sync::Arc;
@@ -39,6 +39,19 @@ impl Workflow {
                 }
                 if !(is_requester || user == owner || req.all_approvers().any(|u| u == user)) {
                     return Err(Refusal::NotAllowedToRevoke(req.id.clone()));
+                }
+                // Scheduled and not started: nothing was granted, so
+                // nothing to revoke; it ends here.
+                if req.status == Status::Scheduled {
+                    let why = crate::slack::inputs::cancelled_before_start(user);
+                    req.status = Status::Revoked;
+                    req.ended_at = Some(Utc::now());
+                    req.end_reason = Some(why.clone());
+                    fx.audit("cancelled", req, user, why.clone());
+                    if !is_requester {
+                        fx.tell_requester(req, &why);
+                    }
+                    return Ok(crate::slack::inputs::CANCELLED_ANSWER.to_string());
                 }
                 if req.status != Status::Active {
                     return Err(Refusal::NotActive {

@@ -240,6 +240,11 @@ impl Workflow {
             expires_at,
             reason: req.reason.clone(),
             runbook_dir: self.deps.runbook_dir.clone(),
+            inputs: req
+                .inputs
+                .iter()
+                .map(|v| (v.id.clone(), v.value.clone()))
+                .collect(),
         }
     }
 
@@ -304,7 +309,8 @@ impl Workflow {
             return Ok(false);
         }
         let started = Utc::now();
-        let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
+        // A scheduled grant ends its duration after its start.
+        let expires_at = crate::schedule::grant_ends(&req, started);
         let result = self
             .run_provider(&req, Action::Grant, expires_at, None)
             .await

@@ -22,9 +22,10 @@ use crate::slack::SlackError;
 use crate::store::{Effects, StoreError};
 
 /// The statuses of requests not finished yet, each answered from an index.
-const UNFINISHED: [Status; 5] = [
+const UNFINISHED: [Status; 6] = [
     Status::Pending,
     Status::Granting,
+    Status::Scheduled,
     Status::Active,
     Status::Revoking,
     Status::NeedsAttention,
@@ -75,6 +76,10 @@ impl Workflow {
 
     /// `user`'s requests that are not finished yet, oldest first, from the
     /// index of a person's open requests.
+    pub fn runbook(&self, id: &str) -> Option<&Runbook> {
+        self.deps.catalog.get(id)
+    }
+
     pub async fn open_requests_of(&self, user: &str) -> Result<Vec<AccessRequest>, StoreError> {
         self.deps.store.open_requests_of(user).await
     }

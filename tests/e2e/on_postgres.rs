@@ -10,6 +10,8 @@ mod faults;
 mod hardening;
 #[path = "identity.rs"]
 mod identity;
+#[path = "inputs.rs"]
+mod inputs;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
@@ -30,5 +32,7 @@ mod verify;
 mod socket_mode;
 #[path = "socket_mode_replicas.rs"]
 mod socket_mode_replicas;
+#[path = "scheduled.rs"]
+mod scheduled;
 #[path = "wording.rs"]
 mod wording;

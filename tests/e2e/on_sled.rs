@@ -10,6 +10,8 @@ mod faults;
 mod hardening;
 #[path = "identity.rs"]
 mod identity;
+#[path = "inputs.rs"]
+mod inputs;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
@@ -22,6 +24,8 @@ mod policies;
 mod provisioning;
 #[path = "reconcile.rs"]
 mod reconcile;
+#[path = "scheduled.rs"]
+mod scheduled;
 #[path = "sled_store.rs"]
 mod sled_store;
 #[path = "verify.rs"]

@@ -79,6 +79,8 @@ struct State {
 struct User {
     real_name: String,
     email: String,
+    /// `tz` and `tz_offset` (seconds east of UTC), as `users.info` gives them.
+    tz: (String, i64),
 }
 
 struct StoredView {
@@ -245,8 +247,17 @@ impl FakeSlack {
             User {
                 real_name: real_name.to_string(),
                 email: email.to_string(),
+                tz: ("Europe/London".to_string(), 0),
             },
         );
+    }
+
+    /// Sets a user's time zone: `users.info` answers `tz` (an IANA name),
+    /// `tz_label` and `tz_offset` (seconds east of UTC), like Slack.
+    pub fn set_user_tz(&self, id: &str, tz: &str, offset_secs: i64) {
+        if let Some(user) = self.state().users.get_mut(id) {
+            user.tz = (tz.to_string(), offset_secs);
+        }
     }
 
     /// Sets a custom profile field, returned by `users.profile.get` as `fields[field_id] = {value, alt}`.
@@ -753,6 +764,7 @@ impl State {
         Ok(json!({"user": {
             "id": id, "team_id": TEAM, "name": name, "deleted": false, "is_bot": false,
             "real_name": user.real_name,
+            "tz": user.tz.0, "tz_label": user.tz.0, "tz_offset": user.tz.1,
             "profile": {"email": user.email, "real_name": user.real_name, "display_name": user.real_name},
         }}))
     }

@@ -1129,9 +1129,10 @@ fn seconds_to_time(s: &str) -> chrono::DateTime<chrono::Utc> {
 /// The state a `/access status` reply gives request `id`, if it lists it.
 /// Each line reads "`id` *title* (system), duration: state[ until …| (expires …)]".
 pub fn status_in(reply: &str, id: &str) -> Option<String> {
-    const STATES: [&str; 5] = [
+    const STATES: [&str; 6] = [
         "pending approval",
         "being granted",
+        "scheduled",
         "active",
         "being revoked",
         "needs attention",

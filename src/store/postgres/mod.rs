@@ -55,13 +55,13 @@ pub const DEADLINE_CHANNEL: &str = "accessbot_deadline";
 pub mod queries {
     /// A person's unfinished requests (`requests_open_by_requester`).
     pub const OPEN_OF: &str = "SELECT body FROM requests WHERE requester = $1 \
-         AND status IN ('pending', 'granting', 'active', 'revoking', 'needs_attention') ORDER BY created_at";
+         AND status IN ('pending', 'granting', 'scheduled', 'active', 'revoking', 'needs_attention') ORDER BY created_at";
     /// Grants of one access to one person (`requests_holding`).
     pub const COVERING: &str = "SELECT body FROM requests WHERE requester = $1 \
          AND runbook_id = $2 AND status IN ('granting', 'active') ORDER BY created_at";
     /// Unfinished requests in one status (`requests_open_by_status`).
     pub const WITH_STATUS: &str = "SELECT body FROM requests WHERE status = $1 \
-         AND status IN ('pending', 'granting', 'active', 'revoking', 'needs_attention') ORDER BY created_at";
+         AND status IN ('pending', 'granting', 'scheduled', 'active', 'revoking', 'needs_attention') ORDER BY created_at";
 }
 
 /// Pool sizes and time limits.
