@@ -132,6 +132,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         audit_channel: config.audit_channel.clone(),
         runbook_dir,
         timing: timing.clone(),
+        security_group: config.security_group.clone(),
     }));
 
     let listener = TcpListener::bind(config.listen)
@@ -156,7 +157,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
-    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
+    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake())
+        .with_home(Arc::clone(&workflow) as Arc<dyn crate::outbox::HomeSource>);
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));

@@ -189,6 +189,7 @@ fn attempt_words(attempt: Attempt) -> &'static str {
         Attempt::Extend => "extend it",
         Attempt::Review => "review it",
         Attempt::Request => "request the same access again",
+        Attempt::Cancel => "cancel it",
     }
 }
 
@@ -745,6 +746,7 @@ pub fn event_name(kind: &str) -> String {
         "stage_approved" => "Stage approved",
         "denied" => "Denied",
         "withdrawn" => "Withdrawn",
+        "cancelled" => "Request cancelled",
         "granted" => "Access granted",
         "failed" | "grant_failed" => "Grant failed",
         "revoked" => "Access revoked",
@@ -778,4 +780,37 @@ pub fn event_name(kind: &str) -> String {
 /// `/access status`, `/access extend` and `/access revoke`.
 pub fn request_ref(req: &AccessRequest) -> String {
     format!("Request ID `{}`", req.id)
+}
+
+// ---- cancelling a pending request ----
+
+/// The audit line of a request its requester cancelled.
+pub fn cancelled(user: &str) -> String {
+    format!("cancelled by the requester {}", mention(user))
+}
+
+/// What each approver's message says once the request is cancelled.
+pub fn cancelled_outcome(user: &str) -> String {
+    format!(
+        ":heavy_multiplication_x: Cancelled by the requester {}; nothing to decide.",
+        mention(user)
+    )
+}
+
+/// The requester's answer to a cancel that went through.
+pub fn cancelled_answer(req: &AccessRequest) -> String {
+    format!(
+        ":heavy_multiplication_x: Your request for *{}* is cancelled; its approvers have been told. Request ID `{}`",
+        user_text(&req.runbook_title, 200),
+        req.id
+    )
+}
+
+/// The answer to the Home tab's Request button for a runbook the person
+/// may not request (or that is gone).
+pub fn not_requestable(runbook: &str) -> String {
+    format!(
+        ":no_entry_sign: You cannot request `{}` (it is not in the runbooks you may request); `/access list` shows those you can.",
+        quoted(runbook, 64)
+    )
 }

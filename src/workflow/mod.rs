@@ -27,6 +27,7 @@
 //! The words people read come from [`crate::slack::text`].
 
 mod attention;
+mod cancel;
 mod create;
 mod decide;
 mod due;
@@ -35,7 +36,9 @@ mod extend;
 mod provision;
 mod refused;
 
+pub mod home;
 pub mod query;
+pub mod security_group;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -82,6 +85,9 @@ pub struct Deps {
     /// Where relative program paths of `command` runbooks resolve.
     pub runbook_dir: PathBuf,
     pub timing: Timing,
+    /// The Slack user group whose members see everyone's elevated access
+    /// (`ACCESSBOT_SECURITY_GROUP`); see `security_group.rs`.
+    pub security_group: Option<String>,
 }
 
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
@@ -308,7 +314,9 @@ impl Workflow {
             .store
             .update(id, move |req| {
                 let mut fx = Fx::new(audit_channel);
+                let before = req.clone();
                 let value = change(req, &mut fx)?;
+                fx.refresh_homes(Some(&before), req);
                 Ok((value, fx.effects))
             })
             .await?;

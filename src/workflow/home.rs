@@ -1,0 +1,229 @@
+//! The App Home tab's side of the workflow: what a person's Home shows
+//! (read from the store's indexes and the catalog when it is published,
+//! never from a cache), who must see theirs refreshed after a change, and
+//! the Request button's modal.
+//!
+//! Refreshing is durable and works across replicas: every change that
+//! concerns a person (their request created, approved, denied, granted,
+//! extended, ended or cancelled; an approval now waiting for them or no
+//! longer waiting) queues a [`SlackOp::RefreshHome`] for them in the same
+//! write as the change ([`Fx::refresh_homes`]). The outbox renders the Home
+//! when it delivers that entry, shortly after, with the state as it is
+//! then; entries queued before a render started are covered by it, so a
+//! burst of changes publishes once.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::{Fx, Workflow};
+use crate::outbox::{HomeSource, OutboxItem, SlackOp};
+use crate::request::{AccessRequest, Status};
+use crate::runbook::Runbook;
+use crate::slack::home::{self, HomeData, SecurityData};
+use crate::slack::SlackError;
+use crate::store::StoreError;
+
+/// How long a refresh waits before it is rendered, so the changes of one
+/// moment (an approval, then the grant) are shown by one publish.
+const HOME_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The order key of a person's Home refreshes: one at a time, in order.
+fn home_key(user: &str) -> String {
+    format!("home:{user}")
+}
+
+/// Who must approve `req` now and has not: their Home lists it.
+fn waiting_for(req: &AccessRequest) -> Vec<&String> {
+    if req.status != Status::Pending {
+        return vec![];
+    }
+    req.current_approvers()
+        .iter()
+        .filter(|u| !req.has_approved(u))
+        .collect()
+}
+
+/// What a Home tab shows of a request; a change to anything else (a
+/// reminder time, a remembered message) refreshes no one.
+fn shown(req: &AccessRequest) -> impl PartialEq + '_ {
+    (
+        req.status,
+        req.current_stage,
+        req.approvals.len(),
+        req.expires_at,
+        req.extension.is_some(),
+        &req.review,
+        req.total_secs,
+    )
+}
+
+impl Fx<'_> {
+    /// Queues a Home refresh for everyone `after` concerns, when what the
+    /// Home shows of it changed since `before` (`None`: it is new): its
+    /// requester, and every approver it waited for or waits for now.
+    pub(super) fn refresh_homes(&mut self, before: Option<&AccessRequest>, after: &AccessRequest) {
+        if before.is_some_and(|b| shown(b) == shown(after)) {
+            return;
+        }
+        let mut users: Vec<&String> = vec![&after.requester];
+        for u in before
+            .map(waiting_for)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(waiting_for(after))
+        {
+            if !users.contains(&u) {
+                users.push(u);
+            }
+        }
+        let now = Utc::now();
+        let not_before = now + chrono::Duration::from_std(HOME_DEBOUNCE).unwrap_or_default();
+        for user in users {
+            let mut item = OutboxItem::new(
+                home_key(user),
+                SlackOp::RefreshHome {
+                    user: user.clone(),
+                    queued_at: now,
+                },
+            );
+            item.not_before = Some(not_before);
+            self.effects.outbox.push(item);
+        }
+    }
+}
+
+impl Workflow {
+    /// Queues `user`'s Home tab to be published now (they opened it).
+    pub async fn queue_home_refresh(&self, user: &str) -> Result<(), StoreError> {
+        self.queue_slack(
+            &home_key(user),
+            SlackOp::RefreshHome {
+                user: user.to_string(),
+                queued_at: Utc::now(),
+            },
+        )
+        .await
+    }
+
+    /// Pending requests `user` may approve now (an approver of the current
+    /// stage who has not approved yet), oldest first, from the index of
+    /// requests by status.
+    pub async fn approvals_waiting_for(
+        &self,
+        user: &str,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        Ok(self
+            .deps
+            .store
+            .requests_with_status(Status::Pending)
+            .await?
+            .into_iter()
+            .filter(|r| waiting_for(r).iter().any(|u| *u == user))
+            .collect())
+    }
+
+    /// `user`'s Home tab as it is now. A part that cannot be read is shown
+    /// empty rather than failing the whole tab (the log says why).
+    pub async fn home_view(&self, user: &str) -> Value {
+        let mine = self.open_requests_of(user).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "Home tab: could not read the person's requests");
+            vec![]
+        });
+        let to_approve = self.approvals_waiting_for(user).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "Home tab: could not read the approvals waiting");
+            vec![]
+        });
+        let catalog = self.requestable(user).await;
+        let security = if self.is_in_security_group(user).await {
+            Some(self.security_overview().await)
+        } else {
+            None
+        };
+        let extend_by = |runbook: &str| self.extend_step(runbook);
+        home::view(&HomeData {
+            now: Utc::now(),
+            mine: &mine,
+            to_approve: &to_approve,
+            catalog: &catalog,
+            extend_by: &extend_by,
+            security: security
+                .as_ref()
+                .map(|(elevated, unreviewed)| SecurityData {
+                    elevated,
+                    unreviewed,
+                }),
+        })
+    }
+
+    /// Everyone's active grants, and the break-glass grants among the
+    /// unfinished requests that nobody has reviewed yet.
+    async fn security_overview(&self) -> (Vec<AccessRequest>, Vec<AccessRequest>) {
+        let mut elevated = Vec::new();
+        let mut unreviewed = Vec::new();
+        for status in [
+            Status::Granting,
+            Status::Active,
+            Status::Revoking,
+            Status::NeedsAttention,
+        ] {
+            match self.deps.store.requests_with_status(status).await {
+                Ok(found) => {
+                    for r in found {
+                        if r.break_glass && r.review.is_none() {
+                            unreviewed.push(r.clone());
+                        }
+                        if r.status == Status::Active {
+                            elevated.push(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Home tab: could not read the requests by status")
+                }
+            }
+        }
+        (elevated, unreviewed)
+    }
+
+    /// The runbook `runbook_id` if `user` may request it.
+    pub async fn requestable_runbook(&self, user: &str, runbook_id: &str) -> Option<&Runbook> {
+        let rb = self.deps.catalog.get(runbook_id)?;
+        self.deps
+            .people
+            .may_request(rb, user)
+            .await
+            .unwrap_or(false)
+            .then_some(rb)
+    }
+
+    /// Opens the request modal with `selected` chosen (the Home tab's
+    /// Request button), listing what `user` may request; returns the
+    /// opened view's ID and hash, for the preview to update it.
+    pub async fn open_request_modal(
+        &self,
+        user: &str,
+        trigger_id: &str,
+        selected: &Runbook,
+    ) -> Result<(String, Option<String>), SlackError> {
+        let runbooks = self.requestable(user).await;
+        let view = crate::slack::blocks::request_modal(&runbooks, Some(selected), &[]);
+        let opened = self.deps.slack.views_open(trigger_id, &view).await?;
+        let id = opened["view"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let hash = opened["view"]["hash"].as_str().map(str::to_string);
+        Ok((id, hash))
+    }
+}
+
+impl HomeSource for Workflow {
+    fn home_view<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + 'a>> {
+        Box::pin(Workflow::home_view(self, user))
+    }
+}
