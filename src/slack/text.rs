@@ -814,3 +814,15 @@ pub fn not_requestable(runbook: &str) -> String {
         quoted(runbook, 64)
     )
 }
+
+/// One line of `/access status` about a request waiting for the reader's
+/// approval; Approve and Deny are on its message and in the Home tab.
+pub fn waiting_line(req: &AccessRequest) -> String {
+    format!(
+        "• `{}` {} asks for *{}* for {}",
+        req.id,
+        mention(&req.requester),
+        user_text(&req.runbook_title, 80),
+        format_duration_words(Duration::from_secs(req.duration_secs))
+    )
+}

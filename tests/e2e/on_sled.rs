@@ -2,12 +2,16 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "cancel.rs"]
+mod cancel;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "home.rs"]
+mod home;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
