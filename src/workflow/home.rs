@@ -227,3 +227,84 @@ impl HomeSource for Workflow {
         Box::pin(Workflow::home_view(self, user))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Approval, StageState};
+
+    fn pending() -> AccessRequest {
+        AccessRequest::new(
+            "ar-1".into(),
+            "billing-admin",
+            "U0ALICE",
+            Duration::from_secs(60),
+            vec![
+                StageState {
+                    name: "leads".into(),
+                    approvers: vec!["U0BOB".into(), "U0CAROL".into()],
+                    required: 1,
+                },
+                StageState {
+                    name: "security".into(),
+                    approvers: vec!["U0DAVE".into()],
+                    required: 1,
+                },
+            ],
+            Utc::now(),
+        )
+    }
+
+    /// The people whose Home a change from `before` to `after` refreshes.
+    fn refreshed(before: Option<&AccessRequest>, after: &AccessRequest) -> Vec<String> {
+        let mut fx = Fx::new("C0AUDIT");
+        fx.refresh_homes(before, after);
+        fx.effects
+            .outbox
+            .iter()
+            .map(|item| match &item.op {
+                SlackOp::RefreshHome { user, .. } => {
+                    assert_eq!(item.order_key, format!("home:{user}"));
+                    assert!(item.not_before.is_some(), "debounced");
+                    user.clone()
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_refreshes_the_homes_it_concerns() {
+        let new = pending();
+        assert_eq!(
+            refreshed(None, &new),
+            ["U0ALICE", "U0BOB", "U0CAROL"],
+            "the requester and the approvers it now waits for"
+        );
+        // Nothing the Home shows changed: nobody.
+        let mut reminded = new.clone();
+        reminded.remind_at = Some(Utc::now());
+        assert!(refreshed(Some(&new), &reminded).is_empty());
+        // The first stage is approved: its approvers no longer wait, the
+        // next stage's approver now does.
+        let mut next = new.clone();
+        next.approvals.push(Approval {
+            user: "U0BOB".into(),
+            stage: 0,
+            at: Utc::now(),
+        });
+        next.current_stage = 1;
+        assert_eq!(
+            refreshed(Some(&new), &next),
+            ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"]
+        );
+        // Granted: the requester, and the approver who was waited for.
+        let mut granting = next.clone();
+        granting.status = Status::Granting;
+        assert_eq!(refreshed(Some(&next), &granting), ["U0ALICE", "U0DAVE"]);
+        let mut active = granting.clone();
+        active.status = Status::Active;
+        active.expires_at = Some(Utc::now());
+        assert_eq!(refreshed(Some(&granting), &active), ["U0ALICE"]);
+    }
+}

@@ -23,7 +23,9 @@
 //! `decide`, `provision` (grant and revoke runs, recovery), `extend`, `end`
 //! (ending early, break-glass reviews), `due` (the timer's deadlines),
 //! `attention` (a revoke no retry can fix, and closing it by hand) and
-//! `refused` (the trace refused attempts leave).
+//! `refused` (the trace refused attempts leave), `cancel` (a requester
+//! cancels a pending request), `home` (what a Home tab shows, and whose
+//! Home a change refreshes) and `security_group` (who sees everyone's access).
 //! The words people read come from [`crate::slack::text`].
 
 mod attention;
