@@ -73,6 +73,10 @@ pub enum SlackOp {
         user: String,
         queued_at: DateTime<Utc>,
     },
+    /// [`SlackOp::RefreshHome`] for every member of the security group
+    /// (who is in it is asked when it is delivered): someone's elevated
+    /// access began or ended, or a break-glass grant was reviewed.
+    RefreshSecurityHomes { queued_at: DateTime<Utc> },
 }
 
 /// Builds a person's Home tab from the current state, for
@@ -83,6 +87,11 @@ pub trait HomeSource: Send + Sync {
         &'a self,
         user: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + 'a>>;
+
+    /// The members of the security group now; empty when there is none.
+    fn security_members(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>>;
 }
 
 impl SlackOp {
@@ -93,7 +102,9 @@ impl SlackOp {
             SlackOp::Dm { .. } => "conversations.open",
             SlackOp::UpdateDm { .. } => "chat.update",
             SlackOp::Ephemeral { .. } => "chat.postEphemeral",
-            SlackOp::PublishHome { .. } | SlackOp::RefreshHome { .. } => "views.publish",
+            SlackOp::PublishHome { .. }
+            | SlackOp::RefreshHome { .. }
+            | SlackOp::RefreshSecurityHomes { .. } => "views.publish",
         }
     }
 
@@ -107,6 +118,7 @@ impl SlackOp {
             | SlackOp::UpdateDm { user, .. }
             | SlackOp::PublishHome { user, .. }
             | SlackOp::RefreshHome { user, .. } => format!("user {user}"),
+            SlackOp::RefreshSecurityHomes { .. } => "the security group".to_string(),
         }
     }
 }
@@ -396,6 +408,9 @@ impl Outbox {
             } => self.slack.post_ephemeral(channel, user, text).await,
             SlackOp::PublishHome { user, view } => self.slack.views_publish(user, view).await,
             SlackOp::RefreshHome { user, queued_at } => self.refresh_home(user, *queued_at).await,
+            SlackOp::RefreshSecurityHomes { queued_at } => {
+                self.refresh_security_homes(*queued_at).await
+            }
         };
         match result {
             Ok(()) => Delivery::Done,
@@ -427,6 +442,19 @@ impl Outbox {
         let view = home.home_view(user).await;
         self.slack.views_publish(user, &view).await?;
         self.home_rendered.insert(user.to_string(), started);
+        Ok(())
+    }
+
+    /// Refreshes the Home of each member of the security group; a member
+    /// already refreshed since `queued_at` is skipped, so a retry after one
+    /// failed goes on where it stopped.
+    async fn refresh_security_homes(&mut self, queued_at: DateTime<Utc>) -> Result<(), SlackError> {
+        let Some(home) = self.home.clone() else {
+            return Ok(());
+        };
+        for member in home.security_members().await {
+            self.refresh_home(&member, queued_at).await?;
+        }
         Ok(())
     }
 

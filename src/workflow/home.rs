@@ -59,6 +59,19 @@ fn shown(req: &AccessRequest) -> impl PartialEq + '_ {
     )
 }
 
+/// The order key of the security group's Home refreshes.
+const SECURITY_KEY: &str = "home:security-group";
+
+/// What the security group's section shows of a request: whether it is
+/// elevated access now, and whether it is a break-glass grant waiting for
+/// review.
+fn security_shown(req: &AccessRequest) -> (bool, bool) {
+    (
+        req.status == Status::Active,
+        req.break_glass && req.review.is_none() && !req.status.is_terminal(),
+    )
+}
+
 impl Fx<'_> {
     /// Queues a Home refresh for everyone `after` concerns, when what the
     /// Home shows of it changed since `before` (`None`: it is new): its
@@ -80,6 +93,14 @@ impl Fx<'_> {
         }
         let now = Utc::now();
         let not_before = now + chrono::Duration::from_std(HOME_DEBOUNCE).unwrap_or_default();
+        if before.map_or((false, false), security_shown) != security_shown(after) {
+            let mut item = OutboxItem::new(
+                SECURITY_KEY,
+                SlackOp::RefreshSecurityHomes { queued_at: now },
+            );
+            item.not_before = Some(not_before);
+            self.effects.outbox.push(item);
+        }
         for user in users {
             let mut item = OutboxItem::new(
                 home_key(user),
@@ -226,6 +247,12 @@ impl HomeSource for Workflow {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + 'a>> {
         Box::pin(Workflow::home_view(self, user))
     }
+
+    fn security_members(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(self.security_group_members())
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +289,7 @@ mod tests {
         fx.effects
             .outbox
             .iter()
+            .filter(|item| !matches!(item.op, SlackOp::RefreshSecurityHomes { .. }))
             .map(|item| match &item.op {
                 SlackOp::RefreshHome { user, .. } => {
                     assert_eq!(item.order_key, format!("home:{user}"));
@@ -306,5 +334,41 @@ mod tests {
         active.status = Status::Active;
         active.expires_at = Some(Utc::now());
         assert_eq!(refreshed(Some(&granting), &active), ["U0ALICE"]);
+    }
+
+    fn security_refreshes(before: Option<&AccessRequest>, after: &AccessRequest) -> usize {
+        let mut fx = Fx::new("C0AUDIT");
+        fx.refresh_homes(before, after);
+        fx.effects
+            .outbox
+            .iter()
+            .filter(|item| matches!(item.op, SlackOp::RefreshSecurityHomes { .. }))
+            .count()
+    }
+
+    #[test]
+    fn elevated_access_starting_or_ending_refreshes_the_security_group() {
+        let new = pending();
+        assert_eq!(security_refreshes(None, &new), 0, "nothing elevated yet");
+        let mut active = new.clone();
+        active.status = Status::Active;
+        assert_eq!(security_refreshes(Some(&new), &active), 1);
+        let mut extended = active.clone();
+        extended.total_secs += 60;
+        assert_eq!(security_refreshes(Some(&active), &extended), 0);
+        let mut ended = active.clone();
+        ended.status = Status::Revoked;
+        assert_eq!(security_refreshes(Some(&active), &ended), 1);
+        let mut glass = new.clone();
+        glass.break_glass = true;
+        glass.status = Status::Granting;
+        assert_eq!(
+            security_refreshes(None, &glass),
+            1,
+            "unreviewed break-glass"
+        );
+        let mut reviewed = glass.clone();
+        reviewed.review = Some("acknowledged".into());
+        assert_eq!(security_refreshes(Some(&glass), &reviewed), 1);
     }
 }

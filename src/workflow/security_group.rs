@@ -30,4 +30,20 @@ impl Workflow {
             }
         }
     }
+
+    /// The security group's members now (within the cache's minute); empty
+    /// when no group is configured or Slack cannot list it.
+    pub async fn security_group_members(&self) -> Vec<String> {
+        let Some(group) = self.security_group() else {
+            return vec![];
+        };
+        self.deps
+            .people
+            .group_members(group)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(group, error = %e, "could not list the security group");
+                vec![]
+            })
+    }
 }

@@ -269,13 +269,18 @@ async fn the_security_section_is_shown_to_members_only() {
     )
     .await;
     app.slack.set_usergroup("S0SECURITY", &[DAVE]);
+    open_home(&app, DAVE).await;
+    wait_home(&app, DAVE, "an empty overview", |v| {
+        v.contains("Security overview") && v.contains("Elevated access now:* nobody")
+    })
+    .await;
     let normal = app.request(ALICE, "billing-admin 1h refunds").await;
     app.press(BOB, "approve", &normal).await;
     app.wait_for_status(ALICE, &normal, "active", T).await;
     let glass = app.request(CAROL, "incident 1h sev1 outage").await;
     app.wait_for_status(CAROL, &glass, "active", T).await;
 
-    open_home(&app, DAVE).await;
+    // Dave's Home follows without him opening it again.
     let dave = wait_home(&app, DAVE, "the security overview", |v| {
         v.contains("Security overview") && v.contains(&normal) && v.contains(&glass)
     })
@@ -295,7 +300,6 @@ async fn the_security_section_is_shown_to_members_only() {
     // Once reviewed, the break-glass grant leaves the list.
     app.press(BOB, "review_ack", &glass).await;
     app.wait_audit(&["acknowledged", &glass], T).await;
-    open_home(&app, DAVE).await;
     wait_home(&app, DAVE, "no unreviewed break-glass", |v| {
         v.contains("Break-glass not yet reviewed:* none")
     })
