@@ -9,7 +9,7 @@ use crate::command::{self, Command, HELP, SLASH_COMMAND};
 use crate::duration::format_duration_words;
 use crate::policy::{Attempt, Refusal};
 use crate::slack::payload::SlashCommand;
-use crate::slack::{blocks, text};
+use crate::slack::{blocks, home, text};
 use crate::workflow::{NewRequest, RequestError, Workflow};
 
 fn say(text: impl AsRef<str>) -> Reply {
@@ -102,7 +102,7 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
                 answer = format!("*Your requests:*\n{}", lines.join("\n"));
             }
             if !to_approve.is_empty() {
-                let lines: Vec<String> = to_approve.iter().map(text::waiting_line).collect();
+                let lines: Vec<String> = to_approve.iter().map(home::waiting_line).collect();
                 if !answer.is_empty() {
                     answer.push_str("\n\n");
                 }

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use super::preview::spawn_preview;
 use super::{tell, Reply};
-use crate::slack::home::{base_action, home_action};
+use crate::slack::home::{self, base_action, home_action};
 use crate::slack::payload::BlockActions;
-use crate::slack::text;
 use crate::workflow::Workflow;
 
 /// Queues `user`'s Home tab to be published (they opened it). Not queued
@@ -61,7 +60,7 @@ fn open_preset_modal(wf: &Arc<Workflow>, user: &str, trigger: String, runbook: S
                 "replies",
                 None,
                 &user,
-                text::not_requestable(&runbook),
+                home::not_requestable(&runbook),
             )
             .await;
             return;

@@ -805,24 +805,3 @@ pub fn cancelled_answer(req: &AccessRequest) -> String {
         req.id
     )
 }
-
-/// The answer to the Home tab's Request button for a runbook the person
-/// may not request (or that is gone).
-pub fn not_requestable(runbook: &str) -> String {
-    format!(
-        ":no_entry_sign: You cannot request `{}` (it is not in the runbooks you may request); `/access list` shows those you can.",
-        quoted(runbook, 64)
-    )
-}
-
-/// One line of `/access status` about a request waiting for the reader's
-/// approval; Approve and Deny are on its message and in the Home tab.
-pub fn waiting_line(req: &AccessRequest) -> String {
-    format!(
-        "• `{}` {} asks for *{}* for {}",
-        req.id,
-        mention(&req.requester),
-        user_text(&req.runbook_title, 80),
-        format_duration_words(Duration::from_secs(req.duration_secs))
-    )
-}
