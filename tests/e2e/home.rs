@@ -305,3 +305,43 @@ async fn the_security_section_is_shown_to_members_only() {
     })
     .await;
 }
+
+/// Changes that come together publish the Home once: every refresh queued
+/// before a render started is covered by it. Slack is down while Alice
+/// makes two requests and cancels one, so all three refreshes wait; once
+/// Slack is back, one publish shows the state after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_publishes_the_home_once() {
+    let reports = BILLING
+        .replace("id = \"billing-admin\"", "id = \"billing-reports\"")
+        .replace("Billing portal admin", "Billing reports");
+    let app = TestApp::spawn_with(Setup::default().with_runbook("billing-reports", &reports)).await;
+    open_home(&app, ALICE).await;
+    wait_home(&app, ALICE, "the first Home", |v| {
+        v.contains("Billing reports")
+    })
+    .await;
+    app.wait_outbox_empty(T).await;
+    let published = || {
+        app.slack
+            .calls("views.publish")
+            .iter()
+            .filter(|c| c.body["user_id"] == ALICE && c.answered["ok"] == true)
+            .count()
+    };
+    assert_eq!(published(), 1);
+
+    app.slack.set_down(true);
+    let first = app.request(ALICE, "billing-admin 1h one").await;
+    let second = app.request(ALICE, "billing-reports 1h two").await;
+    let cancelled = app.slash(ALICE, &format!("cancel {first}")).await;
+    assert!(cancelled.contains("is cancelled"), "{cancelled}");
+    app.slack.set_down(false);
+
+    wait_home(&app, ALICE, "the state after the burst", |v| {
+        v.contains(&second) && !v.contains(&first)
+    })
+    .await;
+    app.wait_outbox_empty(T).await;
+    assert_eq!(published(), 2, "one publish for the three changes");
+}
