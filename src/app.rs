@@ -147,6 +147,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         runbook_dir,
         timing: timing.clone(),
         identities: config.identities.clone(),
+        security_group: config.security_group.clone(),
     }));
 
     let listener = TcpListener::bind(config.listen)
@@ -176,7 +177,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         slack,
         timing.clone(),
         workflow.outbox_wake(),
-    );
+    )
+    .with_home(Arc::clone(&workflow) as Arc<dyn crate::outbox::HomeSource>);
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));

@@ -40,6 +40,10 @@ pub enum Command {
     Resolve {
         request_id: String,
     },
+    /// Cancel one's own request while it waits for approval.
+    Cancel {
+        request_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +76,7 @@ pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
 • `/access status`: your pending requests and active access\n\
 • `/access extend <request-id> <duration>`: ask for more time\n\
 • `/access revoke <request-id>`: end access now\n\
+• `/access cancel <request-id>`: cancel your request while it waits for approval\n\
 • `/access resolve <request-id>`: close a request that needs a person, once you have checked the system (its owner and approvers)\n\
 Durations as you would say them: `30m`, `90 minutes`, `2h`, `1h30m`, `half an hour`, `1d`.";
 
@@ -130,6 +135,12 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
             request_id: words
                 .next()
                 .ok_or(CommandError::MissingRequestId("revoke"))?
+                .to_lowercase(),
+        }),
+        "cancel" => Ok(Command::Cancel {
+            request_id: words
+                .next()
+                .ok_or(CommandError::MissingRequestId("cancel"))?
                 .to_lowercase(),
         }),
         "resolve" => Ok(Command::Resolve {
@@ -263,6 +274,13 @@ mod tests {
             }),
         );
         check("resolve", Err(()));
+        check(
+            "cancel AR-12",
+            Ok(Command::Cancel {
+                request_id: "ar-12".into(),
+            }),
+        );
+        check("cancel", Err(()));
         check(
             "extend ar-1 30m",
             Ok(Command::Extend {

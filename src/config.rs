@@ -86,6 +86,10 @@ pub struct Config {
     /// How often a Socket Mode connection is pinged; one that answers
     /// nothing for as long again is dropped and reopened.
     pub socket_ping: Duration,
+    /// `ACCESSBOT_SECURITY_GROUP`: the Slack user group (`S…`) whose
+    /// members see, in the Home tab, who holds access now and the
+    /// break-glass grants not yet reviewed. Unset: nobody sees them.
+    pub security_group: Option<String>,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -142,6 +146,7 @@ struct FileConfig {
     lease: Option<String>,
     slack_app_token: Option<String>,
     socket_ping: Option<String>,
+    security_group: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
     #[serde(default)]
@@ -293,6 +298,19 @@ impl Config {
                 reason,
             });
         }
+        let security_group =
+            pick("ACCESSBOT_SECURITY_GROUP", file.security_group).map(|g| g.trim().to_string());
+        if let Some(group) = &security_group {
+            if !looks_like_usergroup(group) {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_SECURITY_GROUP",
+                    reason: format!(
+                        "`{}` is not a user group ID; use the group's ID (S…, shown in the group's page URL or by usergroups.list), not its @handle",
+                        crate::slack::blocks::truncate(group, 40)
+                    ),
+                });
+            }
+        }
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -316,6 +334,7 @@ impl Config {
             identities,
             slack_app_token,
             socket_ping,
+            security_group,
         })
     }
 }
@@ -398,6 +417,15 @@ fn looks_like_channel(id: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
+/// A Slack user group ID: `S` and upper-case letters and digits.
+fn looks_like_usergroup(id: &str) -> bool {
+    id.len() >= 2
+        && id.starts_with('S')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +476,25 @@ mod tests {
             .unwrap()
             .audit_token
             .is_none());
+    }
+
+    #[test]
+    fn the_security_group_is_a_user_group_id() {
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert_eq!(c.security_group, None);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("ACCESSBOT_SECURITY_GROUP", "S0SECURITY"));
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs)).unwrap();
+        assert_eq!(c.security_group.as_deref(), Some("S0SECURITY"));
+        pairs.pop();
+        pairs.push(("ACCESSBOT_SECURITY_GROUP", "@security-team"));
+        let e = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ACCESSBOT_SECURITY_GROUP") && e.contains("not a user group ID"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,6 +65,33 @@ pub enum SlackOp {
         user: String,
         view: serde_json::Value,
     },
+    /// views.publish of a user's App Home as it is when delivered, built
+    /// then by the [`HomeSource`]. Queued, in the same write, by every
+    /// change that concerns the person; one render covers every refresh
+    /// queued before it started (`queued_at`), so a burst publishes once.
+    RefreshHome {
+        user: String,
+        queued_at: DateTime<Utc>,
+    },
+    /// [`SlackOp::RefreshHome`] for every member of the security group
+    /// (who is in it is asked when it is delivered): someone's elevated
+    /// access began or ended, or a break-glass grant was reviewed.
+    RefreshSecurityHomes { queued_at: DateTime<Utc> },
+}
+
+/// Builds a person's Home tab from the current state, for
+/// [`SlackOp::RefreshHome`] (the workflow, which can read the store and ask
+/// Slack who may request what).
+pub trait HomeSource: Send + Sync {
+    fn home_view<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + 'a>>;
+
+    /// The members of the security group now; empty when there is none.
+    fn security_members(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>>;
 }
 
 impl SlackOp {
@@ -75,7 +102,9 @@ impl SlackOp {
             SlackOp::Dm { .. } => "conversations.open",
             SlackOp::UpdateDm { .. } => "chat.update",
             SlackOp::Ephemeral { .. } => "chat.postEphemeral",
-            SlackOp::PublishHome { .. } => "views.publish",
+            SlackOp::PublishHome { .. }
+            | SlackOp::RefreshHome { .. }
+            | SlackOp::RefreshSecurityHomes { .. } => "views.publish",
         }
     }
 
@@ -87,7 +116,9 @@ impl SlackOp {
             }
             SlackOp::Dm { user, .. }
             | SlackOp::UpdateDm { user, .. }
-            | SlackOp::PublishHome { user, .. } => format!("user {user}"),
+            | SlackOp::PublishHome { user, .. }
+            | SlackOp::RefreshHome { user, .. } => format!("user {user}"),
+            SlackOp::RefreshSecurityHomes { .. } => "the security group".to_string(),
         }
     }
 }
@@ -200,6 +231,12 @@ pub struct Outbox {
     paused: HashMap<&'static str, Instant>,
     /// DM channels already opened, per user.
     dm_channels: HashMap<String, String>,
+    /// Builds Home tabs for `RefreshHome`; without one they are dropped.
+    home: Option<Arc<dyn HomeSource>>,
+    /// When this replica last started rendering each person's Home tab
+    /// that Slack then accepted: a refresh queued before that is already
+    /// shown. (Replicas' clocks are assumed in step, as leases assume.)
+    home_rendered: HashMap<String, DateTime<Utc>>,
 }
 
 enum Delivery {
@@ -223,7 +260,15 @@ impl Outbox {
             health: Arc::new(DeliveryHealth::default()),
             paused: HashMap::new(),
             dm_channels: HashMap::new(),
+            home: None,
+            home_rendered: HashMap::new(),
         }
+    }
+
+    /// Lets the loop render Home tabs for [`SlackOp::RefreshHome`].
+    pub fn with_home(mut self, home: Arc<dyn HomeSource>) -> Outbox {
+        self.home = Some(home);
+        self
     }
 
     /// Runs until `cancel`, then returns (undelivered entries stay queued
@@ -362,6 +407,10 @@ impl Outbox {
                 text,
             } => self.slack.post_ephemeral(channel, user, text).await,
             SlackOp::PublishHome { user, view } => self.slack.views_publish(user, view).await,
+            SlackOp::RefreshHome { user, queued_at } => self.refresh_home(user, *queued_at).await,
+            SlackOp::RefreshSecurityHomes { queued_at } => {
+                self.refresh_security_homes(*queued_at).await
+            }
         };
         match result {
             Ok(()) => Delivery::Done,
@@ -370,6 +419,43 @@ impl Outbox {
             Err(e) if e.api_error() == Some("message_not_found") => Delivery::Done,
             Err(e) => Delivery::Permanent(e),
         }
+    }
+
+    /// Publishes `user`'s Home tab as it is now, unless a render that
+    /// started after `queued_at` was already published.
+    async fn refresh_home(
+        &mut self,
+        user: &str,
+        queued_at: DateTime<Utc>,
+    ) -> Result<(), SlackError> {
+        if self
+            .home_rendered
+            .get(user)
+            .is_some_and(|rendered| *rendered > queued_at)
+        {
+            return Ok(());
+        }
+        let Some(home) = self.home.clone() else {
+            return Ok(());
+        };
+        let started = Utc::now();
+        let view = home.home_view(user).await;
+        self.slack.views_publish(user, &view).await?;
+        self.home_rendered.insert(user.to_string(), started);
+        Ok(())
+    }
+
+    /// Refreshes the Home of each member of the security group; a member
+    /// already refreshed since `queued_at` is skipped, so a retry after one
+    /// failed goes on where it stopped.
+    async fn refresh_security_homes(&mut self, queued_at: DateTime<Utc>) -> Result<(), SlackError> {
+        let Some(home) = self.home.clone() else {
+            return Ok(());
+        };
+        for member in home.security_members().await {
+            self.refresh_home(&member, queued_at).await?;
+        }
+        Ok(())
     }
 
     async fn dm(

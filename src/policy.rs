@@ -349,6 +349,8 @@ pub enum Attempt {
     Review,
     /// A new request while this one is open.
     Request,
+    /// `/access cancel`, the Home tab's Cancel button.
+    Cancel,
 }
 
 impl From<crate::store::StoreError> for Refusal {

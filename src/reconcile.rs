@@ -191,6 +191,7 @@ pub async fn run(config: Config, fix: bool) -> Result<Report, StartError> {
             lease: config.lease,
         },
         identities: config.identities.clone(),
+        security_group: config.security_group.clone(),
     }));
     let report = reconcile(&workflow, fix).await?;
     store.flush().await?;

@@ -37,13 +37,15 @@ pub enum Status {
     Expired,
     /// The grant failed; nothing stays granted.
     Failed,
+    /// Its requester cancelled it while it waited for approval.
+    Cancelled,
 }
 
 impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Revoked | Status::Denied | Status::Expired | Status::Failed
+            Status::Revoked | Status::Denied | Status::Expired | Status::Failed | Status::Cancelled
         )
     }
 
@@ -59,6 +61,7 @@ impl Status {
             Status::Denied => "denied",
             Status::Expired => "expired",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::command::{self, Command, HELP, SLASH_COMMAND};
 use crate::duration::format_duration_words;
 use crate::policy::{Attempt, Refusal};
 use crate::slack::payload::SlashCommand;
-use crate::slack::{blocks, text};
+use crate::slack::{blocks, home, text};
 use crate::workflow::{NewRequest, RequestError, Workflow};
 
 fn say(text: impl AsRef<str>) -> Reply {
@@ -92,11 +92,26 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
                     );
                 }
             };
-            if mine.is_empty() {
+            let to_approve = wf.approvals_waiting_for(user).await.unwrap_or_default();
+            if mine.is_empty() && to_approve.is_empty() {
                 return say("You have no pending requests and no active access.");
             }
-            let lines: Vec<String> = mine.iter().map(blocks::status_line).collect();
-            say(format!("*Your requests:*\n{}", lines.join("\n")))
+            let mut answer = String::new();
+            if !mine.is_empty() {
+                let lines: Vec<String> = mine.iter().map(blocks::status_line).collect();
+                answer = format!("*Your requests:*\n{}", lines.join("\n"));
+            }
+            if !to_approve.is_empty() {
+                let lines: Vec<String> = to_approve.iter().map(home::waiting_line).collect();
+                if !answer.is_empty() {
+                    answer.push_str("\n\n");
+                }
+                answer.push_str(&format!(
+                    "*Waiting for your approval:*\n{}",
+                    lines.join("\n")
+                ));
+            }
+            say(answer)
         }
         Command::Request {
             runbook,
@@ -122,6 +137,7 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
             wf.revoke_now(user, &request_id, Attempt::Revoke).await,
         )),
         Command::Resolve { request_id } => say(refusal_or(wf.resolve(user, &request_id).await)),
+        Command::Cancel { request_id } => say(refusal_or(wf.cancel(user, &request_id).await)),
         Command::Extend {
             request_id,
             duration,

@@ -4,8 +4,6 @@
 //! Home tab through the outbox.
 
 use super::Reply;
-use crate::outbox::SlackOp;
-use crate::slack::blocks;
 use crate::slack::payload::EventBody;
 use crate::workflow::Workflow;
 
@@ -24,7 +22,7 @@ pub(super) async fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) ->
                 && event["tab"].as_str().unwrap_or("home") == "home"
             {
                 if let Some(user) = event["user"].as_str() {
-                    publish_home(wf, user).await;
+                    super::home::publish_home(wf, user).await;
                 }
             }
             if is_retry {
@@ -35,20 +33,4 @@ pub(super) async fn handle_event(wf: &Workflow, e: EventBody, is_retry: bool) ->
         }
         EventBody::Other(_) => Reply::Ack,
     }
-}
-
-async fn publish_home(wf: &Workflow, user: &str) {
-    let lines: Vec<String> = wf
-        .open_requests_of(user)
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(blocks::status_line)
-        .collect();
-    let op = SlackOp::PublishHome {
-        user: user.to_string(),
-        view: blocks::home_view(&lines),
-    };
-    // Not queued means not shown now; the next app_home_opened tries again.
-    let _ = wf.queue_slack(&format!("home:{user}"), op).await;
 }

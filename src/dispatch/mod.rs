@@ -7,12 +7,14 @@
 //!
 //! One file per kind of delivery: [`command`] (`/access`), [`actions`]
 //! (button presses and menu choices), [`submission`] (the request modal),
-//! [`events`] (Events API callbacks), and [`preview`] (the modal's
-//! who-will-approve lines).
+//! [`events`] (Events API callbacks), [`home`] (the Home tab: publishing it,
+//! and its own buttons), and [`preview`] (the modal's who-will-approve
+//! lines).
 
 mod actions;
 mod command;
 mod events;
+mod home;
 mod preview;
 mod submission;
 
@@ -88,7 +90,10 @@ impl Dispatch {
     }
 
     /// A button press or a menu choice.
-    pub async fn handle_actions(&self, actions: BlockActions) -> Reply {
+    pub async fn handle_actions(&self, mut actions: BlockActions) -> Reply {
+        if let Some(reply) = home::handle_home_action(&self.workflow, &mut actions).await {
+            return reply;
+        }
         actions::handle_actions(&self.workflow, actions).await
     }
 

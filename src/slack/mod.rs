@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod client;
+pub mod home;
 pub mod inputs;
 pub mod payload;
 pub mod signature;

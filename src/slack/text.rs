@@ -190,6 +190,7 @@ fn attempt_words(attempt: Attempt) -> &'static str {
         Attempt::Extend => "extend it",
         Attempt::Review => "review it",
         Attempt::Request => "request the same access again",
+        Attempt::Cancel => "cancel it",
     }
 }
 
@@ -775,6 +776,7 @@ pub fn event_name(kind: &str) -> String {
         "stage_approved" => "Stage approved",
         "denied" => "Denied",
         "withdrawn" => "Withdrawn",
+        "cancelled" => "Cancelled",
         "granted" => "Access granted",
         "failed" | "grant_failed" => "Grant failed",
         "revoked" => "Access revoked",
@@ -796,7 +798,6 @@ pub fn event_name(kind: &str) -> String {
         "extended" => "Access extended",
         "extension_denied" => "Extension refused",
         "scheduled" => "Scheduled",
-        "cancelled" => "Scheduled access cancelled",
         other => {
             let spaced = other.replace('_', " ");
             let mut chars = spaced.chars();
@@ -813,4 +814,28 @@ pub fn event_name(kind: &str) -> String {
 /// `/access status`, `/access extend` and `/access revoke`.
 pub fn request_ref(req: &AccessRequest) -> String {
     format!("Request ID `{}`", req.id)
+}
+
+// ---- cancelling a pending request ----
+
+/// The audit line of a request its requester cancelled.
+pub fn cancelled(user: &str) -> String {
+    format!("cancelled by the requester {}", mention(user))
+}
+
+/// What each approver's message says once the request is cancelled.
+pub fn cancelled_outcome(user: &str) -> String {
+    format!(
+        ":heavy_multiplication_x: Cancelled by the requester {}; nothing to decide.",
+        mention(user)
+    )
+}
+
+/// The requester's answer to a cancel that went through.
+pub fn cancelled_answer(req: &AccessRequest) -> String {
+    format!(
+        ":heavy_multiplication_x: Your request for *{}* is cancelled; its approvers have been told. Request ID `{}`",
+        user_text(&req.runbook_title, 200),
+        req.id
+    )
 }

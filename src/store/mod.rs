@@ -652,6 +652,7 @@ pub(crate) fn status_name(s: Status) -> &'static str {
         Status::Denied => "denied",
         Status::Expired => "expired",
         Status::Failed => "failed",
+        Status::Cancelled => "cancelled",
     }
 }
 

@@ -373,6 +373,7 @@ impl Workflow {
         } else {
             Self::ask_stage(&mut fx, &req, 0, "");
         }
+        fx.refresh_homes(None, &req);
         self.deps.store.insert(&req, fx.effects).await?;
         self.deps.store.flush().await?;
         drop(limits);

@@ -44,7 +44,7 @@ impl Workflow {
                 // nothing to revoke; it ends here.
                 if req.status == Status::Scheduled {
                     let why = crate::slack::inputs::cancelled_before_start(user);
-                    req.status = Status::Revoked;
+                    req.status = Status::Cancelled;
                     req.ended_at = Some(Utc::now());
                     req.end_reason = Some(why.clone());
                     fx.audit("cancelled", req, user, why.clone());

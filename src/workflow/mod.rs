@@ -23,10 +23,13 @@
 //! `decide`, `provision` (grant and revoke runs, recovery), `extend`, `end`
 //! (ending early, break-glass reviews), `due` (the timer's deadlines),
 //! `attention` (a revoke no retry can fix, and closing it by hand) and
-//! `refused` (the trace refused attempts leave).
+//! `refused` (the trace refused attempts leave), `cancel` (a requester
+//! cancels a pending request), `home` (what a Home tab shows, and whose
+//! Home a change refreshes) and `security_group` (who sees everyone's access).
 //! The words people read come from [`crate::slack::text`].
 
 mod attention;
+mod cancel;
 mod create;
 mod decide;
 mod due;
@@ -36,7 +39,9 @@ mod leftovers;
 mod provision;
 mod refused;
 
+pub mod home;
 pub mod query;
+pub mod security_group;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -86,6 +91,9 @@ pub struct Deps {
     pub timing: Timing,
     /// The config's `[identities]`: who a person is in the grant targets.
     pub identities: crate::identity::Identities,
+    /// The Slack user group whose members see everyone's elevated access
+    /// (`ACCESSBOT_SECURITY_GROUP`); see `security_group.rs`.
+    pub security_group: Option<String>,
 }
 
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
@@ -312,7 +320,9 @@ impl Workflow {
             .store
             .update(id, move |req| {
                 let mut fx = Fx::new(audit_channel);
+                let before = req.clone();
                 let value = change(req, &mut fx)?;
+                fx.refresh_homes(Some(&before), req);
                 Ok((value, fx.effects))
             })
             .await?;

@@ -255,6 +255,7 @@ impl Workflow {
             runbook_dir: dir.to_path_buf(),
             timing,
             identities: Default::default(),
+            security_group: None,
         }))
     }
 }

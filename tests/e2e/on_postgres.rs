@@ -2,12 +2,16 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "cancel.rs"]
+mod cancel;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "home.rs"]
+mod home;
 #[path = "identity.rs"]
 mod identity;
 #[path = "inputs.rs"]
@@ -26,13 +30,13 @@ mod postgres_store;
 mod provisioning;
 #[path = "reconcile.rs"]
 mod reconcile;
-#[path = "verify.rs"]
-mod verify;
+#[path = "scheduled.rs"]
+mod scheduled;
 #[path = "socket_mode.rs"]
 mod socket_mode;
 #[path = "socket_mode_replicas.rs"]
 mod socket_mode_replicas;
-#[path = "scheduled.rs"]
-mod scheduled;
+#[path = "verify.rs"]
+mod verify;
 #[path = "wording.rs"]
 mod wording;

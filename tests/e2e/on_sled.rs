@@ -2,12 +2,16 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "cancel.rs"]
+mod cancel;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "home.rs"]
+mod home;
 #[path = "identity.rs"]
 mod identity;
 #[path = "inputs.rs"]
@@ -28,9 +32,9 @@ mod reconcile;
 mod scheduled;
 #[path = "sled_store.rs"]
 mod sled_store;
-#[path = "verify.rs"]
-mod verify;
 #[path = "socket_mode.rs"]
 mod socket_mode;
+#[path = "verify.rs"]
+mod verify;
 #[path = "wording.rs"]
 mod wording;
