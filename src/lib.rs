@@ -24,6 +24,9 @@
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
+//! - [`feedback`]: the requester's answers on a grant that ended (was the time right, did it work).
+//! - [`report`]: where access is needed: per-runbook figures, who holds access, standing-access
+//!   hints and duration suggestions, computed from requests (pure).
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
@@ -34,12 +37,14 @@ pub mod crashpoint;
 pub mod dispatch;
 pub mod duration;
 pub mod expiry;
+pub mod feedback;
 pub mod grant;
 pub mod http;
 pub mod outbox;
 pub mod policy;
 pub mod preflight;
 pub mod replay;
+pub mod report;
 pub mod request;
 pub mod retry;
 pub mod runbook;

@@ -179,6 +179,12 @@ pub struct AccessRequest {
     /// Who closed it after it needed attention, having checked the target.
     #[serde(default)]
     pub resolved_by: Option<String>,
+    /// How many extensions were granted (the report counts them).
+    #[serde(default)]
+    pub extensions: u32,
+    /// The requester's answers to the questions asked when the grant ended.
+    #[serde(default)]
+    pub feedback: Option<crate::feedback::Feedback>,
 }
 
 impl AccessRequest {
@@ -230,6 +236,8 @@ impl AccessRequest {
             grant_failed: false,
             auto_rule: None,
             resolved_by: None,
+            extensions: 0,
+            feedback: None,
         }
     }
 
