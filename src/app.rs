@@ -130,6 +130,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         people,
         providers,
         audit_channel: config.audit_channel.clone(),
+        security_group: config.security_group.clone(),
         runbook_dir,
         timing: timing.clone(),
     }));
@@ -156,7 +157,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
-    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
+    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake())
+        .with_digests(crate::audit_notice::DigestPolicy {
+            after: config.audit_digest_after,
+            every: config.audit_digest_every,
+            ..Default::default()
+        });
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));

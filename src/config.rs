@@ -75,6 +75,14 @@ pub struct Config {
     /// How long a replica holds claimed due work, outbox entries and
     /// provider runs before another replica may take them over.
     pub lease: Duration,
+    /// The Slack user group (`S…`) whose members may read `/access report`
+    /// besides runbook owners (`ACCESSBOT_SECURITY_GROUP`).
+    pub security_group: Option<String>,
+    /// The audit channel's backlog past which notices are sent as digests
+    /// (`ACCESSBOT_AUDIT_DIGEST_AFTER`, default 20).
+    pub audit_digest_after: u64,
+    /// At most one digest per this (`ACCESSBOT_AUDIT_DIGEST_EVERY`, default 10s).
+    pub audit_digest_every: Duration,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -129,6 +137,9 @@ struct FileConfig {
     database_url: Option<String>,
     sled_cache: Option<String>,
     lease: Option<String>,
+    security_group: Option<String>,
+    audit_digest_after: Option<String>,
+    audit_digest_every: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
 }
@@ -255,6 +266,38 @@ impl Config {
                 });
             }
         }
+        let security_group =
+            pick("ACCESSBOT_SECURITY_GROUP", file.security_group).map(|g| g.trim().to_string());
+        if let Some(group) = &security_group {
+            if !(group.starts_with('S')
+                && group.len() > 1
+                && group.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_SECURITY_GROUP",
+                    reason: format!("`{group}` is not a Slack user group ID; use the ID (S...), not the @handle"),
+                });
+            }
+        }
+        let audit_digest_after = match pick("ACCESSBOT_AUDIT_DIGEST_AFTER", file.audit_digest_after) {
+            None => 20,
+            Some(text) => text.trim().parse::<u64>().ok().filter(|n| *n >= 1).unwrap_or_else(|| {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_AUDIT_DIGEST_AFTER",
+                    reason: format!("`{text}` is not a number of notices; write a whole number of at least 1, e.g. 20"),
+                });
+                20
+            }),
+        };
+        let audit_digest_every = pick_duration(
+            "ACCESSBOT_AUDIT_DIGEST_EVERY",
+            pick("ACCESSBOT_AUDIT_DIGEST_EVERY", file.audit_digest_every),
+            "10s",
+        )
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            Duration::from_secs(10)
+        });
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -275,6 +318,9 @@ impl Config {
             database_url,
             sled_cache,
             lease,
+            security_group,
+            audit_digest_after,
+            audit_digest_every,
         })
     }
 }

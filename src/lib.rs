@@ -19,6 +19,8 @@
 //! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
 //! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
+//! - [`audit_notice`]: the audit channel: notices threaded per request, loud ones broadcast,
+//!   a backlog sent as digests.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
@@ -31,6 +33,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_notice;
 pub mod command;
 pub mod config;
 pub mod crashpoint;

@@ -349,6 +349,8 @@ pub enum Attempt {
     Review,
     /// A new request while this one is open.
     Request,
+    /// A feedback button on someone else's grant.
+    Feedback,
 }
 
 impl From<crate::store::StoreError> for Refusal {

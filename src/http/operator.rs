@@ -189,6 +189,7 @@ async fn healthz(State(s): State<Operator>) -> Response {
         "slack_setup_problems": setup_problems,
         "storage": if storage_ok { "ok" } else { "unreadable" },
         "outbox_pending": s.workflow.outbox_len().await,
+        "audit_backlog": s.workflow.audit_backlog().await.ok(),
     }))
     .into_response()
 }

@@ -4,7 +4,10 @@
 
 pub mod blocks;
 pub mod client;
+pub mod digest;
+pub mod feedback;
 pub mod payload;
+pub mod report;
 pub mod signature;
 pub mod text;
 

@@ -189,6 +189,7 @@ fn attempt_words(attempt: Attempt) -> &'static str {
         Attempt::Extend => "extend it",
         Attempt::Review => "review it",
         Attempt::Request => "request the same access again",
+        Attempt::Feedback => "answer the feedback questions about it",
     }
 }
 

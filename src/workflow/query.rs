@@ -247,6 +247,7 @@ impl Workflow {
             people,
             providers: crate::grant::Providers::with_builtin(),
             audit_channel: "C0AUDIT".into(),
+            security_group: None,
             runbook_dir: dir.to_path_buf(),
             timing,
         }))
