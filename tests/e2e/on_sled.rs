@@ -2,10 +2,14 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "audit_channel.rs"]
+mod audit_channel;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
 mod faults;
+#[path = "feedback.rs"]
+mod feedback;
 #[path = "hardening.rs"]
 mod hardening;
 #[path = "limits.rs"]
@@ -16,6 +20,8 @@ mod operator;
 mod policies;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "report.rs"]
+mod report;
 #[path = "sled_store.rs"]
 mod sled_store;
 #[path = "wording.rs"]
