@@ -231,8 +231,14 @@ pub(crate) async fn deliver(
             Ok::<_, std::convert::Infallible>(((), Effects::default()))
         })
         .await;
+    // Durable before the entry is marked done: after a crash, the notice
+    // is at worst posted again as a reply, never as a second parent.
+    let recorded = match recorded {
+        Ok(_) => store.flush().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
     match recorded {
-        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
         // The notice is out; its replies will start a thread of their own.
         Err(e) => {
             tracing::error!(error = %e, %request_id, "could not record an audit thread; later notices of this request start a new one")

@@ -14,7 +14,8 @@
 //! - Time to decision is for decisions people made (approved or denied):
 //!   from the request to the last approval, or to the denial.
 //! - Granted duration is the whole grant with extensions; used duration is
-//!   from the grant to its revoke (releasing early counts as used less).
+//!   from the grant's start (its end minus the whole grant) to its revoke
+//!   (releasing early counts as used less).
 //! - Median is the lower median; p90 is the nearest rank (the smallest value
 //!   with at least 90% of the values at or below it).
 //! - A standing-access hint names a person who requested the same runbook
@@ -216,8 +217,15 @@ impl ReportBuilder {
         if let Some(granted_at) = req.granted_at.filter(|_| !req.grant_failed) {
             acc.granted.push(req.total_secs);
             if req.status == Status::Revoked {
+                // The grant's clock started when the provider was started
+                // (its end minus the whole grant), a moment before the
+                // grant was recorded.
+                let start = req
+                    .expires_at
+                    .map(|end| end - chrono::Duration::seconds(req.total_secs as i64))
+                    .map_or(granted_at, |start| start.min(granted_at));
                 if let Some(end) = req.ended_at {
-                    acc.used.push(secs_between(granted_at, end));
+                    acc.used.push(secs_between(start, end));
                 }
             }
         }

@@ -27,8 +27,9 @@ async fn a_requests_notices_are_one_thread_and_failures_are_broadcast() {
         .request(ALICE, "billing-admin 2s month-end refunds")
         .await;
     app.wait_audit(&["Access requested", &id], T).await;
-    // The parent's ts is in the store, not in this process: a restart
-    // keeps the thread.
+    // Delivered and done (its ts stored first). The parent's ts is in the
+    // store, not in this process: a restart keeps the thread.
+    app.wait_outbox_empty(T).await;
     app.restart().await;
     app.fail_provider("revoke", 1);
     app.press(BOB, "approve", &id).await;

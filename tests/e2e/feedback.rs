@@ -26,6 +26,7 @@ instructions = "Restart it."
 allowed = ["*"]
 default_duration = "2s"
 max_duration = "1h"
+require_reason = false
 
 [approval]
 approvers = ["U0BOB"]
