@@ -118,8 +118,10 @@ impl Digester {
         channel: &str,
     ) -> Result<DigestOutcome, StoreError> {
         let key = &head.item.order_key;
-        let backlog = store.outbox_len_of(key).await?;
-        if backlog <= self.policy.after {
+        // Whether more than `after` wait, read no further than that.
+        let after = usize::try_from(self.policy.after).unwrap_or(usize::MAX);
+        let behind = store.outbox_following(key, head.seq, after).await?;
+        if behind.len() < after {
             return Ok(DigestOutcome::NotNeeded);
         }
         if let Some(at) = self.next.get(key) {
@@ -131,6 +133,7 @@ impl Digester {
         let rest = store
             .outbox_following(key, head.seq, self.policy.max_events.saturating_sub(1))
             .await?;
+        let backlog = store.outbox_len_of(key).await?;
         let lines: Vec<String> = std::iter::once(&head.item)
             .chain(rest.iter().map(|e| &e.item))
             .map(line_of)

@@ -54,7 +54,7 @@ fn buttons(req: &AccessRequest, f: Option<&Feedback>, block: &str, answers: &[An
 pub fn feedback_request(req: &AccessRequest, given: Option<&Feedback>) -> Msg {
     let granted = format_duration_words(std::time::Duration::from_secs(req.total_secs));
     let intro = format!(
-        ":speech_balloon: Your access to *{}* has ended (granted for {granted}). Two quick questions help the owner tune this runbook:",
+        ":speech_balloon: Two quick questions about your access to *{}* (granted for {granted}) help its owner tune how it is given:",
         user_text(&req.runbook_title, 200)
     );
     let mut blocks = vec![
