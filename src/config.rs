@@ -138,7 +138,7 @@ struct FileConfig {
     sled_cache: Option<String>,
     lease: Option<String>,
     security_group: Option<String>,
-    audit_digest_after: Option<String>,
+    audit_digest_after: Option<u64>,
     audit_digest_every: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
@@ -279,7 +279,10 @@ impl Config {
                 });
             }
         }
-        let audit_digest_after = match pick("ACCESSBOT_AUDIT_DIGEST_AFTER", file.audit_digest_after) {
+        let audit_digest_after = match pick(
+            "ACCESSBOT_AUDIT_DIGEST_AFTER",
+            file.audit_digest_after.map(|n| n.to_string()),
+        ) {
             None => 20,
             Some(text) => text.trim().parse::<u64>().ok().filter(|n| *n >= 1).unwrap_or_else(|| {
                 problems.push(ConfigError::Invalid {
@@ -427,6 +430,41 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.expiry_warning, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn security_group_and_digest_settings_are_read_and_checked() {
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert_eq!(c.security_group, None);
+        assert_eq!(c.audit_digest_after, 20);
+        assert_eq!(c.audit_digest_every, Duration::from_secs(10));
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ACCESSBOT_SECURITY_GROUP", "S0SECURITY"),
+            ("ACCESSBOT_AUDIT_DIGEST_AFTER", "50"),
+            ("ACCESSBOT_AUDIT_DIGEST_EVERY", "30s"),
+        ]);
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs)).unwrap();
+        assert_eq!(c.security_group.as_deref(), Some("S0SECURITY"));
+        assert_eq!(c.audit_digest_after, 50);
+        assert_eq!(c.audit_digest_every, Duration::from_secs(30));
+        let mut bad = BASE.to_vec();
+        bad.extend([
+            ("ACCESSBOT_SECURITY_GROUP", "@security"),
+            ("ACCESSBOT_AUDIT_DIGEST_AFTER", "0"),
+            ("ACCESSBOT_AUDIT_DIGEST_EVERY", "often"),
+        ]);
+        let e = Config::load_with(Some(Path::new("/dev/null")), &env(&bad))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "3 settings need attention",
+            "ACCESSBOT_SECURITY_GROUP: `@security` is not a Slack user group ID",
+            "ACCESSBOT_AUDIT_DIGEST_AFTER",
+            "ACCESSBOT_AUDIT_DIGEST_EVERY",
+        ] {
+            assert!(e.contains(part), "{part:?} not in:\n{e}");
+        }
     }
 
     #[test]
