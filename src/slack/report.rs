@@ -82,5 +82,40 @@ pub fn report_answer(report: &Report) -> String {
     for s in &report.standing_access {
         out += &format!(":repeat: <@{}> {}\n", escape(&s.user), s.suggestion);
     }
-    out
+    fit(out)
+}
+
+/// An ephemeral answer holds 3,000 characters: a longer report is cut at
+/// a line and says where the rest is.
+fn fit(out: String) -> String {
+    const ROOM: usize = 2_850;
+    if out.chars().count() <= 3_000 {
+        return out;
+    }
+    let mut kept = String::new();
+    for line in out.lines() {
+        if kept.chars().count() + line.chars().count() + 1 > ROOM {
+            break;
+        }
+        kept += line;
+        kept.push('\n');
+    }
+    kept + "… cut short here: `accessbot report` prints the whole report."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_report_is_cut_at_a_line_and_says_where_the_rest_is() {
+        let long: String = (0..200)
+            .map(|i| format!("line {i} of the report\n"))
+            .collect();
+        let cut = fit(long);
+        assert!(cut.chars().count() <= 3_000);
+        assert!(cut.ends_with("`accessbot report` prints the whole report."));
+        assert!(cut.contains("line 0 of the report\nline 1 "));
+        assert_eq!(fit("short\n".into()), "short\n");
+    }
 }

@@ -166,3 +166,45 @@ async fn a_burst_against_a_rate_limited_channel_arrives_in_digests_complete_and_
         messages.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_stands_out_in_the_thread_and_the_channel() {
+    let incident = BILLING
+        .replace("id = \"billing-admin\"", "id = \"incident\"")
+        .replace(
+            "owner = \"U0OWNER\"",
+            "owner = \"U0OWNER\"\nbreak_glass = true",
+        );
+    let app = TestApp::spawn_with(Setup::default().only_runbook("incident", &incident)).await;
+    let id = app.request(ALICE, "incident 1h database down").await;
+    app.wait_audit(&["Break-glass access taken", &id], T).await;
+    app.wait_audit(&["Access granted", &id], T).await;
+    app.wait_outbox_empty(T).await;
+    let notices = notices_of(&app, &id);
+    let parent = &notices[0];
+    assert!(
+        parent["text"]
+            .as_str()
+            .unwrap()
+            .contains("Access requested"),
+        "{parent:#}"
+    );
+    let taken = notices
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Break-glass access taken")
+        })
+        .unwrap();
+    assert_eq!(taken["thread_ts"], parent["ts"], "{taken:#}");
+    assert_eq!(taken["reply_broadcast"], true, "{taken:#}");
+    assert!(
+        taken["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":rotating_light: *ALERT*"),
+        "{taken:#}"
+    );
+}
