@@ -178,7 +178,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         timing.clone(),
         workflow.outbox_wake(),
     )
-    .with_home(Arc::clone(&workflow) as Arc<dyn crate::outbox::HomeSource>);
+    .with_home(Arc::clone(&workflow) as Arc<dyn crate::outbox::HomeSource>)
+    .with_digests(crate::audit_notice::DigestPolicy {
+        after: config.audit_digest_after,
+        every: config.audit_digest_every,
+        ..Default::default()
+    });
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));

@@ -44,6 +44,9 @@ pub enum Command {
     Cancel {
         request_id: String,
     },
+    /// Where access is needed: the report, for runbook owners and the
+    /// security group.
+    Report,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +81,7 @@ pub const HELP: &str = "*accessbot*: temporary access, approved in Slack.\n\
 • `/access revoke <request-id>`: end access now\n\
 • `/access cancel <request-id>`: cancel your request while it waits for approval\n\
 • `/access resolve <request-id>`: close a request that needs a person, once you have checked the system (its owner and approvers)\n\
+• `/access report`: where access is needed over the last 30 days (runbook owners and the security group)\n\
 Durations as you would say them: `30m`, `90 minutes`, `2h`, `1h30m`, `half an hour`, `1d`.";
 
 pub fn parse(text: &str) -> Result<Command, CommandError> {
@@ -105,6 +109,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         "help" | "-h" | "--help" | "?" => Ok(Command::Help),
         "list" | "ls" => Ok(Command::List),
         "status" => Ok(Command::Status),
+        "report" => Ok(Command::Report),
         "request" | "req" => {
             let runbook = words
                 .next()
@@ -237,6 +242,8 @@ mod tests {
         check("help", Ok(Command::Help));
         check("LIST", Ok(Command::List));
         check("status", Ok(Command::Status));
+        check("report", Ok(Command::Report));
+        check("REPORT now", Ok(Command::Report));
         check(
             "request billing-admin 2h month end refunds",
             Ok(Command::Request {

@@ -90,6 +90,11 @@ pub struct Config {
     /// members see, in the Home tab, who holds access now and the
     /// break-glass grants not yet reviewed. Unset: nobody sees them.
     pub security_group: Option<String>,
+    /// The audit channel's backlog past which notices are sent as digests
+    /// (`ACCESSBOT_AUDIT_DIGEST_AFTER`, default 20).
+    pub audit_digest_after: u64,
+    /// At most one digest per this (`ACCESSBOT_AUDIT_DIGEST_EVERY`, default 10s).
+    pub audit_digest_every: Duration,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -147,6 +152,8 @@ struct FileConfig {
     slack_app_token: Option<String>,
     socket_ping: Option<String>,
     security_group: Option<String>,
+    audit_digest_after: Option<u64>,
+    audit_digest_every: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
     #[serde(default)]
@@ -311,6 +318,28 @@ impl Config {
                 });
             }
         }
+        let audit_digest_after = match pick(
+            "ACCESSBOT_AUDIT_DIGEST_AFTER",
+            file.audit_digest_after.map(|n| n.to_string()),
+        ) {
+            None => 20,
+            Some(text) => text.trim().parse::<u64>().ok().filter(|n| *n >= 1).unwrap_or_else(|| {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_AUDIT_DIGEST_AFTER",
+                    reason: format!("`{text}` is not a number of notices; write a whole number of at least 1, e.g. 20"),
+                });
+                20
+            }),
+        };
+        let audit_digest_every = pick_duration(
+            "ACCESSBOT_AUDIT_DIGEST_EVERY",
+            pick("ACCESSBOT_AUDIT_DIGEST_EVERY", file.audit_digest_every),
+            "10s",
+        )
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            Duration::from_secs(10)
+        });
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -335,6 +364,8 @@ impl Config {
             slack_app_token,
             socket_ping,
             security_group,
+            audit_digest_after,
+            audit_digest_every,
         })
     }
 }
@@ -450,6 +481,41 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.expiry_warning, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn security_group_and_digest_settings_are_read_and_checked() {
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert_eq!(c.security_group, None);
+        assert_eq!(c.audit_digest_after, 20);
+        assert_eq!(c.audit_digest_every, Duration::from_secs(10));
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ACCESSBOT_SECURITY_GROUP", "S0SECURITY"),
+            ("ACCESSBOT_AUDIT_DIGEST_AFTER", "50"),
+            ("ACCESSBOT_AUDIT_DIGEST_EVERY", "30s"),
+        ]);
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(&pairs)).unwrap();
+        assert_eq!(c.security_group.as_deref(), Some("S0SECURITY"));
+        assert_eq!(c.audit_digest_after, 50);
+        assert_eq!(c.audit_digest_every, Duration::from_secs(30));
+        let mut bad = BASE.to_vec();
+        bad.extend([
+            ("ACCESSBOT_SECURITY_GROUP", "@security"),
+            ("ACCESSBOT_AUDIT_DIGEST_AFTER", "0"),
+            ("ACCESSBOT_AUDIT_DIGEST_EVERY", "often"),
+        ]);
+        let e = Config::load_with(Some(Path::new("/dev/null")), &env(&bad))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "3 settings need attention",
+            "ACCESSBOT_SECURITY_GROUP: `@security` is not a Slack user group ID",
+            "ACCESSBOT_AUDIT_DIGEST_AFTER",
+            "ACCESSBOT_AUDIT_DIGEST_EVERY",
+        ] {
+            assert!(e.contains(part), "{part:?} not in:\n{e}");
+        }
     }
 
     #[test]

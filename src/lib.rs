@@ -21,6 +21,8 @@
 //! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
 //! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
+//! - [`audit_notice`]: the audit channel: notices threaded per request, loud ones broadcast,
+//!   a backlog sent as digests.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
@@ -30,16 +32,21 @@
 //! - [`reconcile`]: `accessbot reconcile`: the store's grants against what the targets hold.
 //! - [`socket_mode`]: the Socket Mode transport (Slack over a WebSocket the bot opens, no
 //!   public URL): connection lifecycle, envelopes through the same dispatch, acks.
+//! - [`feedback`]: the requester's answers on a grant that ended (was the time right, did it work).
+//! - [`report`]: where access is needed: per-runbook figures, who holds access, standing-access
+//!   hints and duration suggestions, computed from requests (pure).
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
 pub mod audit;
+pub mod audit_notice;
 pub mod command;
 pub mod config;
 pub mod crashpoint;
 pub mod dispatch;
 pub mod duration;
 pub mod expiry;
+pub mod feedback;
 pub mod grant;
 pub mod http;
 pub mod identity;
@@ -48,6 +55,7 @@ pub mod policy;
 pub mod preflight;
 pub mod reconcile;
 pub mod replay;
+pub mod report;
 pub mod request;
 pub mod retry;
 pub mod runbook;

@@ -46,6 +46,28 @@ enum Cmd {
         #[arg(long)]
         verify: bool,
     },
+    /// Where access is needed: per runbook requests, outcomes, decision
+    /// times, durations, feedback and suggestions; who holds access now;
+    /// standing-access hints. Reads the store `serve` would use (PostgreSQL
+    /// when ACCESSBOT_DATABASE_URL is set, else the sled data directory,
+    /// which must not be in use by a running bot).
+    Report {
+        /// Requests made since this time: RFC 3339 (`2025-03-01T00:00:00Z`)
+        /// or a date (`2025-03-01`, midnight UTC). Default: 30 days ago.
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        #[arg(long, env = "ACCESSBOT_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "ACCESSBOT_DATABASE_URL",
+            hide_env_values = true
+        )]
+        database_url: Option<String>,
+    },
     /// Copy a stopped sled install (requests, deadlines, undelivered Slack
     /// messages, audit log) into an empty PostgreSQL database, then verify
     /// the audit chain there.
@@ -76,6 +98,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -91,6 +119,12 @@ fn main() -> ExitCode {
         Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
         Cmd::MigrateStore { from_data_dir, to } => migrate_store(&from_data_dir, &to),
         Cmd::Reconcile { config, fix } => reconcile(config, fix),
+        Cmd::Report {
+            since,
+            format,
+            data_dir,
+            database_url,
+        } => report(since.as_deref(), format, &data_dir, database_url.as_deref()),
     }
 }
 
@@ -257,4 +291,70 @@ fn one_line(text: &str, url: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `accessbot report`: reads the period a page at a time and prints the
+/// report on stdout; errors in one line on stderr, exit code 2.
+fn report(
+    since: Option<&str>,
+    format: ReportFormat,
+    dir: &std::path::Path,
+    url: Option<&str>,
+) -> ExitCode {
+    let now = chrono::Utc::now();
+    let since = match since.map(parse_since) {
+        None => now - chrono::Duration::days(30),
+        Some(Ok(t)) => t,
+        Some(Err(given)) => {
+            eprintln!(
+                "accessbot: --since `{given}` is not a time; write an RFC 3339 time (2025-03-01T09:00:00Z) or a date (2025-03-01)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let store: std::sync::Arc<dyn accessbot::store::StoreEngine> = match url {
+            Some(url) => {
+                std::sync::Arc::new(accessbot::store::postgres::PgEngine::connect(url).await?)
+            }
+            None => std::sync::Arc::new(accessbot::store::SledEngine::new(std::sync::Arc::new(
+                Store::open_existing(dir)?,
+            ))),
+        };
+        accessbot::workflow::report::gather(store.as_ref(), since, now, None).await
+    });
+    match result {
+        Ok(report) => {
+            match format {
+                ReportFormat::Text => print!("{}", report.to_text()),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report encodes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!("accessbot: {}", one_line(&text, url.unwrap_or("")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An RFC 3339 time, or a date (midnight UTC).
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| text.to_string())
 }

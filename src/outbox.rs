@@ -65,6 +65,21 @@ pub enum SlackOp {
         user: String,
         view: serde_json::Value,
     },
+    /// chat.postMessage of a notice to the audit channel: the request's
+    /// first notice is the parent, later ones reply in its thread (see
+    /// [`crate::audit_notice`]).
+    AuditNotice {
+        channel: String,
+        request_id: String,
+        text: String,
+        blocks: serde_json::Value,
+        /// The notice in one line, for a digest.
+        #[serde(default)]
+        line: String,
+        /// Break-glass and failures: a reply is also shown in the channel.
+        #[serde(default)]
+        loud: bool,
+    },
     /// views.publish of a user's App Home as it is when delivered, built
     /// then by the [`HomeSource`]. Queued, in the same write, by every
     /// change that concerns the person; one render covers every refresh
@@ -105,15 +120,16 @@ impl SlackOp {
             SlackOp::PublishHome { .. }
             | SlackOp::RefreshHome { .. }
             | SlackOp::RefreshSecurityHomes { .. } => "views.publish",
+            SlackOp::AuditNotice { .. } => "chat.postMessage",
         }
     }
 
     /// Where it goes: "channel C…" or "user U…".
     fn target(&self) -> String {
         match self {
-            SlackOp::Post { channel, .. } | SlackOp::Ephemeral { channel, .. } => {
-                format!("channel {channel}")
-            }
+            SlackOp::Post { channel, .. }
+            | SlackOp::Ephemeral { channel, .. }
+            | SlackOp::AuditNotice { channel, .. } => format!("channel {channel}"),
             SlackOp::Dm { user, .. }
             | SlackOp::UpdateDm { user, .. }
             | SlackOp::PublishHome { user, .. }
@@ -237,6 +253,8 @@ pub struct Outbox {
     /// that Slack then accepted: a refresh queued before that is already
     /// shown. (Replicas' clocks are assumed in step, as leases assume.)
     home_rendered: HashMap<String, DateTime<Utc>>,
+    /// When the audit channel's backlog is sent as digests.
+    digests: crate::audit_notice::Digester,
 }
 
 enum Delivery {
@@ -262,12 +280,19 @@ impl Outbox {
             dm_channels: HashMap::new(),
             home: None,
             home_rendered: HashMap::new(),
+            digests: crate::audit_notice::Digester::default(),
         }
     }
 
     /// Lets the loop render Home tabs for [`SlackOp::RefreshHome`].
     pub fn with_home(mut self, home: Arc<dyn HomeSource>) -> Outbox {
         self.home = Some(home);
+        self
+    }
+
+    /// Sends the audit channel's backlog as digests by `policy`.
+    pub fn with_digests(mut self, policy: crate::audit_notice::DigestPolicy) -> Outbox {
+        self.digests = crate::audit_notice::Digester::new(policy);
         self
     }
 
@@ -318,7 +343,20 @@ impl Outbox {
                         continue;
                     }
                 }
-                match self.deliver(&item).await {
+                let delivery = match self.digest(seq, &item).await? {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(wait)) => {
+                        // A digest went out a moment ago: the channel's
+                        // queue waits for the next one.
+                        item.not_before =
+                            Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                        self.store.outbox_retry(seq, &item).await?;
+                        idle = idle.min(wait);
+                        continue;
+                    }
+                    None => self.deliver(&item).await,
+                };
+                match delivery {
                     Delivery::Done => {
                         self.store.outbox_done(seq).await?;
                         self.health.record_success(&health_key(&item.op));
@@ -361,6 +399,47 @@ impl Outbox {
             idle = Duration::from_secs(1);
         }
         Ok(idle)
+    }
+
+    /// For an audit notice while its channel's backlog is large, sends it
+    /// and what waits behind it as a digest: `Some(Ok(how the head
+    /// went))`, or `Some(Err(wait))` until the next digest is due; `None`
+    /// to deliver the entry on its own.
+    async fn digest(
+        &mut self,
+        seq: u64,
+        item: &OutboxItem,
+    ) -> Result<Option<Result<Delivery, Duration>>, crate::store::StoreError> {
+        use crate::audit_notice::DigestOutcome;
+        let SlackOp::AuditNotice { channel, .. } = &item.op else {
+            return Ok(None);
+        };
+        let head = OutboxEntry {
+            seq,
+            item: item.clone(),
+        };
+        let outcome = self
+            .digests
+            .try_digest(self.store.as_ref(), &self.slack, &head, channel)
+            .await?;
+        Ok(match outcome {
+            DigestOutcome::NotNeeded => None,
+            DigestOutcome::Wait(wait) => Some(Err(wait)),
+            DigestOutcome::Sent { others, later } => {
+                self.health
+                    .delivered
+                    .fetch_add(others as u64, std::sync::atomic::Ordering::Relaxed);
+                if let Some(e) = later {
+                    tracing::warn!(error = %e, "a digest was cut short; the rest of the backlog waits");
+                    if let Some(ra) = e.retry_after() {
+                        self.paused.insert(item.op.method(), Instant::now() + ra);
+                    }
+                }
+                Some(Ok(Delivery::Done))
+            }
+            DigestOutcome::Failed(e) if e.is_retryable() => Some(Ok(Delivery::Retry(e))),
+            DigestOutcome::Failed(e) => Some(Ok(Delivery::Permanent(e))),
+        })
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %item.order_key, method = item.op.method()))]
@@ -410,6 +489,9 @@ impl Outbox {
             SlackOp::RefreshHome { user, queued_at } => self.refresh_home(user, *queued_at).await,
             SlackOp::RefreshSecurityHomes { queued_at } => {
                 self.refresh_security_homes(*queued_at).await
+            }
+            notice @ SlackOp::AuditNotice { .. } => {
+                crate::audit_notice::deliver(self.store.as_ref(), &self.slack, notice).await
             }
         };
         match result {

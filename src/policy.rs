@@ -351,6 +351,8 @@ pub enum Attempt {
     Request,
     /// `/access cancel`, the Home tab's Cancel button.
     Cancel,
+    /// A feedback button on someone else's grant.
+    Feedback,
 }
 
 impl From<crate::store::StoreError> for Refusal {

@@ -208,6 +208,12 @@ pub struct AccessRequest {
     /// ends at this plus its duration.
     #[serde(default)]
     pub start_at: Option<DateTime<Utc>>,
+    /// How many extensions were granted (the report counts them).
+    #[serde(default)]
+    pub extensions: u32,
+    /// The requester's answers to the questions asked when the grant ended.
+    #[serde(default)]
+    pub feedback: Option<crate::feedback::Feedback>,
 }
 
 impl AccessRequest {
@@ -261,6 +267,8 @@ impl AccessRequest {
             resolved_by: None,
             inputs: vec![],
             start_at: None,
+            extensions: 0,
+            feedback: None,
         }
     }
 

@@ -65,6 +65,12 @@ pub(super) async fn handle_actions(wf: &Arc<Workflow>, a: BlockActions) -> Reply
             .clear_flag(user, &request_id)
             .await
             .map_err(|e| e.to_string()),
+        other if crate::feedback::Answer::from_action_id(other).is_some() => {
+            let answer = crate::feedback::Answer::from_action_id(other).expect("checked above");
+            wf.answer_feedback(user, &request_id, answer)
+                .await
+                .map_err(|e| e.to_string())
+        }
         other => {
             tracing::warn!(action_id = %blocks::truncate(other, 64), "unknown action ignored");
             return Reply::Ack;

@@ -138,6 +138,7 @@ pub(super) async fn handle_command(wf: &Arc<Workflow>, cmd: SlashCommand) -> Rep
         )),
         Command::Resolve { request_id } => say(refusal_or(wf.resolve(user, &request_id).await)),
         Command::Cancel { request_id } => say(refusal_or(wf.cancel(user, &request_id).await)),
+        Command::Report => say(refusal_or(wf.report_for(user).await)),
         Command::Extend {
             request_id,
             duration,

@@ -194,6 +194,7 @@ async fn healthz(State(s): State<Operator>) -> Response {
         "slack_setup_problems": setup_problems,
         "storage": if storage_ok { "ok" } else { "unreadable" },
         "outbox_pending": s.workflow.outbox_len().await,
+        "audit_backlog": s.workflow.audit_backlog().await.ok(),
     });
     // `socket_mode`: `connecting`, `connected`, `reconnecting` or
     // `link_disabled` (Slack turned it off; restart after turning it on).

@@ -24,6 +24,9 @@ pub struct Runbook {
     pub instructions: String,
     /// Grants at once for incidents; approvers review after the fact.
     pub break_glass: bool,
+    /// Whether the requester gets the two feedback questions when a grant
+    /// ends (`feedback = false` turns them off; on by default).
+    pub feedback: bool,
     pub request: RequestPolicy,
     pub approval: ApprovalPolicy,
     /// How access is granted and revoked: the provider and its settings.

@@ -1,5 +1,5 @@
 //! The top level of a runbook: `id`, `title`, `description`, `system`,
-//! `owner`, `instructions` and `break_glass`, and the walk over the whole
+//! `owner`, `instructions`, `break_glass` and `feedback`, and the walk over the whole
 //! file that checks them and hands each `[section]` to its own file
 //! (`request.rs`, `approval.rs`, `grant.rs`), then puts the runbook
 //! together when nothing was wrong.
@@ -19,6 +19,7 @@ pub(super) const FIELDS: &[&str] = &[
     "owner",
     "instructions",
     "break_glass",
+    "feedback",
     "request",
     "approval",
     "grant",
@@ -56,6 +57,8 @@ impl Checker {
             "what the requester should do once access is granted",
         );
         let break_glass = self.bool(root, "break_glass").unwrap_or(false);
+        // Whether the requester is asked two questions when a grant ends.
+        let feedback = self.bool(root, "feedback").unwrap_or(true);
 
         let owner_id = owner.as_ref().map(|o| o.value.as_str());
         let (request, request_max) = match self.section(
@@ -95,6 +98,7 @@ impl Checker {
                 owner: owner?.value,
                 instructions: instructions?.value,
                 break_glass,
+                feedback,
                 request: request?,
                 approval: approval?,
                 grant: grant?,
@@ -271,6 +275,7 @@ env = ["BILLING_API_TOKEN"]
             owner: "U0OWNER".into(),
             instructions: "Sign in at https://billing.example.com.".into(),
             break_glass: false,
+            feedback: true,
             request: RequestPolicy {
                 allowed: vec![
                     Principal::User("U0ALICE".into()),
@@ -460,6 +465,28 @@ secret_env = "IDP_SECRET"
             &edit("allowed = [\"*\"]", "allowed = []"),
             "request.allowed",
             "nobody could request",
+        );
+    }
+
+    #[test]
+    fn feedback_is_on_by_default_and_can_be_turned_off() {
+        assert!(parse(VALID).unwrap().feedback);
+        let off = edit(
+            "owner = \"U0OWNER\"\n",
+            "owner = \"U0OWNER\"\nfeedback = false\n",
+        );
+        assert!(
+            !parse(&off)
+                .unwrap_or_else(|p| panic!("{}", listed(&p)))
+                .feedback
+        );
+        check(
+            &edit(
+                "owner = \"U0OWNER\"\n",
+                "owner = \"U0OWNER\"\nfeedback = \"no\"\n",
+            ),
+            "feedback",
+            "true or false",
         );
     }
 

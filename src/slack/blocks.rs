@@ -426,14 +426,25 @@ pub fn audit_notice(kind: &str, req: &AccessRequest, line: &str) -> Msg {
         "review_flag_cleared" => ":ballot_box_with_check:",
         _ => ":memo:",
     };
-    let text = format!("{icon} *{}*: {line}", text::event_name(kind));
+    let mark = if crate::audit_notice::is_loud(kind) {
+        format!("{} ", super::digest::LOUD_MARK)
+    } else {
+        String::new()
+    };
+    let text = format!("{mark}{icon} *{}*: {line}", text::event_name(kind));
+    let reason = if req.reason.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" · reason: {}", quoted(&req.reason, 300))
+    };
     Msg {
         text: truncate(&text, 3000),
         blocks: json!([
             section(&text),
             context(&format!(
-                "{} · {} · requester {} · {} · {}",
+                "{} (`{}`) · {} · requester {} · {}{reason} · {}",
                 user_text(&req.runbook_title, 200),
+                user_text(&req.runbook_id, 100),
                 user_text(&req.system, 200),
                 mention(&req.requester),
                 duration_of(req),

@@ -242,6 +242,29 @@ impl SlackClient {
         Ok((str_at(&v, &["channel"]), str_at(&v, &["ts"])))
     }
 
+    /// chat.postMessage as a reply in the thread of `thread_ts` when given;
+    /// `broadcast` also shows the reply in the channel (`reply_broadcast`).
+    /// Returns the channel and the new message's `ts`.
+    pub async fn post_threaded(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: &Value,
+        thread_ts: Option<&str>,
+        broadcast: bool,
+    ) -> Result<(String, String), SlackError> {
+        let mut body =
+            json!({ "channel": channel, "text": text, "blocks": blocks, "unfurl_links": false });
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = json!(ts);
+            if broadcast {
+                body["reply_broadcast"] = json!(true);
+            }
+        }
+        let v = self.call("chat.postMessage", &body).await?;
+        Ok((str_at(&v, &["channel"]), str_at(&v, &["ts"])))
+    }
+
     pub async fn update_message(
         &self,
         channel: &str,

@@ -4,9 +4,12 @@
 
 pub mod blocks;
 pub mod client;
+pub mod digest;
+pub mod feedback;
 pub mod home;
 pub mod inputs;
 pub mod payload;
+pub mod report;
 pub mod signature;
 pub mod text;
 

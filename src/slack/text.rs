@@ -191,6 +191,7 @@ fn attempt_words(attempt: Attempt) -> &'static str {
         Attempt::Review => "review it",
         Attempt::Request => "request the same access again",
         Attempt::Cancel => "cancel it",
+        Attempt::Feedback => "answer the feedback questions about it",
     }
 }
 

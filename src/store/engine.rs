@@ -185,6 +185,31 @@ pub trait StoreEngine: Send + Sync {
     /// Entries not yet delivered.
     fn outbox_len(&self) -> StoreFuture<'_, u64>;
 
+    /// Entries of one order key not yet delivered: the audit channel's
+    /// backlog (`/healthz`, and when to send digests).
+    fn outbox_len_of<'a>(&'a self, order_key: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Up to `limit` entries of `order_key` after `after_seq`, in order,
+    /// without claiming them: the entries a digest combines with the head
+    /// it holds (while the head is claimed, no replica claims the others).
+    fn outbox_following<'a>(
+        &'a self,
+        order_key: &'a str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<OutboxEntry>>;
+
+    // ---- report ----
+
+    /// Up to `limit` requests made at or after `since` whose id sorts after
+    /// `after_id`, in id order: the report reads a period a page at a time.
+    fn requests_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        after_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AccessRequest>>;
+
     // ---- audit ----
 
     /// Events with `seq > after`, in order, at most `limit`: page through the

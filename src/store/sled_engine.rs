@@ -184,6 +184,59 @@ impl Store {
         Ok(out)
     }
 
+    /// Entries of `order_key` after `after_seq`, in order, at most `limit`.
+    /// The outbox tree is keyed by seq only, so this walks it; the outbox is
+    /// the queue of what is not yet delivered, small when Slack is up.
+    pub(crate) fn outbox_of(
+        &self,
+        order_key: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .outbox
+            .range(after_seq.saturating_add(1).to_be_bytes()..)
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let item: OutboxItem = decode(&k, &v)?;
+            if item.order_key == order_key {
+                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                out.push(OutboxEntry { seq, item });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Requests made at or after `since` with ids after `after_id`: a walk
+    /// of the requests tree in id order, one page at a time.
+    pub(crate) fn requests_since(
+        &self,
+        since: DateTime<Utc>,
+        after_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        let mut out = Vec::new();
+        let start = std::ops::Bound::Excluded(after_id.as_bytes().to_vec());
+        for item in self
+            .requests
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let req: AccessRequest = decode(&k, &v)?;
+            if req.created_at >= since {
+                out.push(req);
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn outbox_release(&self, seq: u64) {
         self.outbox_leases
             .lock()
@@ -341,6 +394,32 @@ impl StoreEngine for SledEngine {
 
     fn outbox_len(&self) -> StoreFuture<'_, u64> {
         ready(Ok(self.store.outbox_len() as u64))
+    }
+
+    fn outbox_len_of<'a>(&'a self, order_key: &'a str) -> StoreFuture<'a, u64> {
+        ready(
+            self.store
+                .outbox_of(order_key, 0, usize::MAX)
+                .map(|v| v.len() as u64),
+        )
+    }
+
+    fn outbox_following<'a>(
+        &'a self,
+        order_key: &'a str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<OutboxEntry>> {
+        ready(self.store.outbox_of(order_key, after_seq, limit))
+    }
+
+    fn requests_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        after_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AccessRequest>> {
+        ready(self.store.requests_since(since, after_id, limit))
     }
 
     fn audit_range(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {

@@ -285,6 +285,7 @@ fn apply_extension(req: &mut AccessRequest, extra: Duration, warning: Duration) 
     req.expires_at = req.expires_at.map(|t| t + add);
     req.duration_secs += extra.as_secs();
     req.total_secs += extra.as_secs();
+    req.extensions += 1;
     // The warning is about the new end, measured on the whole grant.
     req.warn_at = req
         .expires_at

@@ -35,12 +35,14 @@ mod decide;
 mod due;
 mod end;
 mod extend;
+mod feedback;
 mod leftovers;
 mod provision;
 mod refused;
 
 pub mod home;
 pub mod query;
+pub mod report;
 pub mod security_group;
 
 use std::collections::HashSet;
@@ -73,6 +75,7 @@ const GRANT: &str = "grant";
 const REVIEW: &str = "review";
 const EXTENSION: &str = "extension";
 const WARNING: &str = "warning";
+const FEEDBACK: &str = "feedback";
 
 /// What the lifecycle works with, built by `app` at start: the store,
 /// the runbooks, Slack, the people directory, the grant providers and the
@@ -91,7 +94,8 @@ pub struct Deps {
     pub timing: Timing,
     /// The config's `[identities]`: who a person is in the grant targets.
     pub identities: crate::identity::Identities,
-    /// The Slack user group whose members see everyone's elevated access
+    /// The Slack user group whose members see everyone's elevated access in
+    /// the Home tab and may read `/access report` for every runbook
     /// (`ACCESSBOT_SECURITY_GROUP`); see `security_group.rs`.
     pub security_group: Option<String>,
 }
@@ -148,25 +152,31 @@ impl<'a> Fx<'a> {
     /// An audit event whose notice in the audit channel is `notice`, a
     /// message of its own (an alert with a button) instead of the usual line.
     fn alert(&mut self, kind: &str, req: &AccessRequest, actor: &str, line: String, notice: Msg) {
-        self.post_notice(req, notice);
+        self.post_notice(kind, req, &line, notice);
         self.record(kind, req, actor, line);
     }
 
     /// A notice in the audit channel.
     fn notice(&mut self, kind: &str, req: &AccessRequest, line: &str) {
         let notice = blocks::audit_notice(kind, req, line);
-        self.post_notice(req, notice);
+        self.post_notice(kind, req, line, notice);
     }
 
-    fn post_notice(&mut self, req: &AccessRequest, notice: Msg) {
-        self.push(
-            req,
-            SlackOp::Post {
+    /// Queues a notice for the audit channel, in the channel's own order
+    /// (threaded under the request's first notice: see `audit_notice`).
+    fn post_notice(&mut self, kind: &str, req: &AccessRequest, line: &str, notice: Msg) {
+        let loud = crate::audit_notice::is_loud(kind);
+        self.effects.outbox.push(OutboxItem::new(
+            crate::audit_notice::order_key(self.audit_channel),
+            SlackOp::AuditNotice {
                 channel: self.audit_channel.to_string(),
+                request_id: req.id.clone(),
                 text: notice.text,
                 blocks: notice.blocks,
+                line: crate::slack::digest::notice_line(kind, loud, req, line, Utc::now()),
+                loud,
             },
-        );
+        ));
     }
 
     fn dm(&mut self, req: &AccessRequest, user: &str, msg: Msg, purpose: Option<&str>) {

@@ -419,6 +419,7 @@ impl Workflow {
         let target = self.target_words(&req.runbook_id);
         let timing = self.deps.timing.clone();
         let owner = self.runbook_says(&req.runbook_id, |r| r.owner.clone());
+        let feedback_on = self.feedback_on(&req.runbook_id);
         let Ok(_) = self
             .change(id, |req, fx| -> Result<_, Infallible> {
                 if req.status != Status::Revoking {
@@ -475,6 +476,7 @@ impl Workflow {
                                 blocks::expiry_warning_closed(req),
                             );
                             fx.tell_requester(req, &text::revoked_notice(req, &why));
+                            Self::ask_feedback(fx, req, feedback_on);
                         }
                     }
                     Err(e) if !e.is_retryable() => {

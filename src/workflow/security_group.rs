@@ -19,15 +19,21 @@ impl Workflow {
     /// Whether `user` is in the security group now (within the cache's
     /// minute). `false` when no group is configured or Slack cannot list it.
     pub async fn is_in_security_group(&self, user: &str) -> bool {
+        self.security_membership(user).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not list the security group; treating the person as not a member");
+            false
+        })
+    }
+
+    /// Whether `user` is in the security group now, or why Slack could not
+    /// say: for answers that must refuse rather than guess (`/access report`).
+    pub async fn security_membership(&self, user: &str) -> Result<bool, String> {
         let Some(group) = self.security_group() else {
-            return false;
+            return Ok(false);
         };
         match self.deps.people.group_members(group).await {
-            Ok(members) => members.iter().any(|m| m == user),
-            Err(e) => {
-                tracing::warn!(group, error = %e, "could not list the security group; treating the person as not a member");
-                false
-            }
+            Ok(members) => Ok(members.iter().any(|m| m == user)),
+            Err(e) => Err(format!("security group {group}: {e}")),
         }
     }
 

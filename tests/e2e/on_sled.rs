@@ -2,12 +2,16 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "audit_channel.rs"]
+mod audit_channel;
 #[path = "cancel.rs"]
 mod cancel;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
 mod faults;
+#[path = "feedback.rs"]
+mod feedback;
 #[path = "hardening.rs"]
 mod hardening;
 #[path = "home.rs"]
@@ -28,6 +32,8 @@ mod policies;
 mod provisioning;
 #[path = "reconcile.rs"]
 mod reconcile;
+#[path = "report.rs"]
+mod report;
 #[path = "scheduled.rs"]
 mod scheduled;
 #[path = "sled_store.rs"]

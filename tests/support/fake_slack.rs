@@ -74,6 +74,10 @@ struct State {
     /// The app-level token `apps.connections.open` accepts, and the Socket
     /// Mode endpoint whose URLs it hands out.
     socket_mode: Option<(String, super::fake_socket_mode::FakeSocketMode)>,
+    /// Channels that take at most one `chat.postMessage` per interval, like
+    /// Slack's about one message per second per channel: channel ->
+    /// (interval, Retry-After seconds, when the last post was accepted).
+    channel_limits: HashMap<String, (Duration, u64, Option<Instant>)>,
 }
 
 struct User {
@@ -322,6 +326,15 @@ impl FakeSlack {
         self.add_fault(method, n, FaultKind::Ignore);
     }
 
+    /// From now on `chat.postMessage` to `channel` is accepted at most once
+    /// per `every`; a post sooner than that answers 429 with `Retry-After:
+    /// retry_after_secs` and is not stored, like Slack's per-channel limit.
+    pub fn rate_limit_channel(&self, channel: &str, every: Duration, retry_after_secs: u64) {
+        self.state()
+            .channel_limits
+            .insert(channel.to_string(), (every, retry_after_secs, None));
+    }
+
     /// Every call to `method` ("*" for all; a method's own delay wins) waits this long before its answer is sent.
     pub fn set_delay(&self, method: &str, delay: Duration) {
         self.state().delays.insert(method.to_string(), delay);
@@ -493,7 +506,14 @@ impl FakeSlack {
                 Some(FaultKind::Http(status)) => Reply::Page { status },
                 Some(FaultKind::Drop) => Reply::Drop,
                 Some(FaultKind::Ignore) => slack_reply(json!({"ok": true})),
-                None => state.answer(&method, request, body, body_error),
+                None => match state.channel_limited(&method, &body) {
+                    Some(secs) => Reply::Slack {
+                        status: 429,
+                        body: fail("ratelimited"),
+                        retry_after: Some(secs),
+                    },
+                    None => state.answer(&method, request, body, body_error),
+                },
             };
             (reply, delay)
         };
@@ -510,6 +530,22 @@ impl FakeSlack {
 }
 
 impl State {
+    /// The Retry-After of a post to a rate-limited channel that comes too
+    /// soon; a post in time is counted as the channel's last.
+    fn channel_limited(&mut self, method: &str, body: &Value) -> Option<u64> {
+        if method != "chat.postMessage" {
+            return None;
+        }
+        let channel = str_arg(body, "channel")?;
+        let (every, secs, last) = self.channel_limits.get_mut(channel)?;
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < *every) {
+            return Some(*secs);
+        }
+        *last = Some(now);
+        None
+    }
+
     fn take_fault(&mut self, method: &str) -> Option<FaultKind> {
         let index = self
             .faults
@@ -622,6 +658,9 @@ impl State {
         let mut stored = json!({"ts": ts, "text": text, "blocks": blocks});
         if let Some(thread_ts) = str_arg(body, "thread_ts") {
             stored["thread_ts"] = json!(thread_ts);
+            if body["reply_broadcast"] == json!(true) {
+                stored["reply_broadcast"] = json!(true);
+            }
         }
         let mut message = stored.clone();
         message["type"] = json!("message");

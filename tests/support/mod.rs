@@ -789,12 +789,17 @@ impl TestApp {
     }
 
     /// Each audit-channel message as people read it: its text, then its
-    /// context lines (where the request ID is), one per line.
+    /// context lines (where the request ID is), one per line. A digest
+    /// (notices combined while the channel's backlog is large) counts as
+    /// one entry per notice it lists.
     pub fn audit_texts(&self) -> Vec<String> {
         self.slack
             .messages_in(AUDIT)
             .iter()
-            .map(|m| {
+            .flat_map(|m| {
+                if let Some(lines) = digest_lines(m) {
+                    return lines;
+                }
                 let mut shown = m["text"].as_str().unwrap_or_default().to_string();
                 for block in m["blocks"].as_array().into_iter().flatten() {
                     if block["type"] == "context" {
@@ -804,7 +809,7 @@ impl TestApp {
                         }
                     }
                 }
-                shown
+                vec![shown]
             })
             .collect()
     }
@@ -1045,6 +1050,24 @@ pub fn block_action(user: &str, action_id: &str, value: &str) -> Value {
         "response_url": "https://hooks.slack.com/actions/T0FAKE/1/x",
         "actions": [{"action_id": action_id, "block_id": "b", "type": "button", "value": value, "action_ts": format!("{}.1", chrono::Utc::now().timestamp())}]
     })
+}
+
+/// The notices an audit digest message lists, one line each, in order;
+/// `None` for any other message.
+pub fn digest_lines(m: &Value) -> Option<Vec<String>> {
+    if !m["text"].as_str()?.starts_with("Audit digest") {
+        return None;
+    }
+    let sections = m["blocks"]
+        .as_array()?
+        .iter()
+        .filter(|b| b["type"] == "section");
+    Some(
+        sections
+            .flat_map(|b| b["text"]["text"].as_str().unwrap_or_default().lines())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// One run of the provider script, as it recorded it when it started.

@@ -316,6 +316,66 @@ impl StoreEngine for PgEngine {
         })
     }
 
+    fn outbox_len_of<'a>(&'a self, order_key: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE order_key = $1")
+                .bind(order_key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+    }
+
+    fn outbox_following<'a>(
+        &'a self,
+        order_key: &'a str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<OutboxEntry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT seq, item FROM outbox WHERE order_key = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(order_key)
+            .bind(after_seq as i64)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(OutboxEntry {
+                        seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
+                        item: r.try_get::<Json<OutboxItem>, _>("item").map_err(db)?.0,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn requests_since<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        after_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AccessRequest>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT body FROM requests WHERE created_at >= $1 AND id > $2 \
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(since)
+            .bind(after_id)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            requests_from(rows)
+        })
+    }
+
     fn audit_range(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditEvent>> {
         Box::pin(async move {
             let rows =
