@@ -510,7 +510,7 @@ mod tests {
             .to_string();
         for part in [
             "3 settings need attention",
-            "ACCESSBOT_SECURITY_GROUP: `@security` is not a Slack user group ID",
+            "ACCESSBOT_SECURITY_GROUP: `@security` is not a user group ID",
             "ACCESSBOT_AUDIT_DIGEST_AFTER",
             "ACCESSBOT_AUDIT_DIGEST_EVERY",
         ] {

@@ -777,7 +777,7 @@ pub fn event_name(kind: &str) -> String {
         "stage_approved" => "Stage approved",
         "denied" => "Denied",
         "withdrawn" => "Withdrawn",
-        "cancelled" => "Cancelled",
+        "cancelled" => "Request cancelled",
         "granted" => "Access granted",
         "failed" | "grant_failed" => "Grant failed",
         "revoked" => "Access revoked",
