@@ -859,7 +859,10 @@ fn sign_webhook_matches_an_independent_hmac() {
 async fn providers_dispatch_by_name() {
     init();
     let builtin = Providers::with_builtin();
-    assert_eq!(builtin.names().collect::<Vec<_>>(), ["command", "webhook"]);
+    assert_eq!(
+        builtin.names().collect::<Vec<_>>(),
+        ["command", "entra_id", "google_workspace", "okta", "webhook"]
+    );
     assert_eq!(builtin.get("command").unwrap().name(), "command");
     assert!(builtin.get("slack_usergroup").is_none());
     let ctx = context(Path::new("/"));

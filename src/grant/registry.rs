@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Leftovers,
-    Provider, SlackUsergroupProvider, WebhookProvider,
+    Action, CommandProvider, EntraIdProvider, GoogleWorkspaceProvider, GrantContext, GrantError,
+    GrantProvider, GrantSpec, Leftovers, OktaProvider, Provider, SlackUsergroupProvider,
+    WebhookProvider,
 };
 use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
@@ -23,6 +24,9 @@ const BUILTIN: &[&dyn ProviderKind] = &[
     &Kind::<CommandProvider>::NEW,
     &Kind::<WebhookProvider>::NEW,
     &Kind::<SlackUsergroupProvider>::NEW,
+    &Kind::<OktaProvider>::NEW,
+    &Kind::<GoogleWorkspaceProvider>::NEW,
+    &Kind::<EntraIdProvider>::NEW,
 ];
 
 /// A [`Provider`] without its spec type, so providers with different specs
@@ -148,8 +152,8 @@ impl Providers {
         Self::default()
     }
 
-    /// The built-in providers that need nothing but the runbook (`command`
-    /// and `webhook`).
+    /// The built-in providers that need nothing but the runbook (`command`,
+    /// `webhook` and the directory providers).
     pub fn with_builtin() -> Self {
         Self::start(&Registry::builtin(), &Services::default())
     }
@@ -249,7 +253,14 @@ mod tests {
         let registry = Registry::builtin();
         assert_eq!(
             registry.names().collect::<Vec<_>>(),
-            ["command", "webhook", "slack_usergroup"]
+            [
+                "command",
+                "webhook",
+                "slack_usergroup",
+                "okta",
+                "google_workspace",
+                "entra_id"
+            ]
         );
         assert_eq!(
             registry.grant_keys(),
@@ -261,17 +272,39 @@ mod tests {
                 "env",
                 "url",
                 "secret_env",
-                "usergroup"
+                "usergroup",
+                "org_url",
+                "token_env",
+                "group_id",
+                "end_sessions",
+                "group",
+                "credentials_env",
+                "admin_subject",
+                "role",
+                "token_url",
+                "directory_url",
+                "tenant_id",
+                "client_id",
+                "client_secret_env",
+                "login_url",
+                "graph_url"
             ]
         );
         assert_eq!(
             Providers::with_builtin().names().collect::<Vec<_>>(),
-            ["command", "webhook"]
+            ["command", "entra_id", "google_workspace", "okta", "webhook"]
         );
         let slack = SlackClient::new("http://127.0.0.1:9", Secret::new("xoxb-test"));
         assert_eq!(
             Providers::with_slack(slack).names().collect::<Vec<_>>(),
-            ["command", "slack_usergroup", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "slack_usergroup",
+                "webhook"
+            ]
         );
     }
 }

@@ -503,6 +503,11 @@ impl<'t> GrantTable<'t> {
         self.checker.duration(self.section, key)
     }
 
+    /// `true` or `false`; `None` if absent or of another type (reported).
+    pub fn bool(&mut self, key: &str) -> Option<bool> {
+        self.checker.bool(self.section, key)
+    }
+
     /// An optional duration: `default` when absent, `None` when present but
     /// broken (reported).
     pub fn duration_or(&mut self, key: &str, default: Duration) -> Option<Duration> {

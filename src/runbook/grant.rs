@@ -96,7 +96,7 @@ mod tests {
         check(
             &edit("\"command\"", "\"comand\""),
             "grant.provider",
-            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup",
+            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id",
         );
         check(
             &edit(
@@ -199,7 +199,7 @@ mod tests {
         let problems = parse_with_ticket("provider = \"tiket\"").unwrap_err();
         assert_eq!(
             shown(problems),
-            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, ticket"]
+            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id, ticket"]
         );
     }
 
@@ -211,7 +211,14 @@ mod tests {
         let providers = crate::grant::Providers::start(&registry, &Services::default());
         assert_eq!(
             providers.names().collect::<Vec<_>>(),
-            ["command", "ticket", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "ticket",
+                "webhook"
+            ]
         );
         let ctx = GrantContext {
             request_id: "ar-1".into(),
@@ -248,7 +255,7 @@ mod tests {
         check(
             &text,
             "grant.provider",
-            "unknown provider `ticket`; use one of command, webhook, slack_usergroup",
+            "unknown provider `ticket`; use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id",
         );
         check(&text, "grant.queue", "unknown field");
     }
