@@ -4,6 +4,8 @@
 
 #[path = "core.rs"]
 mod core;
+#[path = "directory.rs"]
+mod directory;
 #[path = "faults.rs"]
 mod faults;
 #[path = "hardening.rs"]
