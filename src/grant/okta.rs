@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::directory::{
-    end_sessions, env_key, identity, read_secret, segment, service_url, text_key, At, Http, Step,
-    Why,
+    end_sessions, env_key, identity, read_secret, segment, service_url_with, text_key, At, Http,
+    Step, Why,
 };
 use super::{
     Action, GrantContext, GrantFuture, MembersFuture, Presence, Provider, Services, VerifyFuture,
@@ -52,23 +52,24 @@ impl Provider for OktaProvider {
     type Spec = OktaSpec;
 
     fn parse(t: &mut GrantTable<'_>) -> Option<OktaSpec> {
-        let org_url = service_url(
+        let org_url = service_url_with(
             t,
             "org_url",
             None,
             r#"write your Okta org's address, e.g. org_url = "https://acme.okta.com""#,
+            |url| {
+                if url.path() != "/" {
+                    return Err(
+                        "has a path; write only the org's address, e.g. https://acme.okta.com"
+                            .into(),
+                    );
+                }
+                if url.host_str().is_some_and(|host| host.contains("-admin.")) {
+                    return Err("is the Admin Console's address; the API lives at the org's own address, without -admin (e.g. https://acme.okta.com)".into());
+                }
+                Ok(())
+            },
         );
-        let org_url = org_url.and_then(|url| {
-            if url.contains("-admin.") {
-                t.report(
-                    None,
-                    "org_url",
-                    format!("`{url}` is the Admin Console's address; the API lives at the org's own address, without -admin (e.g. https://acme.okta.com)"),
-                );
-                return None;
-            }
-            Some(url)
-        });
         let token_env = env_key(
             t,
             "token_env",
@@ -404,6 +405,13 @@ mod tests {
             )),
             "grant.org_url",
             "Admin Console",
+        );
+        check(
+            &okta(&format!(
+                "org_url = \"https://acme.okta.com/app/UserHome\"\n{ok_token}\n{ok_group}"
+            )),
+            "grant.org_url",
+            "has a path",
         );
         check(
             &okta(&format!(
