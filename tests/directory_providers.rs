@@ -381,8 +381,12 @@ async fn okta_errors_name_the_step_the_runbook_and_what_okta_said() {
 // ---------------------------------------------------------- google_workspace
 
 fn google_spec(google: &FakeGoogle, credentials_var: &str) -> GrantSpec {
+    google_spec_as(google, credentials_var, GOOGLE_ADMIN)
+}
+
+fn google_spec_as(google: &FakeGoogle, credentials_var: &str, admin: &str) -> GrantSpec {
     spec(&format!(
-        "provider = \"google_workspace\"\ngroup = \"{GOOGLE_GROUP}\"\ncredentials_env = \"{credentials_var}\"\nadmin_subject = \"{GOOGLE_ADMIN}\"\ntoken_url = \"{}\"\ndirectory_url = \"{}\"",
+        "provider = \"google_workspace\"\ngroup = \"{GOOGLE_GROUP}\"\ncredentials_env = \"{credentials_var}\"\nadmin_subject = \"{admin}\"\ntoken_url = \"{}\"\ndirectory_url = \"{}\"",
         google.token_url(),
         google.url()
     ))
@@ -574,7 +578,7 @@ async fn google_errors_keep_googles_message_and_its_retry_after() {
 
     // An admin_subject the service account may not act as: Google's words,
     // at the token step, with what to check.
-    let wrong_admin = spec_with(&spec_text_google(&google), GOOGLE_ADMIN, "someone@acme.com");
+    let wrong_admin = google_spec_as(&google, GOOGLE_CREDENTIALS_VAR, "someone@acme.com");
     let error = run(&wrong_admin, Action::Grant, &context(Some(ALICE)))
         .await
         .unwrap_err();
@@ -603,18 +607,6 @@ async fn google_errors_keep_googles_message_and_its_retry_after() {
     assert!(!error.is_retryable());
     assert_no_secret(&error);
     assert!(google.members(GOOGLE_GROUP).is_empty());
-}
-
-fn spec_text_google(google: &FakeGoogle) -> String {
-    format!(
-        "provider = \"google_workspace\"\ngroup = \"{GOOGLE_GROUP}\"\ncredentials_env = \"{GOOGLE_CREDENTIALS_VAR}\"\nadmin_subject = \"{GOOGLE_ADMIN}\"\ntoken_url = \"{}\"\ndirectory_url = \"{}\"",
-        google.token_url(),
-        google.url()
-    )
-}
-
-fn spec_with(text: &str, from: &str, to: &str) -> GrantSpec {
-    spec(&text.replace(from, to))
 }
 
 // ---------------------------------------------------------------- entra_id
