@@ -256,7 +256,7 @@ impl EntraIdProvider {
             });
         }
         tracing::debug!("got an Entra ID access token");
-        Ok(answer.parse::<TokenAnswer>(at)?.into_token())
+        TokenAnswer::read(&answer, at)
     }
 
     /// One call to Graph with the access token.

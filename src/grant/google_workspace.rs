@@ -290,7 +290,7 @@ impl GoogleWorkspaceProvider {
             });
         }
         tracing::debug!("got a Google access token");
-        Ok(answer.parse::<TokenAnswer>(at)?.into_token())
+        TokenAnswer::read(&answer, at)
     }
 
     /// One call to the Directory API with the access token.

@@ -515,11 +515,14 @@ mod tests {
             [
                 "analytics-marketing",
                 "billing-admin",
+                "billing-portal-admin",
                 "compliance-audit",
                 "crm-support",
                 "hr-onboarding",
+                "hr-system-admin",
                 "idp-admin",
                 "incident-break-glass",
+                "payroll-exports",
                 "payroll-view",
             ]
         );

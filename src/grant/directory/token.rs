@@ -10,7 +10,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::DirectoryError;
+use serde::Deserialize;
+
+use super::{Answer, At, DirectoryError, Why};
 use crate::config::Secret;
 
 /// A cached token is replaced this long before it expires, so a call never
@@ -85,14 +87,31 @@ impl TokenCache {
 /// A token endpoint's successful answer (RFC 6749 §5.1).
 #[derive(serde::Deserialize)]
 pub(crate) struct TokenAnswer {
-    pub access_token: String,
-    /// Seconds; an hour when the server does not say.
-    #[serde(default = "an_hour")]
-    pub expires_in: u64,
+    access_token: String,
+    /// Seconds; an hour when the server does not say. Some servers send
+    /// it as text.
+    #[serde(default = "an_hour", deserialize_with = "seconds")]
+    expires_in: u64,
 }
 
 fn an_hour() -> u64 {
     3600
+}
+
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(u64),
+        Text(String),
+    }
+    match Seconds::deserialize(d)? {
+        Seconds::Number(n) => Ok(n),
+        Seconds::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom("expires_in is not a number of seconds")),
+    }
 }
 
 impl fmt::Debug for TokenAnswer {
@@ -105,11 +124,19 @@ impl fmt::Debug for TokenAnswer {
 }
 
 impl TokenAnswer {
-    pub(crate) fn into_token(self) -> (Secret, Duration) {
-        (
-            Secret::new(self.access_token),
-            Duration::from_secs(self.expires_in),
-        )
+    /// The token and how long it lives, from a token endpoint's success.
+    /// The error never quotes the answer, which holds the token.
+    pub(crate) fn read(answer: &Answer, at: &At) -> Result<(Secret, Duration), DirectoryError> {
+        let token: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|_| {
+            at.fail(Why::Unreadable {
+                status: answer.status,
+                problem: "no access_token and expires_in in the token endpoint's JSON".into(),
+            })
+        })?;
+        Ok((
+            Secret::new(token.access_token),
+            Duration::from_secs(token.expires_in),
+        ))
     }
 }
 
@@ -143,5 +170,30 @@ mod tests {
         // A token with no life left is replaced on the next call.
         assert_eq!(get(3600).await.expose(), "t2");
         assert_eq!(format!("{:?}", cache), "TokenCache(<redacted>)");
+    }
+
+    #[test]
+    fn a_token_answer_is_read_without_ever_quoting_it() {
+        let at = At::new("entra_id", "Entra ID", "hr").step(crate::grant::directory::Step::Token);
+        let answer = |body: &str| Answer {
+            status: 200,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        };
+        let (token, lives) = TokenAnswer::read(
+            &answer(r#"{"access_token":"tok-1","expires_in":"3599"}"#),
+            &at,
+        )
+        .unwrap();
+        assert_eq!(
+            (token.expose(), lives),
+            ("tok-1", Duration::from_secs(3599))
+        );
+        let (_, lives) = TokenAnswer::read(&answer(r#"{"access_token":"tok-2"}"#), &at).unwrap();
+        assert_eq!(lives, Duration::from_secs(3600));
+        let error = TokenAnswer::read(&answer(r#"{"access_token":17,"leak":"tok-3"}"#), &at)
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("17") && !error.contains("tok-3"), "{error}");
     }
 }
