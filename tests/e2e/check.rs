@@ -330,6 +330,24 @@ fn reports_an_unknown_provider() {
 }
 
 #[test]
+fn reports_a_directory_providers_keys_on_their_lines() {
+    assert_reports(
+        "directory-keys",
+        "demo.toml",
+        Some(19),
+        "grant.org_url",
+        "is the Admin Console's address",
+    );
+    assert_reports(
+        "directory-keys",
+        "demo.toml",
+        Some(21),
+        "grant.group_id",
+        "is not an Okta group ID",
+    );
+}
+
+#[test]
 fn reports_a_missing_grant_program() {
     assert_reports(
         "missing-program",

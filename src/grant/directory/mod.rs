@@ -1,6 +1,6 @@
 //! What the three directory providers (`okta`, `google_workspace`,
 //! `entra_id`) share: one HTTP client, the mapping of a directory API's
-//! answer to a [`GrantError`] that keeps the HTTP status, the API's own
+//! answer to a [`GrantError`](crate::grant::GrantError) that keeps the HTTP status, the API's own
 //! error message (Okta's `errorSummary`, Google's and Graph's
 //! `error.message`, an OAuth server's `error_description`), the step that
 //! failed, the runbook and the wait the API asked for; a cache of access
