@@ -28,6 +28,7 @@ use crate::preflight::{self, SetupHealth, SetupProblem, SetupState, SlackCheck};
 use crate::retry::Timing;
 use crate::runbook::{self, Problem};
 use crate::slack::SlackClient;
+use crate::socket_mode::SocketMode;
 use crate::store::postgres::PgEngine;
 use crate::store::url::mask_url;
 use crate::store::{SledEngine, SledOptions, Store, StoreEngine, StoreError};
@@ -51,6 +52,10 @@ pub enum StartError {
     Bind { addr: String, reason: String },
     #[error("{0}")]
     Slack(#[from] SetupProblem),
+    /// A runbook's provider needs an environment variable (a secret,
+    /// usually) that is not set: its grants would be approved and then fail.
+    #[error("{0}")]
+    MissingEnv(runbook::NotReady),
     /// More than one thing is wrong: all are listed, one per line, so a
     /// newcomer fixes them in one go.
     #[error("{} problems stop the start:{}", .0.len(), list(.0))]
@@ -99,8 +104,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     let catalog = match catalog {
-        Ok(catalog) if slack_problems.is_empty() => catalog,
-        Ok(_) => return Err(StartError::all(slack_problems)),
+        Ok(catalog) => {
+            let mut all: Vec<StartError> = catalog
+                .not_ready(runbook::NotReady::is_set_here)
+                .into_iter()
+                .map(StartError::MissingEnv)
+                .collect();
+            all.extend(slack_problems);
+            if !all.is_empty() {
+                return Err(StartError::all(all));
+            }
+            catalog
+        }
         Err(problems) => {
             let mut all = vec![StartError::Runbooks {
                 dir: config.runbooks.display().to_string(),
@@ -112,7 +127,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     tracing::info!(count = catalog.runbooks.len(), dir = %config.runbooks.display(), "runbooks loaded");
-    warn_not_ready(&catalog);
     let setup = Arc::new(SetupHealth::new(&check));
     let store = open_store(&config).await?;
     let people = People::new(
@@ -132,6 +146,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         audit_channel: config.audit_channel.clone(),
         runbook_dir,
         timing: timing.clone(),
+        identities: config.identities.clone(),
     }));
 
     let listener = TcpListener::bind(config.listen)
@@ -156,7 +171,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
-    let outbox = Outbox::new(Arc::clone(&store), slack, timing, workflow.outbox_wake());
+    let outbox = Outbox::new(
+        Arc::clone(&store),
+        slack,
+        timing.clone(),
+        workflow.outbox_wake(),
+    );
     let delivery = Arc::clone(&outbox.health);
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
@@ -169,14 +189,42 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         );
     }
 
+    let metrics = Arc::new(Metrics::default());
+    let replay = crate::replay::ReplayGuard::new(Arc::clone(&store));
+    // Socket Mode stops taking envelopes when the HTTP server stops taking
+    // requests, before in-flight work is waited for.
+    let transports = CancellationToken::new();
+    let socket_mode = config.slack_app_token.clone().map(|app_token| {
+        let socket = SocketMode::new(
+            &config.api_url,
+            app_token,
+            Arc::clone(&workflow),
+            replay.clone(),
+            Arc::clone(&metrics),
+            timing.clone(),
+            config.socket_ping,
+        );
+        let health = socket.health();
+        loops.spawn(socket.run(transports.clone()));
+        tracing::info!(
+            "Socket Mode is on: Slack is reached over a WebSocket, no public URL needed"
+        );
+        health
+    });
+    if config.signing_secret.is_none() {
+        tracing::info!(
+            "no SLACK_SIGNING_SECRET: the /slack/* HTTP routes are off (Socket Mode only)"
+        );
+    }
     let state = AppState {
         workflow: Arc::clone(&workflow),
-        replay: crate::replay::ReplayGuard::new(Arc::clone(&store)),
+        replay,
         signing_secret: config.signing_secret.clone(),
         audit_token: config.audit_token.clone(),
         delivery,
         setup,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
+        socket_mode,
     };
     tracing::info!("accessbot listening on {addr}");
     let server =
@@ -184,6 +232,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if let Err(e) = server.await {
         tracing::error!(error = %e, "HTTP server stopped with an error");
     }
+    transports.cancel();
 
     tracing::info!("shutting down: finishing in-flight work");
     if !workflow.shutdown_tasks(SHUTDOWN_GRACE).await {
@@ -220,27 +269,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// Names, one warning line each, the runbooks that cannot grant yet because
-/// their provider's environment variables are not set: requests for them
-/// would be approved and then fail.
-fn warn_not_ready(catalog: &runbook::Catalog) {
-    for w in catalog.not_ready(runbook::NotReady::is_set_here) {
-        tracing::warn!(
-            runbook = %w.runbook,
-            file = %w.file.display(),
-            missing = %w.missing.join(","),
-            "runbook `{}` cannot grant yet: set {} where accessbot runs and restart it",
-            w.runbook,
-            w.missing.join(", ")
-        );
-    }
-}
-
 /// Opens the store the configuration names: PostgreSQL when
 /// `database_url` is set (an unreachable database is one line naming the
 /// host and the cause, never the password), else sled in `data_dir` with
 /// the configured cache.
-async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn StoreEngine>, StoreError> {
     match &config.database_url {
         Some(url) => {
             let engine = PgEngine::connect(url.expose()).await?;

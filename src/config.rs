@@ -45,7 +45,9 @@ impl fmt::Display for Secret {
 /// Everything `accessbot serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub signing_secret: Secret,
+    /// Checks requests Slack sends over HTTP; without it (Socket Mode only)
+    /// the `/slack/*` routes are off.
+    pub signing_secret: Option<Secret>,
     pub bot_token: Secret,
     /// Base URL of the Slack Web API, without a trailing slash.
     pub api_url: String,
@@ -75,6 +77,15 @@ pub struct Config {
     /// How long a replica holds claimed due work, outbox entries and
     /// provider runs before another replica may take them over.
     pub lease: Duration,
+    /// Slack user ID -> identity in the grant targets (`[identities]`);
+    /// wins over the Slack profile email.
+    pub identities: crate::identity::Identities,
+    /// `SLACK_APP_TOKEN` (`xapp-…`, scope `connections:write`): when set,
+    /// Slack reaches the bot over Socket Mode and no public URL is needed.
+    pub slack_app_token: Option<Secret>,
+    /// How often a Socket Mode connection is pinged; one that answers
+    /// nothing for as long again is dropped and reopened.
+    pub socket_ping: Duration,
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -129,8 +140,12 @@ struct FileConfig {
     database_url: Option<String>,
     sled_cache: Option<String>,
     lease: Option<String>,
+    slack_app_token: Option<String>,
+    socket_ping: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
+    #[serde(default)]
+    identities: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -168,15 +183,30 @@ impl Config {
             }
             value.unwrap_or_default()
         };
-        let [signing_secret, bot_token, audit_channel] = [
-            ("SLACK_SIGNING_SECRET", file.slack_signing_secret,
-             "copy the Signing Secret from your Slack app's Basic Information page"),
+        let slack_app_token = pick("SLACK_APP_TOKEN", file.slack_app_token).map(Secret::new);
+        let signing_secret =
+            pick("SLACK_SIGNING_SECRET", file.slack_signing_secret).map(Secret::new);
+        let [bot_token, audit_channel] = [
             ("SLACK_BOT_TOKEN", file.slack_bot_token,
              "copy the Bot User OAuth Token (xoxb-...) from your Slack app's OAuth & Permissions page"),
             ("ACCESSBOT_AUDIT_CHANNEL", file.audit_channel,
              "set it to the ID (C...) of the channel that receives audit notices, and invite the bot there"),
         ]
         .map(|(env, value, hint)| required(env, value, hint));
+        if signing_secret.is_none() && slack_app_token.is_none() {
+            problems.push(ConfigError::Missing {
+                env: "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET",
+                hint: "Slack must be able to reach the bot: for Socket Mode (no public URL), generate an app-level token with the connections:write scope on your Slack app's Basic Information page and set SLACK_APP_TOKEN (xapp-...); for HTTP, copy the Signing Secret from the same page into SLACK_SIGNING_SECRET",
+            });
+        }
+        if let Some(token) = &slack_app_token {
+            if !token.expose().trim().starts_with("xapp-") {
+                problems.push(ConfigError::Invalid {
+                    env: "SLACK_APP_TOKEN",
+                    reason: "not an app-level token: it must start with xapp- (Basic Information, App-Level Tokens, scope connections:write); the bot token (xoxb-) goes in SLACK_BOT_TOKEN".into(),
+                });
+            }
+        }
         if !audit_channel.is_empty() && !looks_like_channel(&audit_channel) {
             problems.push(ConfigError::Invalid {
                 env: "ACCESSBOT_AUDIT_CHANNEL",
@@ -209,11 +239,12 @@ impl Config {
         let data_dir = pick_path(env, "ACCESSBOT_DATA_DIR", file.data_dir, "./data");
         let runbooks = pick_path(env, "ACCESSBOT_RUNBOOKS", file.runbooks, "./runbooks");
         let manager_field = pick("ACCESSBOT_MANAGER_FIELD", file.manager_field);
-        let [expiry_warning, retry_base, retry_max, lease] = [
+        let [expiry_warning, retry_base, retry_max, lease, socket_ping] = [
             ("ACCESSBOT_EXPIRY_WARNING", file.expiry_warning, "10m"),
             ("ACCESSBOT_RETRY_BASE", file.retry_base, "1s"),
             ("ACCESSBOT_RETRY_MAX", file.retry_max, "5m"),
             ("ACCESSBOT_LEASE", file.lease, "60s"),
+            ("ACCESSBOT_SOCKET_PING", file.socket_ping, "10s"),
         ]
         .map(|(name, value, default)| {
             pick_duration(name, pick(name, value), default).unwrap_or_else(|e| {
@@ -255,11 +286,18 @@ impl Config {
                 });
             }
         }
+        let identities = crate::identity::Identities::new(file.identities);
+        for reason in identities.problems() {
+            problems.push(ConfigError::Invalid {
+                env: "identities",
+                reason,
+            });
+        }
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
         Ok(Config {
-            signing_secret: Secret::new(signing_secret),
+            signing_secret,
             bot_token: Secret::new(bot_token),
             api_url,
             audit_channel,
@@ -275,6 +313,9 @@ impl Config {
             database_url,
             sled_cache,
             lease,
+            identities,
+            slack_app_token,
+            socket_ping,
         })
     }
 }
@@ -422,6 +463,25 @@ mod tests {
     }
 
     #[test]
+    fn identities_come_from_the_file_and_bad_entries_are_named() {
+        let dir = std::env::temp_dir().join(format!("accessbot-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("accessbot.toml");
+        std::fs::write(&path, "[identities]\nU0ALICE = \"alice@acme.com\"\n").unwrap();
+        let c = Config::load_with(Some(&path), &env(BASE)).unwrap();
+        assert_eq!(c.identities.mapped("U0ALICE"), Some("alice@acme.com"));
+        std::fs::write(&path, "[identities]\nalice = \"alice@acme.com\"\n").unwrap();
+        let e = Config::load_with(Some(&path), &env(BASE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[identities]: `alice` is not a Slack user ID"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn file_values_are_overridden_by_environment() {
         let dir = std::env::temp_dir().join(format!("accessbot-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -458,7 +518,7 @@ mod tests {
         .to_string();
         for part in [
             "4 settings need attention",
-            "missing setting SLACK_SIGNING_SECRET",
+            "missing setting SLACK_APP_TOKEN or SLACK_SIGNING_SECRET",
             "missing setting ACCESSBOT_AUDIT_CHANNEL",
             "invalid setting ACCESSBOT_LISTEN",
             "invalid setting ACCESSBOT_RETRY_BASE",
@@ -514,6 +574,48 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn socket_mode_needs_no_signing_secret_but_one_of_the_two_is_required() {
+        let socket_only = env(&[
+            ("SLACK_APP_TOKEN", "xapp-1-A0-secret-app-token"),
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("ACCESSBOT_AUDIT_CHANNEL", "C0AUDIT"),
+        ]);
+        let c = Config::load_with(Some(Path::new("/dev/null")), &socket_only).unwrap();
+        assert!(c.signing_secret.is_none());
+        assert_eq!(
+            c.slack_app_token.as_ref().map(Secret::expose),
+            Some("xapp-1-A0-secret-app-token")
+        );
+        assert!(!format!("{c:?}").contains("secret-app-token"));
+        assert_eq!(c.socket_ping, Duration::from_secs(10));
+        // HTTP alone still works, and Socket Mode is then off.
+        let c = Config::load_with(Some(Path::new("/dev/null")), &env(BASE)).unwrap();
+        assert!(c.slack_app_token.is_none() && c.signing_secret.is_some());
+
+        let neither = env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("ACCESSBOT_AUDIT_CHANNEL", "C0AUDIT"),
+        ]);
+        let e = Config::load_with(Some(Path::new("/dev/null")), &neither)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SLACK_APP_TOKEN or SLACK_SIGNING_SECRET")
+                && e.contains("connections:write")
+                && e.contains("Signing Secret"),
+            "{e}"
+        );
+
+        let mut wrong_kind = socket_only.clone();
+        wrong_kind.insert("SLACK_APP_TOKEN".into(), "xoxb-secret-bot-token".into());
+        let e = Config::load_with(Some(Path::new("/dev/null")), &wrong_kind)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SLACK_APP_TOKEN") && e.contains("xapp-"), "{e}");
+        assert!(!e.contains("secret-bot-token"), "{e}");
     }
 
     #[test]

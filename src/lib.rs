@@ -14,7 +14,7 @@
 //! - [`store`]: persistence only, behind one interface with two engines (sled embedded,
 //!   PostgreSQL shared by replicas): requests, deadlines, outbox, audit log, replay guard.
 //! - [`slack`]: Slack's side: signature check, incoming payloads, Web API client, wording, Block Kit.
-//! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`) behind one trait.
+//! - [`grant`]: grant providers (`command`, `webhook`, `slack_usergroup`, `postgres`) behind one trait.
 //! - [`workflow`]: the request lifecycle: create, approve, deny, grant, revoke, expire.
 //! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
@@ -24,6 +24,10 @@
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
+//! - [`identity`]: who a Slack user is in the grant targets (`[identities]`, else their email).
+//! - [`reconcile`]: `accessbot reconcile`: the store's grants against what the targets hold.
+//! - [`socket_mode`]: the Socket Mode transport (Slack over a WebSocket the bot opens, no
+//!   public URL): connection lifecycle, envelopes through the same dispatch, acks.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 
 pub mod app;
@@ -36,13 +40,16 @@ pub mod duration;
 pub mod expiry;
 pub mod grant;
 pub mod http;
+pub mod identity;
 pub mod outbox;
 pub mod policy;
 pub mod preflight;
+pub mod reconcile;
 pub mod replay;
 pub mod request;
 pub mod retry;
 pub mod runbook;
 pub mod slack;
+pub mod socket_mode;
 pub mod store;
 pub mod workflow;

@@ -1,5 +1,5 @@
 //! The `accessbot` binary: parses the command line, sets up logging, and
-//! runs `serve`, `check`, `audit` or `migrate-store`.
+//! runs `serve`, `check`, `audit`, `migrate-store` or `reconcile`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +63,17 @@ enum Cmd {
         )]
         to: String,
     },
+    /// Compare the store's grants with what the targets hold: access left
+    /// behind after a request ended, members accessbot never granted.
+    /// Exits 0 when everything matches, 1 when something differs.
+    Reconcile {
+        /// Config file (default: ./accessbot.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Revoke the access left behind, through the normal revoke path.
+        #[arg(long)]
+        fix: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +90,7 @@ fn main() -> ExitCode {
         Cmd::Check { runbooks } => check(&runbooks),
         Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
         Cmd::MigrateStore { from_data_dir, to } => migrate_store(&from_data_dir, &to),
+        Cmd::Reconcile { config, fix } => reconcile(config, fix),
     }
 }
 
@@ -99,6 +111,33 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     };
     match runtime.block_on(accessbot::app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn reconcile(config: Option<PathBuf>, fix: bool) -> ExitCode {
+    let config = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(accessbot::reconcile::run(config, fix)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::from(report.exit_code())
+        }
         Err(e) => {
             eprintln!("accessbot: {e}");
             ExitCode::from(2)

@@ -4,6 +4,8 @@
 
 #[path = "support/fake_slack.rs"]
 mod fake_slack;
+#[path = "support/fake_socket_mode.rs"]
+mod fake_socket_mode;
 
 use std::time::{Duration, Instant};
 
@@ -712,4 +714,79 @@ async fn one_connection_carries_several_requests_including_chunked_ones() {
         .map(|message| message["text"].clone())
         .collect();
     assert_eq!(texts, [json!("one"), json!("two")]);
+}
+
+/// `apps.connections.open` takes only the app-level token, and each URL it
+/// hands out opens one WebSocket connection, which starts with `hello` and
+/// records what the client sends.
+#[tokio::test]
+async fn socket_mode_urls_need_the_app_token_and_open_once() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const APP: &str = "xapp-1-A0-test";
+    let slack = FakeSlack::start(TOKEN).await;
+    let socket = fake_socket_mode::FakeSocketMode::start().await;
+    slack.enable_socket_mode(APP, socket.clone());
+    let open = |token: &'static str| {
+        let url = format!("{}/apps.connections.open", slack.url());
+        async move {
+            client()
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        open(TOKEN).await,
+        json!({"ok": false, "error": "not_allowed_token_type"})
+    );
+    assert_eq!(
+        open("xapp-wrong").await,
+        json!({"ok": false, "error": "invalid_auth"})
+    );
+    let answer = open(APP).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let url = answer["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("ws://") && url.contains("ticket="), "{url}");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let hello = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(hello["type"], "hello");
+    let id = socket.envelope(1, "slash_commands", json!({"command": "/access"}));
+    let envelope = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(envelope["envelope_id"], id.as_str());
+    assert_eq!(envelope["accepts_response_payload"], true);
+    ws.send(Message::Text(json!({"envelope_id": id}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        socket.wait_ack(&id, Duration::from_secs(5)).await.frame,
+        json!({"envelope_id": id})
+    );
+
+    // The ticket was used: a second connection with it is refused.
+    assert!(tokio_tungstenite::connect_async(&url).await.is_err());
+    assert_eq!(socket.refused_handshakes(), 1);
+    ws.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while socket.closed(1).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        socket.closed(1),
+        Some("bot"),
+        "a close frame from the client"
+    );
 }

@@ -1,5 +1,5 @@
-//! Slack dispatch, apart from any transport. A transport (HTTP today,
-//! Socket Mode later) verifies and parses what Slack sent into the types of
+//! Slack dispatch, apart from any transport. A transport (HTTP, or Socket
+//! Mode) verifies and parses what Slack sent into the types of
 //! [`crate::slack::payload`] and hands them to [`Dispatch`], which does the
 //! work through the [`Workflow`] and returns a [`Reply`]. Dispatch knows
 //! nothing of headers, status codes, signatures or envelopes; the transport

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::directory::{
-    end_sessions, env_key, identity, is_guid, read_secret, segment, service_url, text_key, Answer,
-    At, DirectoryError, Http, Step, TokenAnswer, TokenCache, Why,
+    end_sessions, env_key, identity, is_guid, member_name, read_secret, segment, service_url,
+    text_key, Answer, At, DirectoryError, Http, Step, TokenAnswer, TokenCache, Why,
 };
 use super::{
     Action, GrantContext, GrantFuture, MembersFuture, Presence, Provider, Services, VerifyFuture,
@@ -165,6 +165,10 @@ impl Provider for EntraIdProvider {
         ctx: &'a GrantContext,
     ) -> Option<VerifyFuture<'a>> {
         Some(Box::pin(async move { Ok(self.presence(spec, ctx).await?) }))
+    }
+
+    fn member_name(_spec: &EntraIdSpec, ctx: &GrantContext) -> Option<String> {
+        member_name(ctx)
     }
 
     fn members<'a>(&'a self, spec: &'a EntraIdSpec) -> Option<MembersFuture<'a>> {
@@ -431,6 +435,7 @@ impl EntraIdProvider {
         Ok(members
             .into_iter()
             .filter_map(|m| m.mail.or(m.user_principal_name))
+            .map(|name| name.to_lowercase())
             .collect())
     }
 }

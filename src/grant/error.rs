@@ -100,8 +100,8 @@ pub enum GrantError {
         source: SlackError,
     },
 
-    #[error("Slack user group {usergroup}: removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it")]
-    LastMember { usergroup: String },
+    #[error("Slack user group {usergroup}: <@{user}> is the last member, and Slack cannot empty a group, so the access cannot be taken away by removing them; add a permanent member (e.g. the runbook owner) to the group, then resolve this request")]
+    LastMember { usergroup: String, user: String },
 
     /// A failure of a provider whose errors have no variant above: it keeps
     /// them in its own file, as a type implementing [`ProviderError`].
@@ -348,11 +348,12 @@ mod tests {
 
         let last = GrantError::LastMember {
             usergroup: "S0ADMINS".into(),
+            user: "U0ALICE".into(),
         };
         assert!(!last.is_retryable());
         assert_eq!(
             last.to_string(),
-            "Slack user group S0ADMINS: removing the last member would empty the group, which Slack does not allow; keep a permanent member (e.g. the runbook owner) in it"
+            "Slack user group S0ADMINS: <@U0ALICE> is the last member, and Slack cannot empty a group, so the access cannot be taken away by removing them; add a permanent member (e.g. the runbook owner) to the group, then resolve this request"
         );
     }
 }

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::directory::{
-    env_key, identity, is_email, read_secret, segment, service_url, text_key, Answer, At,
-    DirectoryError, Http, Step, TokenAnswer, TokenCache, Why,
+    env_key, identity, is_email, member_name, read_secret, segment, service_url, text_key, Answer,
+    At, DirectoryError, Http, Step, TokenAnswer, TokenCache, Why,
 };
 use super::{
     Action, GrantContext, GrantFuture, MembersFuture, Presence, Provider, Services, VerifyFuture,
@@ -165,6 +165,10 @@ impl Provider for GoogleWorkspaceProvider {
         ctx: &'a GrantContext,
     ) -> Option<VerifyFuture<'a>> {
         Some(Box::pin(async move { Ok(self.presence(spec, ctx).await?) }))
+    }
+
+    fn member_name(_spec: &GoogleWorkspaceSpec, ctx: &GrantContext) -> Option<String> {
+        member_name(ctx)
     }
 
     fn members<'a>(&'a self, spec: &'a GoogleWorkspaceSpec) -> Option<MembersFuture<'a>> {
@@ -433,7 +437,7 @@ impl GoogleWorkspaceProvider {
                 return Err(Self::refused(&at, spec, &answer));
             }
             let page: Page = answer.parse(&at)?;
-            emails.extend(page.members.into_iter().map(|m| m.email));
+            emails.extend(page.members.into_iter().map(|m| m.email.to_lowercase()));
             match page.next_page_token {
                 Some(next) if !next.is_empty() => page_token = Some(next),
                 _ => return Ok(emails),

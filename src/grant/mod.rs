@@ -6,8 +6,9 @@
 //!
 //! A provider lives in one file: `command` runs a program, `webhook` POSTs
 //! signed JSON, `slack_usergroup` changes a Slack user group's members,
-//! `okta`, `google_workspace` and `entra_id` change a directory group's
-//! members (what the three share is in `directory`). Each
+//! `postgres` grants a database role to the person's login, `okta`,
+//! `google_workspace` and `entra_id` change a directory group's members
+//! (what the three share is in `directory`). Each
 //! implements [`Provider`]: its `[grant]` keys and their checks, its spec
 //! type, its start and its run; its errors are [`GrantError`] variants or,
 //! for a new provider, its own [`ProviderError`] type. Adding a provider is
@@ -20,6 +21,7 @@ mod entra_id;
 mod error;
 mod google_workspace;
 mod okta;
+mod postgres;
 mod process;
 mod registry;
 mod slack_usergroup;
@@ -43,6 +45,7 @@ pub(crate) use error::printable;
 pub use error::{ExitReason, GrantError, ProviderError, EXIT_WILL_NOT_SUCCEED};
 pub use google_workspace::{GoogleWorkspaceProvider, GoogleWorkspaceSpec};
 pub use okta::{OktaProvider, OktaSpec};
+pub use postgres::{LoginFrom, PostgresProvider, PostgresSpec};
 pub use process::Leftovers;
 pub use registry::{Providers, Registry, Services};
 pub use slack_usergroup::{SlackUsergroupProvider, SlackUsergroupSpec};
@@ -186,6 +189,15 @@ pub trait Provider: Sized + Send + Sync + 'static {
         None
     }
 
+    /// How the person `ctx` describes appears in [`members`]: by default
+    /// [`GrantContext::identity`]. `accessbot reconcile` compares the two.
+    ///
+    /// [`members`]: Provider::members
+    fn member_name(spec: &Self::Spec, ctx: &GrantContext) -> Option<String> {
+        let _ = spec;
+        ctx.identity.clone()
+    }
+
     /// Everyone who holds the access `spec` gives (a group's members), by
     /// their identity in the target, for `accessbot reconcile` to find
     /// members accessbot never granted. `None` (the default) when the target
@@ -229,6 +241,9 @@ pub trait GrantProvider: Send + Sync {
 
     /// Lists who holds the access; `None` when this provider cannot.
     fn members<'a>(&'a self, spec: &'a GrantSpec) -> Option<MembersFuture<'a>>;
+
+    /// How the person `ctx` describes appears in `members`.
+    fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String>;
 }
 
 impl<P: Provider> GrantProvider for P {
@@ -271,5 +286,9 @@ impl<P: Provider> GrantProvider for P {
                 GrantError::wrong_provider(P::NAME, spec),
             )))),
         }
+    }
+
+    fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String> {
+        P::member_name(spec.get::<P::Spec>()?, ctx)
     }
 }

@@ -18,8 +18,8 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::directory::{
-    end_sessions, env_key, identity, read_secret, segment, service_url_with, text_key, At, Http,
-    Step, Why,
+    end_sessions, env_key, identity, member_name, read_secret, segment, service_url_with, text_key,
+    At, Http, Step, Why,
 };
 use super::{
     Action, GrantContext, GrantFuture, MembersFuture, Presence, Provider, Services, VerifyFuture,
@@ -114,6 +114,10 @@ impl Provider for OktaProvider {
 
     fn verify<'a>(&'a self, spec: &'a OktaSpec, ctx: &'a GrantContext) -> Option<VerifyFuture<'a>> {
         Some(Box::pin(async move { Ok(self.presence(spec, ctx).await?) }))
+    }
+
+    fn member_name(_spec: &OktaSpec, ctx: &GrantContext) -> Option<String> {
+        member_name(ctx)
     }
 
     fn members<'a>(&'a self, spec: &'a OktaSpec) -> Option<MembersFuture<'a>> {
@@ -328,7 +332,10 @@ impl OktaProvider {
             segment(&spec.group_id)
         );
         let users: Vec<User> = self.pages(&at, spec, &token, url).await?;
-        Ok(users.into_iter().map(|u| u.profile.login).collect())
+        Ok(users
+            .into_iter()
+            .map(|u| u.profile.login.to_lowercase())
+            .collect())
     }
 }
 

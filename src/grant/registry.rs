@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::{
     Action, CommandProvider, EntraIdProvider, GoogleWorkspaceProvider, GrantContext, GrantError,
-    GrantProvider, GrantSpec, Leftovers, OktaProvider, Provider, SlackUsergroupProvider,
-    WebhookProvider,
+    GrantProvider, GrantSpec, Leftovers, OktaProvider, PostgresProvider, Provider,
+    SlackUsergroupProvider, WebhookProvider,
 };
 use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
@@ -24,6 +24,7 @@ const BUILTIN: &[&dyn ProviderKind] = &[
     &Kind::<CommandProvider>::NEW,
     &Kind::<WebhookProvider>::NEW,
     &Kind::<SlackUsergroupProvider>::NEW,
+    &Kind::<PostgresProvider>::NEW,
     &Kind::<OktaProvider>::NEW,
     &Kind::<GoogleWorkspaceProvider>::NEW,
     &Kind::<EntraIdProvider>::NEW,
@@ -153,7 +154,7 @@ impl Providers {
     }
 
     /// The built-in providers that need nothing but the runbook (`command`,
-    /// `webhook` and the directory providers).
+    /// `webhook`, `postgres` and the directory providers).
     pub fn with_builtin() -> Self {
         Self::start(&Registry::builtin(), &Services::default())
     }
@@ -222,6 +223,13 @@ impl Providers {
         Some(provider.members(spec)?.await)
     }
 
+    /// How the person `ctx` describes appears in [`Providers::members`].
+    pub fn member_name(&self, spec: &GrantSpec, ctx: &GrantContext) -> Option<String> {
+        self.by_name
+            .get(spec.provider_name())?
+            .member_name(spec, ctx)
+    }
+
     /// Kills the programs an earlier bot started for `request_ids` (and
     /// everything they started), waiting up to `wait` for them to be gone,
     /// so that resuming those runs cannot run them twice at once. Only
@@ -257,6 +265,7 @@ mod tests {
                 "command",
                 "webhook",
                 "slack_usergroup",
+                "postgres",
                 "okta",
                 "google_workspace",
                 "entra_id"
@@ -273,14 +282,16 @@ mod tests {
                 "url",
                 "secret_env",
                 "usergroup",
+                "url_env",
+                "role",
+                "login",
+                "end_sessions",
                 "org_url",
                 "token_env",
                 "group_id",
-                "end_sessions",
                 "group",
                 "credentials_env",
                 "admin_subject",
-                "role",
                 "token_url",
                 "directory_url",
                 "tenant_id",
@@ -292,7 +303,14 @@ mod tests {
         );
         assert_eq!(
             Providers::with_builtin().names().collect::<Vec<_>>(),
-            ["command", "entra_id", "google_workspace", "okta", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "postgres",
+                "webhook"
+            ]
         );
         let slack = SlackClient::new("http://127.0.0.1:9", Secret::new("xoxb-test"));
         assert_eq!(
@@ -302,6 +320,7 @@ mod tests {
                 "entra_id",
                 "google_workspace",
                 "okta",
+                "postgres",
                 "slack_usergroup",
                 "webhook"
             ]

@@ -41,13 +41,16 @@ pub struct AppState {
     pub workflow: Arc<Workflow>,
     /// Answers each Slack delivery once, across replicas.
     pub replay: ReplayGuard,
-    pub signing_secret: Secret,
+    /// `None` (Socket Mode only): the `/slack/*` routes are off and answer 404.
+    pub signing_secret: Option<Secret>,
     /// Guards `GET /audit`; `None` turns the export off.
     pub audit_token: Option<Secret>,
     pub delivery: Arc<DeliveryHealth>,
     /// The Slack setup check's latest outcome.
     pub setup: Arc<SetupHealth>,
     pub metrics: Arc<Metrics>,
+    /// Socket Mode's state, when it is on.
+    pub socket_mode: Option<Arc<crate::socket_mode::SocketHealth>>,
 }
 
 /// What the `/slack/*` handlers share.
@@ -60,24 +63,31 @@ struct Ingress {
 }
 
 pub fn router(state: AppState) -> Router {
-    let ingress = Ingress {
+    let ingress = state.signing_secret.map(|signing_secret| Ingress {
         dispatch: Dispatch::new(Arc::clone(&state.workflow)),
-        signing_secret: state.signing_secret,
+        signing_secret,
         replay: state.replay,
         metrics: Arc::clone(&state.metrics),
-    };
+    });
     let operator = operator::Operator {
         workflow: state.workflow,
         audit_token: state.audit_token,
         delivery: state.delivery,
         setup: state.setup,
         metrics: state.metrics,
+        socket_mode: state.socket_mode,
     };
-    Router::new()
-        .route("/slack/commands", post(commands))
-        .route("/slack/interactions", post(interactions))
-        .route("/slack/events", post(events))
-        .with_state(ingress)
+    // Without a signing secret no request can be shown to come from Slack,
+    // so the Slack routes do not exist (404); Socket Mode carries Slack then.
+    let slack = match ingress {
+        Some(ingress) => Router::new()
+            .route("/slack/commands", post(commands))
+            .route("/slack/interactions", post(interactions))
+            .route("/slack/events", post(events))
+            .with_state(ingress),
+        None => Router::new(),
+    };
+    slack
         .merge(operator::router(operator))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

@@ -41,6 +41,8 @@ pub(super) struct Operator {
     pub delivery: Arc<DeliveryHealth>,
     pub setup: Arc<SetupHealth>,
     pub metrics: Arc<Metrics>,
+    /// Socket Mode's state, when it is on.
+    pub socket_mode: Option<Arc<crate::socket_mode::SocketHealth>>,
 }
 
 pub(super) fn router(state: Operator) -> Router {
@@ -177,8 +179,11 @@ async fn healthz(State(s): State<Operator>) -> Response {
         && provisioning.grants_failing == 0
         && provisioning.needs_attention == 0
         && deliveries_failing == 0
-        && setup == SetupState::Passed;
-    Json(json!({
+        && setup == SetupState::Passed
+        && s.socket_mode
+            .as_ref()
+            .is_none_or(|h| h.state() == crate::socket_mode::SocketState::Connected);
+    let mut body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "revokes_failing": provisioning.revokes_failing,
         "grants_failing": provisioning.grants_failing,
@@ -189,8 +194,14 @@ async fn healthz(State(s): State<Operator>) -> Response {
         "slack_setup_problems": setup_problems,
         "storage": if storage_ok { "ok" } else { "unreadable" },
         "outbox_pending": s.workflow.outbox_len().await,
-    }))
-    .into_response()
+    });
+    // `socket_mode`: `connecting`, `connected`, `reconnecting` or
+    // `link_disabled` (Slack turned it off; restart after turning it on).
+    if let Some(h) = &s.socket_mode {
+        body["socket_mode"] = json!(h.state().label());
+        body["socket_mode_reconnects"] = json!(h.reconnects());
+    }
+    Json(body).into_response()
 }
 
 /// How long `/readyz` waits for the store before calling it not ready: well
@@ -367,6 +378,7 @@ mod tests {
             delivery: Default::default(),
             setup: Arc::new(SetupHealth::new(&crate::preflight::SlackCheck::Passed)),
             metrics: Default::default(),
+            socket_mode: None,
         };
         let (status, body) = body_of(readyz(State(state)).await).await;
         assert_eq!(status, StatusCode::OK);

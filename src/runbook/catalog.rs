@@ -518,6 +518,7 @@ mod tests {
                 "billing-portal-admin",
                 "compliance-audit",
                 "crm-support",
+                "finance-reporting",
                 "hr-onboarding",
                 "hr-system-admin",
                 "idp-admin",

@@ -96,7 +96,7 @@ mod tests {
         check(
             &edit("\"command\"", "\"comand\""),
             "grant.provider",
-            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id",
+            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id",
         );
         check(
             &edit(
@@ -199,7 +199,7 @@ mod tests {
         let problems = parse_with_ticket("provider = \"tiket\"").unwrap_err();
         assert_eq!(
             shown(problems),
-            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id, ticket"]
+            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id, ticket"]
         );
     }
 
@@ -216,6 +216,7 @@ mod tests {
                 "entra_id",
                 "google_workspace",
                 "okta",
+                "postgres",
                 "ticket",
                 "webhook"
             ]
@@ -255,7 +256,7 @@ mod tests {
         check(
             &text,
             "grant.provider",
-            "unknown provider `ticket`; use one of command, webhook, slack_usergroup, okta, google_workspace, entra_id",
+            "unknown provider `ticket`; use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id",
         );
         check(&text, "grant.queue", "unknown field");
     }

@@ -354,6 +354,21 @@ impl SlackClient {
             .unwrap_or_default())
     }
 
+    /// `apps.connections.open`: a fresh Socket Mode WebSocket URL. Only an
+    /// app-level token (`xapp-…`, scope `connections:write`) may call it,
+    /// so this client must be built with that token. The URL carries a
+    /// single-use ticket: treat it as a secret and never log it.
+    pub async fn connections_open(&self) -> Result<String, SlackError> {
+        let v = self.call_form("apps.connections.open", &[]).await?;
+        match v["url"].as_str() {
+            Some(url) if !url.is_empty() => Ok(url.to_string()),
+            _ => Err(SlackError::Api {
+                method: "apps.connections.open".into(),
+                error: "no_url_in_answer".into(),
+            }),
+        }
+    }
+
     pub async fn usergroup_set(&self, group: &str, users: &[String]) -> Result<(), SlackError> {
         self.call(
             "usergroups.users.update",

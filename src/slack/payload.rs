@@ -44,6 +44,23 @@ pub enum CommandBody {
 pub fn parse_command(body: &[u8]) -> Result<CommandBody, PayloadError> {
     let fields: BTreeMap<String, String> =
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Form(e.to_string()))?;
+    command_from_fields(fields)
+}
+
+/// A slash command as Socket Mode delivers it: the form's fields as one
+/// JSON object, read exactly as [`parse_command`] reads the form.
+pub fn command_from_json(payload: &Value) -> Result<CommandBody, PayloadError> {
+    let object = payload
+        .as_object()
+        .ok_or_else(|| PayloadError::Json("a slash command payload must be an object".into()))?;
+    let fields = object
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    command_from_fields(fields)
+}
+
+fn command_from_fields(fields: BTreeMap<String, String>) -> Result<CommandBody, PayloadError> {
     if fields.get("ssl_check").map(String::as_str) == Some("1") {
         return Ok(CommandBody::SslCheck);
     }
@@ -166,6 +183,13 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, PayloadError> {
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::Form(e.to_string()))?;
     let payload = fields.get("payload").ok_or(PayloadError::MissingPayload)?;
     let v: Value = serde_json::from_str(payload).map_err(|e| PayloadError::Json(e.to_string()))?;
+    interaction_from_json(v)
+}
+
+/// An interactivity payload as Socket Mode delivers it: the JSON that HTTP
+/// sends in the `payload` form field, read exactly as [`parse_interaction`]
+/// reads it.
+pub fn interaction_from_json(v: Value) -> Result<Interaction, PayloadError> {
     let kind = v
         .get("type")
         .and_then(Value::as_str)

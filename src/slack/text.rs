@@ -399,6 +399,35 @@ pub fn access_continues(why: &str, other: &str) -> String {
 pub const EXTENSION_OUTLIVED: &str =
     ":hourglass: The access ended before the extension was decided.";
 
+/// Audit line of a revoke whose target was read back and no longer holds
+/// the access.
+pub fn revoke_verified(target: &str) -> String {
+    format!("read back {target}: the access is gone")
+}
+
+/// Audit line of a revoke that the target accepted but did not carry out:
+/// read back, the access is still there.
+pub fn revoke_unverified(attempt: u32, target: &str, wait: Duration) -> String {
+    format!(
+        "attempt {attempt}: the revoke was accepted but {target} still holds the access when read back; revoking again in {}",
+        format_duration_words(wait)
+    )
+}
+
+/// Audit line of access `accessbot reconcile --fix` removed: the request
+/// had ended but the target still held the access.
+pub fn reconcile_revoked(target: &str) -> String {
+    format!("the request had ended but {target} still held the access; `accessbot reconcile --fix` removed it")
+}
+
+/// Refusal of a request for a runbook whose provider needs the person's
+/// identity in the target, when neither the config nor Slack gives one.
+pub fn no_identity(runbook: &str, user: &str) -> String {
+    format!(
+        "Ask an accessbot admin to add `{user} = \"you@company.com\"` under [identities] in accessbot's config: `{runbook}` needs your login in another system, and Slack does not share your email with accessbot (the app's scope `users:read.email`). Then ask again."
+    )
+}
+
 /// Audit line of the clean-up revoke after a failed grant.
 pub const CLEANED_UP: &str = "clean-up after the failed grant done; nothing is granted";
 
@@ -751,6 +780,9 @@ pub fn event_name(kind: &str) -> String {
         "released" => "Released early",
         "revoke_requested" => "Ended early",
         "revoke_failed" => "Revoke failed — will retry",
+        "revoke_verified" => "Revoke verified",
+        "revoke_unverified" => "Access still present after revoke — will retry",
+        "reconcile_revoked" => "Left-over access removed (reconcile)",
         "expired" => "Request expired",
         "reminded" => "Approvers reminded",
         "escalated" => "Escalated",

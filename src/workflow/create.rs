@@ -64,6 +64,8 @@ pub enum RequestError {
         max: Duration,
         open: Vec<String>,
     },
+    #[error("{}", text::no_identity(.runbook, .user))]
+    NoIdentity { runbook: String, user: String },
     #[error("{0}")]
     Resolve(#[from] ResolveError),
     #[error("{0}")]
@@ -157,6 +159,27 @@ impl Workflow {
             .collect())
     }
 
+    /// Refuses a request for a runbook whose provider acts on the person's
+    /// account in the target when accessbot cannot know that account (no
+    /// `[identities]` entry, no email from Slack): it would be approved and
+    /// then fail. A Slack that does not answer refuses nothing here.
+    async fn check_identity(&self, rb: &Runbook, user: &str) -> Result<(), RequestError> {
+        if !rb.grant.needs_identity() {
+            return Ok(());
+        }
+        match self.deps.identities.resolve(&self.deps.slack, user).await {
+            Ok(found) if found.identity.is_none() => Err(RequestError::NoIdentity {
+                runbook: rb.id.clone(),
+                user: user.to_string(),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(user, error = %e, "users.info failed; the identity is looked up again when the grant runs");
+                Ok(())
+            }
+        }
+    }
+
     /// Checks a new request against the person's open ones for the same
     /// runbook (see the module comment); returns the reason to store (the
     /// word `confirm` taken off) and the open requests a confirmed
@@ -231,6 +254,7 @@ impl Workflow {
                     owner: rb.owner.clone(),
                 });
             }
+            self.check_identity(rb, &n.user).await?;
             let stages = self.deps.people.resolve_stages(rb, &n.user).await?;
             let auto = if rb.break_glass {
                 None

@@ -32,6 +32,7 @@ mod decide;
 mod due;
 mod end;
 mod extend;
+mod leftovers;
 mod provision;
 mod refused;
 
@@ -58,6 +59,7 @@ use crate::slack::{text, SlackClient};
 use crate::store::{Effects, ProviderRunGuard, StoreEngine, StoreError};
 
 pub use create::{NewRequest, RequestError};
+pub use leftovers::{GrantedBefore, LeftoverOutcome};
 
 // What a remembered DM is for (`MessageRef::purpose`), so a later change
 // can update the right one.
@@ -82,6 +84,8 @@ pub struct Deps {
     /// Where relative program paths of `command` runbooks resolve.
     pub runbook_dir: PathBuf,
     pub timing: Timing,
+    /// The config's `[identities]`: who a person is in the grant targets.
+    pub identities: crate::identity::Identities,
 }
 
 /// The lifecycle engine; one per process, shared by the HTTP handlers and
@@ -340,11 +344,18 @@ impl Workflow {
     }
 
     /// Holds the lock that keeps one provider run at a time for `req`'s
-    /// person and runbook, across every replica.
+    /// person and runbook, across every replica; for the person and the
+    /// target when the runbook's grant names one (`GrantSpec::target`), so
+    /// runs of two runbooks onto one access take turns too.
     async fn lock_subject(&self, req: &AccessRequest) -> Result<ProviderRunGuard, StoreError> {
+        let target = self
+            .deps
+            .catalog
+            .get(&req.runbook_id)
+            .and_then(|r| r.grant.target().map(|t| format!("\u{0}target\u{0}{t}")));
         self.deps
             .store
-            .lock_provider_run(&req.requester, &req.runbook_id)
+            .lock_provider_run(&req.requester, target.as_deref().unwrap_or(&req.runbook_id))
             .await
     }
 

@@ -6,7 +6,12 @@
 //! its request under that lock, so a run that another replica (or an
 //! earlier task here) already finished is not repeated. A revoke is not run
 //! in the target system while another request of the same person still
-//! holds that access (`covering_request`).
+//! holds that access (`covering_request`): requests count by the access
+//! their runbook gives in the target (`GrantSpec::target`), so of two
+//! runbooks onto one group the last grant to end revokes. After a revoke
+//! the target is read back where the provider can (`Provider::verify`):
+//! access still there is retried with backoff and reported to the audit
+//! channel until it is gone; gone is recorded as `revoke_verified`.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -18,7 +23,7 @@ use chrono::{DateTime, Utc};
 use super::attention::needs_attention;
 use super::{chrono_dur, warn_time, Workflow, EXTENSION, GRANT, WARNING};
 use crate::crashpoint;
-use crate::grant::{Action, GrantContext, GrantError};
+use crate::grant::{Action, GrantContext, GrantError, Presence};
 use crate::request::{AccessRequest, Status};
 use crate::retry::backoff;
 use crate::slack::{blocks, text};
@@ -131,35 +136,107 @@ impl Workflow {
         }
     }
 
-    /// Another request of the same person for the same runbook that holds,
-    /// or is being given, the same access: revoking `req` in the target
-    /// system would take that access away too. Read from the index of
-    /// holding grants, never the whole table.
-    async fn covering_request(&self, req: &AccessRequest) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .deps
-            .store
-            .active_grants_covering(&req.requester, &req.runbook_id)
-            .await?
-            .into_iter()
-            .find(|o| o.id != req.id)
-            .map(|o| o.id))
+    /// Another request of the same person that holds, or is being given,
+    /// the same access: one of the same runbook, or of any runbook whose
+    /// grant gives the same target (`GrantSpec::target`). Revoking `req` in
+    /// the target system would take that access away too. Read from the
+    /// index of holding grants, one probe per such runbook, never the whole
+    /// table.
+    pub(crate) async fn covering_request(
+        &self,
+        req: &AccessRequest,
+    ) -> Result<Option<String>, StoreError> {
+        for runbook in self.same_access_runbooks(&req.runbook_id) {
+            let other = self
+                .deps
+                .store
+                .active_grants_covering(&req.requester, &runbook)
+                .await?
+                .into_iter()
+                .find(|o| o.id != req.id);
+            if let Some(other) = other {
+                return Ok(Some(other.id));
+            }
+        }
+        Ok(None)
     }
 
-    async fn context(&self, req: &AccessRequest, expires_at: DateTime<Utc>) -> GrantContext {
-        let email = match self.deps.slack.user_info(&req.requester).await {
-            Ok(u) => u.email,
+    /// The runbooks whose grants give the same access as `runbook_id`'s:
+    /// every runbook with the same target, or `runbook_id` alone when its
+    /// provider names no target (or it left the catalog).
+    fn same_access_runbooks(&self, runbook_id: &str) -> Vec<String> {
+        let target = self
+            .deps
+            .catalog
+            .get(runbook_id)
+            .and_then(|r| r.grant.target());
+        match target {
+            None => vec![runbook_id.to_string()],
+            Some(target) => self
+                .deps
+                .catalog
+                .runbooks
+                .iter()
+                .filter(|r| r.grant.target() == Some(target))
+                .map(|r| r.id.clone())
+                .collect(),
+        }
+    }
+
+    /// Reads the target back after a revoke `ctx` describes; `None` when
+    /// the runbook's provider cannot.
+    async fn read_back(
+        &self,
+        req: &AccessRequest,
+        ctx: &GrantContext,
+    ) -> Option<Result<Presence, GrantError>> {
+        let rb = self.deps.catalog.get(&req.runbook_id)?;
+        let found = self.deps.providers.verify(&rb.grant, ctx).await;
+        match &found {
+            Some(Ok(presence)) => {
+                tracing::info!(request_id = %req.id, ?presence, "read the target back after the revoke")
+            }
+            Some(Err(e)) => {
+                tracing::warn!(request_id = %req.id, error = %e, "could not read the target back after the revoke")
+            }
+            None => {}
+        }
+        found
+    }
+
+    /// Words for the access a runbook gives, for audit lines: its target
+    /// key, or the runbook.
+    pub(super) fn target_words(&self, runbook_id: &str) -> String {
+        self.deps
+            .catalog
+            .get(runbook_id)
+            .and_then(|r| r.grant.target().map(|t| format!("`{t}`")))
+            .unwrap_or_else(|| format!("the target of `{runbook_id}`"))
+    }
+
+    pub(super) async fn context(
+        &self,
+        req: &AccessRequest,
+        expires_at: DateTime<Utc>,
+    ) -> GrantContext {
+        let found = match self
+            .deps
+            .identities
+            .resolve(&self.deps.slack, &req.requester)
+            .await
+        {
+            Ok(found) => found,
             Err(e) => {
                 tracing::warn!(request_id = %req.id, error = %e, "users.info failed; running the provider without an email");
-                None
+                crate::identity::Identity::default()
             }
         };
         GrantContext {
             request_id: req.id.clone(),
             runbook_id: req.runbook_id.clone(),
             user_id: req.requester.clone(),
-            identity: email.clone(),
-            user_email: email,
+            identity: found.identity,
+            user_email: found.email,
             expires_at,
             reason: req.reason.clone(),
             runbook_dir: self.deps.runbook_dir.clone(),
@@ -168,14 +245,15 @@ impl Workflow {
 
     /// Runs `action` for `req` with its runbook's provider. When
     /// `covered_by` names another request that keeps the same access, the
-    /// provider is not called and the run counts as done.
+    /// provider is not called and the run counts as done. Returns the
+    /// context the provider ran with, `None` when it was not called.
     async fn run_provider(
         &self,
         req: &AccessRequest,
         action: Action,
         expires_at: DateTime<Utc>,
         covered_by: Option<&str>,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<GrantContext>, RunError> {
         let Some(rb) = self.deps.catalog.get(&req.runbook_id) else {
             return Err(RunError::RunbookGone {
                 runbook_id: req.runbook_id.clone(),
@@ -184,7 +262,7 @@ impl Workflow {
         };
         if let Some(other) = covered_by {
             tracing::info!(request_id = %req.id, other, "not revoking in the target system: another request holds the same access");
-            return Ok(());
+            return Ok(None);
         }
         let ctx = self.context(req, expires_at).await;
         // After the Slack lookups, just before the provider: "before the
@@ -202,7 +280,8 @@ impl Workflow {
         if let Err(e) = &result {
             tracing::warn!(request_id = %req.id, error = %e, retryable = e.is_retryable(), "the {action} failed");
         }
-        Ok(result?)
+        result?;
+        Ok(Some(ctx))
     }
 
     /// Runs the grant of a `Granting` request and records the outcome. A
@@ -228,7 +307,8 @@ impl Workflow {
         let expires_at = started + chrono::Duration::seconds(req.duration_secs as i64);
         let result = self
             .run_provider(&req, Action::Grant, expires_at, None)
-            .await;
+            .await
+            .map(|_| ());
         let instructions = self.runbook_says(&req.runbook_id, |r| r.instructions.clone());
         let extend_by = self.extend_step(&req.runbook_id);
         let warning = self.deps.timing.expiry_warning;
@@ -317,9 +397,20 @@ impl Workflow {
         }
         let expires_at = req.expires_at.unwrap_or_else(Utc::now);
         let covered_by = self.covering_request(&req).await?;
-        let result = self
+        let ran = self
             .run_provider(&req, Action::Revoke, expires_at, covered_by.as_deref())
             .await;
+        // A revoke the target accepted is read back where it can be.
+        let (result, presence) = match ran {
+            Ok(Some(ctx)) => match self.read_back(&req, &ctx).await {
+                None => (Ok(()), None),
+                Some(Ok(presence)) => (Ok(()), Some(presence)),
+                Some(Err(e)) => (Err(RunError::Provider(e)), None),
+            },
+            Ok(None) => (Ok(()), None),
+            Err(e) => (Err(e), None),
+        };
+        let target = self.target_words(&req.runbook_id);
         let timing = self.deps.timing.clone();
         let owner = self.runbook_says(&req.runbook_id, |r| r.owner.clone());
         let Ok(_) = self
@@ -330,7 +421,28 @@ impl Workflow {
                 let now = Utc::now();
                 req.run_until = None;
                 match &result {
+                    Ok(()) if presence == Some(Presence::Present) => {
+                        // Accepted, yet still there: revoke again, and say
+                        // so in the audit channel every time until it is gone.
+                        req.attempts += 1;
+                        let wait = backoff(&timing, req.attempts);
+                        req.retry_at = Some(now + chrono_dur(wait));
+                        fx.audit(
+                            "revoke_unverified",
+                            req,
+                            "accessbot",
+                            text::revoke_unverified(req.attempts, &target, wait),
+                        );
+                    }
                     Ok(()) => {
+                        if presence == Some(Presence::Absent) {
+                            fx.record(
+                                "revoke_verified",
+                                req,
+                                "accessbot",
+                                text::revoke_verified(&target),
+                            );
+                        }
                         req.ended_at = Some(now);
                         req.retry_at = None;
                         let mut why = req.end_reason.clone().unwrap_or_else(|| text::ENDED.into());

@@ -249,6 +249,7 @@ impl Workflow {
             audit_channel: "C0AUDIT".into(),
             runbook_dir: dir.to_path_buf(),
             timing,
+            identities: Default::default(),
         }))
     }
 }

@@ -22,13 +22,22 @@ async fn a_crash_at_any_point_still_ends_granted_then_revoked() {
         let mut app = TestApp::spawn_with(Setup::default().env("ACCESSBOT_CRASH_AT", point)).await;
         let id = app.request(ALICE, "billing-admin 2s crash test").await;
         app.wait_dm(BOB, &[&id], T).await;
-        // At `after_approve` the bot dies before it answers the click.
+        // At `after_approve` the bot dies before it answers the click. At
+        // the later points the approval is already durable and the grant
+        // runs in the background, racing the answer: whether the click was
+        // answered there is not what this test is about (the approval's
+        // outcome below is).
         let click = TestApp::interaction_body(&block_action(BOB, "approve", &id));
         let answered = app
             .try_post_signed("/slack/interactions", FORM, &click, 0)
             .await
             .is_ok();
-        assert_eq!(answered, point != "after_approve", "{point}");
+        if point == "after_approve" {
+            assert!(
+                !answered,
+                "{point}: the click was answered before the crash"
+            );
+        }
         let status = app.wait_exit(T).await;
         assert!(!status.success(), "{point}: expected an abort");
         app.remove_env("ACCESSBOT_CRASH_AT");

@@ -10,15 +10,27 @@ mod directory;
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "identity.rs"]
+mod identity;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
 mod operator;
+#[path = "overlap.rs"]
+mod overlap;
 #[path = "policies.rs"]
 mod policies;
 #[path = "postgres_store.rs"]
 mod postgres_store;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "reconcile.rs"]
+mod reconcile;
+#[path = "socket_mode.rs"]
+mod socket_mode;
+#[path = "socket_mode_replicas.rs"]
+mod socket_mode_replicas;
+#[path = "verify.rs"]
+mod verify;
 #[path = "wording.rs"]
 mod wording;

@@ -10,15 +10,25 @@ mod directory;
 mod faults;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "identity.rs"]
+mod identity;
 #[path = "limits.rs"]
 mod limits;
 #[path = "operator.rs"]
 mod operator;
+#[path = "overlap.rs"]
+mod overlap;
 #[path = "policies.rs"]
 mod policies;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "reconcile.rs"]
+mod reconcile;
 #[path = "sled_store.rs"]
 mod sled_store;
+#[path = "socket_mode.rs"]
+mod socket_mode;
+#[path = "verify.rs"]
+mod verify;
 #[path = "wording.rs"]
 mod wording;

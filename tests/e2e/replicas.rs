@@ -165,10 +165,17 @@ async fn a_replica_killed_mid_revoke_loses_nothing() {
     app.press_at(1, BOB, "approve", &id).await;
     app.wait_for_status(ALICE, &id, "active", T).await;
 
-    // The state "provider started": the revoke's program runs, on some replica.
-    let run = wait_until(T, || app.provider_processes("revoke", &id).first().copied())
-        .await
-        .unwrap_or_else(|| panic!("the revoke never started; logs:\n{}", app.logs()));
+    // The state "provider started": the revoke's program runs, on some
+    // replica, and has recorded its call (it writes its process ID first,
+    // so waiting for that alone could kill it before the call is counted).
+    let run = wait_until(T, || {
+        let started = app.provider_runs("revoke", &id).len() == 1;
+        started
+            .then(|| app.provider_processes("revoke", &id).first().copied())
+            .flatten()
+    })
+    .await
+    .unwrap_or_else(|| panic!("the revoke never started; logs:\n{}", app.logs()));
     let parent = parent_of(run.pid);
     let holder = (0..app.replica_count())
         .find(|n| app.pid_of(*n) == Some(parent))

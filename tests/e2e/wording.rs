@@ -2,7 +2,7 @@
 //! marketing): what a message says, how it says it, and what it keeps out of
 //! the way. Also the small refusals that must read right: another slash
 //! command, an unknown request ID, a break-glass flag that stands, and the
-//! runbooks `serve` cannot grant yet.
+//! runbooks whose secrets are not set, which stop `serve`.
 
 use std::time::Duration;
 
@@ -306,33 +306,34 @@ async fn a_not_found_refusal_escapes_and_shortens_the_value() {
     assert!(refusal.chars().count() < 200, "{refusal}");
 }
 
-/// `serve` starts with a runbook whose provider needs a variable that is
-/// not set, and names the runbook and the variable in a warning.
+/// `serve` refuses to start with a runbook whose provider needs a variable
+/// that is not set (its grants would be approved, then fail), in one line
+/// naming the runbook and the variable, never a value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_names_the_runbooks_that_cannot_grant_yet() {
+async fn serve_refuses_runbooks_whose_secrets_are_not_set() {
     let needs = BILLING.replace(
         "timeout = \"5s\"",
-        "timeout = \"5s\"\nenv = [\"ACCESSBOT_TEST_NEVER_SET\"]",
+        "timeout = \"5s\"\nenv = [\"ACCESSBOT_TEST_NEVER_SET\", \"ACCESSBOT_TEST_SET_HERE\"]",
     );
-    let app = TestApp::spawn_with(Setup::default().with_runbook(
-        "hr-tool",
-        &needs.replace("id = \"billing-admin\"", "id = \"hr-tool\""),
-    ))
-    .await;
-    let line = wait_until(T, || {
-        app.logs()
-            .lines()
-            .find(|l| l.contains("cannot grant yet"))
-            .map(str::to_string)
-    })
-    .await
-    .unwrap_or_else(|| panic!("no warning; logs:\n{}", app.logs()));
-    assert!(line.contains("WARN"), "{line}");
+    let mut app = TestApp::spawn().await;
+    app.kill().await;
+    std::fs::write(
+        app.runbook_dir.join("hr-tool.toml"),
+        needs.replace("id = \"billing-admin\"", "id = \"hr-tool\""),
+    )
+    .unwrap();
+    app.set_env("ACCESSBOT_TEST_SET_HERE", "value-that-must-not-be-printed");
+    let (code, stderr) = app.serve_once();
+    assert_eq!(code, Some(2), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ACCESSBOT_TEST_NEVER_SET"))
+        .unwrap_or_else(|| panic!("no line names the variable:\n{stderr}"));
     assert!(line.contains("hr-tool"), "{line}");
-    assert!(line.contains("ACCESSBOT_TEST_NEVER_SET"), "{line}");
+    assert!(!line.contains("ACCESSBOT_TEST_SET_HERE"), "{line}");
     assert!(
-        !app.logs().contains("`billing-admin` cannot grant yet"),
-        "{}",
-        app.logs()
+        !stderr.contains("value-that-must-not-be-printed"),
+        "{stderr}"
     );
+    assert!(!stderr.contains("`billing-admin`"), "{stderr}");
 }

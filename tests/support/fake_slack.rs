@@ -71,6 +71,9 @@ struct State {
     views: Vec<StoredView>,
     last_ts: u64,
     last_view: u64,
+    /// The app-level token `apps.connections.open` accepts, and the Socket
+    /// Mode endpoint whose URLs it hands out.
+    socket_mode: Option<(String, super::fake_socket_mode::FakeSocketMode)>,
 }
 
 struct User {
@@ -98,6 +101,8 @@ enum FaultKind {
     RateLimit(u64),
     Http(u16),
     Drop,
+    /// Answers `ok` and changes nothing.
+    Ignore,
 }
 
 /// What goes back on the wire for one request.
@@ -159,6 +164,16 @@ impl FakeSlack {
             }
         });
         fake
+    }
+
+    /// Turns on `apps.connections.open`: callers bearing `app_token` get a
+    /// fresh URL of `endpoint`.
+    pub fn enable_socket_mode(
+        &self,
+        app_token: &str,
+        endpoint: super::fake_socket_mode::FakeSocketMode,
+    ) {
+        self.state().socket_mode = Some((app_token.to_string(), endpoint));
     }
 
     /// The base for `SLACK_API_URL`; methods live at `{url}/{method}`.
@@ -288,6 +303,12 @@ impl FakeSlack {
     /// The next `n` calls to `method` ("*" for any) are read, then the connection is closed without an answer.
     pub fn drop_next(&self, method: &str, n: usize) {
         self.add_fault(method, n, FaultKind::Drop);
+    }
+
+    /// The next `n` calls to `method` answer `{"ok": true}` and change
+    /// nothing: a write the API accepted but did not carry out.
+    pub fn ignore_next(&self, method: &str, n: usize) {
+        self.add_fault(method, n, FaultKind::Ignore);
     }
 
     /// Every call to `method` ("*" for all; a method's own delay wins) waits this long before its answer is sent.
@@ -460,6 +481,7 @@ impl FakeSlack {
                 },
                 Some(FaultKind::Http(status)) => Reply::Page { status },
                 Some(FaultKind::Drop) => Reply::Drop,
+                Some(FaultKind::Ignore) => slack_reply(json!({"ok": true})),
                 None => state.answer(&method, request, body, body_error),
             };
             (reply, delay)
@@ -509,6 +531,9 @@ impl State {
         if query.iter().any(|(key, _)| key == "token") {
             return slack_reply(fail("invalid_auth"));
         }
+        if method == "apps.connections.open" {
+            return slack_reply(self.apps_connections_open(request.authorization.as_deref()));
+        }
         match request.authorization.as_deref().map(str::trim) {
             None | Some("") => return slack_reply(fail("not_authed")),
             Some(given) if given != format!("Bearer {}", self.token) => {
@@ -554,6 +579,24 @@ impl State {
             }
             Err(value) => value,
         })
+    }
+
+    /// Only an app-level token opens a Socket Mode connection; a bot token
+    /// is refused as Slack refuses it.
+    fn apps_connections_open(&self, authorization: Option<&str>) -> Value {
+        let given = authorization.map(str::trim).unwrap_or_default();
+        let Some((app_token, endpoint)) = &self.socket_mode else {
+            return fail("not_allowed_token_type");
+        };
+        if given.is_empty() {
+            fail("not_authed")
+        } else if given == format!("Bearer {}", self.token) {
+            fail("not_allowed_token_type")
+        } else if given != format!("Bearer {app_token}") {
+            fail("invalid_auth")
+        } else {
+            json!({"ok": true, "url": endpoint.issue_url()})
+        }
     }
 
     fn chat_post_message(&mut self, body: &Value) -> Answer {

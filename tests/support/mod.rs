@@ -17,6 +17,7 @@ pub mod fake_entra;
 pub mod fake_google;
 pub mod fake_okta;
 pub mod fake_slack;
+pub mod fake_socket_mode;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};
@@ -31,9 +32,13 @@ use sha2::Sha256;
 
 #[allow(unused_imports)]
 pub use fake_slack::{Call, FakeSlack};
+#[allow(unused_imports)]
+pub use fake_socket_mode::FakeSocketMode;
 
 pub const SECRET: &str = "test-signing-secret-8f742231b10e";
 pub const TOKEN: &str = "xoxb-test-token-1234567890-abcdef";
+/// The app-level token for Socket Mode ([`Setup::socket_mode`]).
+pub const APP_TOKEN: &str = "xapp-1-A0ACCESS-test-app-token-0987654321";
 pub const AUDIT: &str = "C0AUDIT";
 pub const ALICE: &str = "U0ALICE";
 pub const BOB: &str = "U0BOB";
@@ -110,6 +115,15 @@ impl Setup {
         self.config_toml = Some(toml.to_string());
         self
     }
+    /// Socket Mode on (`SLACK_APP_TOKEN`), beside HTTP: the signing secret
+    /// stays set, so the HTTP helpers (`slash`, `wait_for_status`) still work.
+    pub fn socket_mode(self) -> Self {
+        self.env("SLACK_APP_TOKEN", APP_TOKEN)
+    }
+    /// Socket Mode only: no signing secret, so the `/slack/*` routes are off.
+    pub fn socket_mode_only(self) -> Self {
+        self.socket_mode().env("SLACK_SIGNING_SECRET", "")
+    }
 }
 
 /// The store a test's bot runs on.
@@ -150,6 +164,9 @@ struct Replica {
 
 pub struct TestApp {
     pub slack: FakeSlack,
+    /// The Socket Mode endpoint the fake Slack hands out (used when the bot
+    /// runs with [`Setup::socket_mode`]).
+    pub socket: FakeSocketMode,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// The store the bot runs on.
@@ -211,6 +228,8 @@ impl TestApp {
 
     pub async fn spawn_with(setup: Setup) -> TestApp {
         let slack = FakeSlack::start(TOKEN).await;
+        let socket = FakeSocketMode::start().await;
+        slack.enable_socket_mode(APP_TOKEN, socket.clone());
         for (id, name) in [
             (ALICE, "Alice Finance"),
             (BOB, "Bob Lead"),
@@ -269,6 +288,7 @@ impl TestApp {
         }
         let mut app = TestApp {
             slack,
+            socket,
             base: String::new(),
             engine,
             database_url,

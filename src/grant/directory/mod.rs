@@ -70,6 +70,17 @@ pub(crate) fn identity<'c>(at: &At, ctx: &'c GrantContext) -> Result<&'c str, Di
     }
 }
 
+/// How a person appears in a directory group's member list as
+/// [`Provider::members`](crate::grant::Provider::members) gives it: their
+/// identity, lower-cased, since directories compare logins and emails
+/// without case.
+pub(crate) fn member_name(ctx: &GrantContext) -> Option<String> {
+    ctx.identity
+        .as_deref()
+        .map(|identity| identity.trim().to_lowercase())
+        .filter(|name| !name.is_empty())
+}
+
 /// The value of the environment variable `var`, read now so a rotated
 /// secret is used at once.
 pub(crate) fn read_secret(at: &At, var: &str) -> Result<Secret, DirectoryError> {
