@@ -2,7 +2,9 @@
 //! `[grant]` points `okta`, `google_workspace` or `entra_id` at a fake of
 //! that service (`support/fake_okta.rs`, `fake_google.rs`, `fake_entra.rs`),
 //! a request approved in Slack, and the fake directory's group holding the
-//! requester while access lasts and not after. The requester's identity is
+//! requester while access lasts and not after; two runbooks onto one group
+//! overlap; a removal the directory ignored is caught by reading it back;
+//! `accessbot reconcile` reads a group back. The requester's identity is
 //! their Slack email (alice@example.com in the fake Slack).
 
 use std::time::Duration;
@@ -216,4 +218,151 @@ async fn entra_id_revokes_on_time_waiting_as_long_as_graphs_retry_after_says() {
         !app.logs().contains(SECRET),
         "the client secret reached the log"
     );
+}
+
+/// An `okta` runbook `id` onto [`OVERLAP_GROUP`] in `okta`.
+fn okta_runbook(okta: &FakeOkta, id: &str) -> String {
+    directory_runbook(
+        id,
+        "Billing portal admin",
+        &format!(
+            "provider = \"okta\"\norg_url = \"{}\"\ntoken_env = \"OKTA_API_TOKEN\"\ngroup_id = \"{OVERLAP_GROUP}\"",
+            okta.url()
+        ),
+    )
+}
+
+const OVERLAP_GROUP: &str = "00g1billingportal02";
+
+/// Two runbooks onto one Okta group count as one access: the first to end
+/// leaves the person in the group; the last one out removes them, and a
+/// removal Okta answered but did not carry out (the fake ignores one
+/// DELETE) is caught by reading the group back and done again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_okta_runbooks_onto_one_group_overlap_and_an_ignored_removal_is_caught() {
+    const TOKEN: &str = "00e2e-okta-overlap-token";
+    let okta = FakeOkta::start(TOKEN).await;
+    okta.add_user(ALICE_EMAIL);
+    okta.add_group(OVERLAP_GROUP);
+    let app = TestApp::spawn_with(
+        Setup::default()
+            .only_runbook("portal-admin", &okta_runbook(&okta, "portal-admin"))
+            .with_runbook("portal-oncall", &okta_runbook(&okta, "portal-oncall"))
+            .env("OKTA_API_TOKEN", TOKEN),
+    )
+    .await;
+    let first = approved(&app, "portal-admin", "1h").await;
+    app.wait_for_status(ALICE, &first, "active", T).await;
+    let second = approved(&app, "portal-oncall", "1h").await;
+    app.wait_for_status(ALICE, &second, "active", T).await;
+    assert_eq!(okta.members(OVERLAP_GROUP), [ALICE_EMAIL]);
+
+    app.slash(ALICE, &format!("revoke {first}")).await;
+    let line = app
+        .wait_audit(&["access of <@U0ALICE> revoked", &first], T)
+        .await;
+    assert!(
+        line.contains(&format!("continues under request {second}")),
+        "{line}"
+    );
+    assert_eq!(okta.members(OVERLAP_GROUP), [ALICE_EMAIL]);
+    assert!(
+        !okta.calls().iter().any(|c| c.method == "DELETE"),
+        "the first grant to end removed access the other still covers"
+    );
+
+    okta.ignore_next_delete();
+    app.slash(ALICE, &format!("revoke {second}")).await;
+    app.wait_audit(&["still holds the access", &second], T)
+        .await;
+    app.wait_audit(
+        &[
+            "access of <@U0ALICE> revoked",
+            &format!("Request ID `{second}`"),
+        ],
+        T,
+    )
+    .await;
+    assert_eq!(okta.members(OVERLAP_GROUP), Vec::<String>::new());
+    let deletes = okta
+        .calls()
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.path.starts_with("/api/v1/groups/"))
+        .count();
+    assert_eq!(deletes, 2, "the ignored removal and the one that took");
+}
+
+/// `accessbot reconcile` reads a Google group back: a membership put back
+/// by hand after the request ended is found and `--fix` removes it; a
+/// member accessbot never granted is reported and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_a_google_membership_left_behind_and_fix_removes_it() {
+    const SERVICE_ACCOUNT: &str = "accessbot@acme-accessbot.iam.gserviceaccount.com";
+    const ADMIN: &str = "accessbot-admin@acme.com";
+    const GROUP: &str = "payroll-exports@acme.com";
+    let google = FakeGoogle::start(SERVICE_ACCOUNT, ADMIN).await;
+    google.add_user(ALICE_EMAIL);
+    google.add_user("mallory@example.com");
+    google.add_group(GROUP);
+    let grant = format!(
+        "provider = \"google_workspace\"\ngroup = \"{GROUP}\"\ncredentials_env = \"GOOGLE_WORKSPACE_CREDENTIALS\"\nadmin_subject = \"{ADMIN}\"\ntoken_url = \"{}\"\ndirectory_url = \"{}\"",
+        google.token_url(),
+        google.url()
+    );
+    let mut app = TestApp::spawn_with(
+        Setup::default()
+            .only_runbook(
+                "payroll-exports",
+                &directory_runbook("payroll-exports", "Payroll exports", &grant),
+            )
+            .env(
+                "GOOGLE_WORKSPACE_CREDENTIALS",
+                &fake_google::service_account_json(SERVICE_ACCOUNT),
+            ),
+    )
+    .await;
+    let id = approved(&app, "payroll-exports", "1h").await;
+    app.wait_for_status(ALICE, &id, "active", T).await;
+    app.slash(ALICE, &format!("revoke {id}")).await;
+    app.wait_audit(&["access of <@U0ALICE> revoked", &id], T)
+        .await;
+    assert!(google.members(GROUP).is_empty());
+    // Someone puts Alice back by hand.
+    google.add_member(GROUP, ALICE_EMAIL);
+    app.terminate().await;
+
+    let found = app.run_cli(&["reconcile"]);
+    let out = text(&found);
+    assert_eq!(found.status.code(), Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("payroll-exports") && l.contains(ALICE) && l.contains(&id)),
+        "{out}"
+    );
+    assert!(!out.contains("never granted"), "{out}");
+
+    let fixed = app.run_cli(&["reconcile", "--fix"]);
+    let out = text(&fixed);
+    assert_eq!(fixed.status.code(), Some(0), "{out}");
+    assert!(google.members(GROUP).is_empty());
+
+    google.add_member(GROUP, "mallory@example.com");
+    let stranger = app.run_cli(&["reconcile", "--fix"]);
+    let out = text(&stranger);
+    assert_eq!(stranger.status.code(), Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("mallory@example.com") && l.contains("never granted")),
+        "{out}"
+    );
+    assert!(google.members(GROUP).contains_key("mallory@example.com"));
+}
+
+/// What a command printed, stdout and stderr together.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
