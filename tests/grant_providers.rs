@@ -890,7 +890,14 @@ async fn providers_dispatch_by_name() {
     let builtin = Providers::with_builtin();
     assert_eq!(
         builtin.names().collect::<Vec<_>>(),
-        ["command", "postgres", "webhook"]
+        [
+            "command",
+            "entra_id",
+            "google_workspace",
+            "okta",
+            "postgres",
+            "webhook"
+        ]
     );
     assert_eq!(builtin.get("command").unwrap().name(), "command");
     assert!(builtin.get("slack_usergroup").is_none());

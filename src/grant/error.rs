@@ -153,6 +153,9 @@ impl GrantError {
     /// provider could not run the spec. A grant that failed so needs no
     /// clean-up revoke: nothing of it happened.
     pub fn target_untouched(&self) -> bool {
+        if let GrantError::Provider { error, .. } = self {
+            return error.target_untouched();
+        }
         matches!(
             self,
             GrantError::Spawn { .. }
@@ -195,6 +198,13 @@ pub trait ProviderError: std::error::Error + Send + Sync + 'static {
     /// How long the target asked to wait before the next try, if it said.
     fn retry_after(&self) -> Option<Duration> {
         None
+    }
+
+    /// Whether it failed before anything reached the target system (a
+    /// missing secret, a refused token, an unknown user), so a failed grant
+    /// needs no clean-up revoke. `false` by default.
+    fn target_untouched(&self) -> bool {
+        false
     }
 }
 

@@ -6,7 +6,9 @@
 //!
 //! A provider lives in one file: `command` runs a program, `webhook` POSTs
 //! signed JSON, `slack_usergroup` changes a Slack user group's members,
-//! `postgres` grants a database role to the person's login. Each
+//! `postgres` grants a database role to the person's login, `okta`,
+//! `google_workspace` and `entra_id` change a directory group's members
+//! (what the three share is in `directory`). Each
 //! implements [`Provider`]: its `[grant]` keys and their checks, its spec
 //! type, its start and its run; its errors are [`GrantError`] variants or,
 //! for a new provider, its own [`ProviderError`] type. Adding a provider is
@@ -14,7 +16,11 @@
 //! loader and the workflow only ever talk to [`Registry`] and [`Providers`].
 
 mod command;
+mod directory;
+mod entra_id;
 mod error;
+mod google_workspace;
+mod okta;
 mod postgres;
 mod process;
 mod registry;
@@ -33,8 +39,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::runbook::GrantTable;
 
 pub use command::{CommandProvider, CommandSpec};
+pub use directory::DirectoryError;
+pub use entra_id::{EntraIdProvider, EntraIdSpec};
 pub(crate) use error::printable;
 pub use error::{ExitReason, GrantError, ProviderError, EXIT_WILL_NOT_SUCCEED};
+pub use google_workspace::{GoogleWorkspaceProvider, GoogleWorkspaceSpec};
+pub use okta::{OktaProvider, OktaSpec};
 pub use postgres::{LoginFrom, PostgresProvider, PostgresSpec};
 pub use process::Leftovers;
 pub use registry::{Providers, Registry, Services};

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Action, CommandProvider, GrantContext, GrantError, GrantProvider, GrantSpec, Leftovers,
-    PostgresProvider, Provider, SlackUsergroupProvider, WebhookProvider,
+    Action, CommandProvider, EntraIdProvider, GoogleWorkspaceProvider, GrantContext, GrantError,
+    GrantProvider, GrantSpec, Leftovers, OktaProvider, PostgresProvider, Provider,
+    SlackUsergroupProvider, WebhookProvider,
 };
 use crate::runbook::GrantTable;
 use crate::slack::SlackClient;
@@ -24,6 +25,9 @@ const BUILTIN: &[&dyn ProviderKind] = &[
     &Kind::<WebhookProvider>::NEW,
     &Kind::<SlackUsergroupProvider>::NEW,
     &Kind::<PostgresProvider>::NEW,
+    &Kind::<OktaProvider>::NEW,
+    &Kind::<GoogleWorkspaceProvider>::NEW,
+    &Kind::<EntraIdProvider>::NEW,
 ];
 
 /// A [`Provider`] without its spec type, so providers with different specs
@@ -150,7 +154,7 @@ impl Providers {
     }
 
     /// The built-in providers that need nothing but the runbook (`command`,
-    /// `webhook` and `postgres`).
+    /// `webhook`, `postgres` and the directory providers).
     pub fn with_builtin() -> Self {
         Self::start(&Registry::builtin(), &Services::default())
     }
@@ -257,7 +261,15 @@ mod tests {
         let registry = Registry::builtin();
         assert_eq!(
             registry.names().collect::<Vec<_>>(),
-            ["command", "webhook", "slack_usergroup", "postgres"]
+            [
+                "command",
+                "webhook",
+                "slack_usergroup",
+                "postgres",
+                "okta",
+                "google_workspace",
+                "entra_id"
+            ]
         );
         assert_eq!(
             registry.grant_keys(),
@@ -273,17 +285,45 @@ mod tests {
                 "url_env",
                 "role",
                 "login",
-                "end_sessions"
+                "end_sessions",
+                "org_url",
+                "token_env",
+                "group_id",
+                "group",
+                "credentials_env",
+                "admin_subject",
+                "token_url",
+                "directory_url",
+                "tenant_id",
+                "client_id",
+                "client_secret_env",
+                "login_url",
+                "graph_url"
             ]
         );
         assert_eq!(
             Providers::with_builtin().names().collect::<Vec<_>>(),
-            ["command", "postgres", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "postgres",
+                "webhook"
+            ]
         );
         let slack = SlackClient::new("http://127.0.0.1:9", Secret::new("xoxb-test"));
         assert_eq!(
             Providers::with_slack(slack).names().collect::<Vec<_>>(),
-            ["command", "postgres", "slack_usergroup", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "postgres",
+                "slack_usergroup",
+                "webhook"
+            ]
         );
     }
 }

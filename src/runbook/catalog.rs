@@ -515,12 +515,15 @@ mod tests {
             [
                 "analytics-marketing",
                 "billing-admin",
+                "billing-portal-admin",
                 "compliance-audit",
                 "crm-support",
                 "finance-reporting",
                 "hr-onboarding",
+                "hr-system-admin",
                 "idp-admin",
                 "incident-break-glass",
+                "payroll-exports",
                 "payroll-view",
             ]
         );

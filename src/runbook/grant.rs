@@ -96,7 +96,7 @@ mod tests {
         check(
             &edit("\"command\"", "\"comand\""),
             "grant.provider",
-            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup",
+            "unknown provider `comand` (did you mean `command`?); use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id",
         );
         check(
             &edit(
@@ -199,7 +199,7 @@ mod tests {
         let problems = parse_with_ticket("provider = \"tiket\"").unwrap_err();
         assert_eq!(
             shown(problems),
-            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, postgres, ticket"]
+            ["t.toml:18: grant.provider: unknown provider `tiket` (did you mean `ticket`?); use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id, ticket"]
         );
     }
 
@@ -211,7 +211,15 @@ mod tests {
         let providers = crate::grant::Providers::start(&registry, &Services::default());
         assert_eq!(
             providers.names().collect::<Vec<_>>(),
-            ["command", "postgres", "ticket", "webhook"]
+            [
+                "command",
+                "entra_id",
+                "google_workspace",
+                "okta",
+                "postgres",
+                "ticket",
+                "webhook"
+            ]
         );
         let ctx = GrantContext {
             request_id: "ar-1".into(),
@@ -249,7 +257,7 @@ mod tests {
         check(
             &text,
             "grant.provider",
-            "unknown provider `ticket`; use one of command, webhook, slack_usergroup",
+            "unknown provider `ticket`; use one of command, webhook, slack_usergroup, postgres, okta, google_workspace, entra_id",
         );
         check(&text, "grant.queue", "unknown field");
     }

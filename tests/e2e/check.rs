@@ -72,7 +72,7 @@ fn assert_reports(kind: &str, file: &str, line: Option<usize>, field: &str, word
 fn the_shipped_runbooks_pass() {
     let run = run_check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks"));
     assert!(run.success, "runbooks/ has problems:\n{}", run.output);
-    assert!(run.output.contains("9 runbooks OK"), "{}", run.output);
+    assert!(run.output.contains("12 runbooks OK"), "{}", run.output);
 }
 
 #[test]
@@ -326,6 +326,24 @@ fn reports_an_unknown_provider() {
         Some(18),
         "grant.provider",
         "use one of command, webhook, slack_usergroup",
+    );
+}
+
+#[test]
+fn reports_a_directory_providers_keys_on_their_lines() {
+    assert_reports(
+        "directory-keys",
+        "demo.toml",
+        Some(19),
+        "grant.org_url",
+        "is the Admin Console's address",
+    );
+    assert_reports(
+        "directory-keys",
+        "demo.toml",
+        Some(21),
+        "grant.group_id",
+        "is not an Okta group ID",
     );
 }
 

@@ -8,6 +8,8 @@ mod audit_channel;
 mod cancel;
 #[path = "core.rs"]
 mod core;
+#[path = "directory.rs"]
+mod directory;
 #[path = "faults.rs"]
 mod faults;
 #[path = "feedback.rs"]

@@ -12,6 +12,10 @@
 
 #![allow(dead_code)]
 
+pub mod fake_directory;
+pub mod fake_entra;
+pub mod fake_google;
+pub mod fake_okta;
 pub mod fake_slack;
 pub mod fake_socket_mode;
 pub mod postgres;
