@@ -75,6 +75,50 @@ pub struct Config {
     /// How long a replica holds claimed due work, outbox entries and
     /// provider runs before another replica may take them over.
     pub lease: Duration,
+    /// Bearer token for `GET /metrics`; open without one.
+    pub metrics_token: Option<Secret>,
+    /// Finished requests older than this are removed (`ACCESSBOT_RETENTION`); off when `None`.
+    pub retention: Option<Duration>,
+    /// Audit events older than this are replaced by a checkpoint
+    /// (`ACCESSBOT_AUDIT_RETENTION`); off when `None`.
+    pub audit_retention: Option<Duration>,
+}
+
+/// Where the store is, picked as `serve` picks it (PostgreSQL when a
+/// database URL is set, else sled in the data directory), for commands that
+/// need nothing else (`accessbot audit`).
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    Postgres(Secret),
+    Sled(PathBuf),
+}
+
+impl StoreLocation {
+    /// Reads `path` (or `./accessbot.toml` when it exists) and the process
+    /// environment, like [`Config::load`], for the store settings only.
+    pub fn load(path: Option<&Path>) -> Result<StoreLocation, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let default = Path::new("accessbot.toml");
+        let file = match path {
+            Some(p) => read_file(p)?,
+            None if default.exists() => read_file(default)?,
+            None => FileConfig::default(),
+        };
+        let url = env
+            .get("ACCESSBOT_DATABASE_URL")
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .or(file.database_url);
+        Ok(match url {
+            Some(url) => StoreLocation::Postgres(Secret::new(url)),
+            None => StoreLocation::Sled(pick_path(
+                &env,
+                "ACCESSBOT_DATA_DIR",
+                file.data_dir,
+                "./data",
+            )),
+        })
+    }
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -129,6 +173,9 @@ struct FileConfig {
     database_url: Option<String>,
     sled_cache: Option<String>,
     lease: Option<String>,
+    metrics_token: Option<String>,
+    retention: Option<String>,
+    audit_retention: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
 }
@@ -255,6 +302,28 @@ impl Config {
                 });
             }
         }
+        let metrics_token = pick("ACCESSBOT_METRICS_TOKEN", file.metrics_token).map(Secret::new);
+        if let Some(token) = &metrics_token {
+            if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_METRICS_TOKEN",
+                    reason: format!(
+                        "too short to guard /metrics; use at least {MIN_AUDIT_TOKEN_CHARS} random characters, e.g. the output of `openssl rand -hex 24`"
+                    ),
+                });
+            }
+        }
+        let [retention, audit_retention] = [
+            ("ACCESSBOT_RETENTION", file.retention),
+            ("ACCESSBOT_AUDIT_RETENTION", file.audit_retention),
+        ]
+        .map(|(name, value)| match pick(name, value) {
+            None => None,
+            Some(text) => crate::retention::parse_retention(&text).unwrap_or_else(|reason| {
+                problems.push(ConfigError::Invalid { env: name, reason });
+                None
+            }),
+        });
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
         }
@@ -275,6 +344,9 @@ impl Config {
             database_url,
             sled_cache,
             lease,
+            metrics_token,
+            retention,
+            audit_retention,
         })
     }
 }

@@ -19,6 +19,9 @@
 //! - [`outbox`]: queued Slack operations, delivered in order, retried until Slack takes them.
 //! - [`expiry`]: the timer loop that revokes grants and expires requests on time.
 //! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
+//! - [`audit_cli`]: `accessbot audit verify|export` on either store engine.
+//! - [`metrics`]: Prometheus counters and histograms, and the `/metrics` text.
+//! - [`retention`]: removing finished requests and pruning the audit log to a checkpoint.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
@@ -28,6 +31,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_cli;
 pub mod command;
 pub mod config;
 pub mod crashpoint;
@@ -36,11 +40,13 @@ pub mod duration;
 pub mod expiry;
 pub mod grant;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod policy;
 pub mod preflight;
 pub mod replay;
 pub mod request;
+pub mod retention;
 pub mod retry;
 pub mod runbook;
 pub mod slack;

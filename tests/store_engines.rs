@@ -114,6 +114,7 @@ fn event(kind: &str, request_id: &str) -> NewAuditEvent {
         actor: "U0BOB".into(),
         subject: "U0ALICE".into(),
         detail: String::new(),
+        ..Default::default()
     }
 }
 

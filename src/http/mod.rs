@@ -48,6 +48,8 @@ pub struct AppState {
     /// The Slack setup check's latest outcome.
     pub setup: Arc<SetupHealth>,
     pub metrics: Arc<Metrics>,
+    /// Guards `GET /metrics`; open without one.
+    pub metrics_token: Option<Secret>,
 }
 
 /// What the `/slack/*` handlers share.
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         delivery: state.delivery,
         setup: state.setup,
         metrics: state.metrics,
+        metrics_token: state.metrics_token,
     };
     Router::new()
         .route("/slack/commands", post(commands))
@@ -115,6 +118,7 @@ fn reject(status: StatusCode, text: &str) -> Response {
 
 /// Verifies, de-duplicates and dispatches one request from Slack.
 async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
+    let received = std::time::Instant::now();
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Err(e) = signature::verify_at(
         &s.signing_secret,
@@ -185,6 +189,7 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
         .map(|v| v.to_string().into_bytes())
         .unwrap_or_default();
     handling.answered(&answer).await;
+    crate::metrics::observe_ack("http", endpoint.kind(), received.elapsed());
     let response = answer_with(answer);
     if reply == Reply::AckNoRetry {
         no_retry(response)

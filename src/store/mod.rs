@@ -16,6 +16,7 @@ pub mod engine;
 mod group_commit;
 pub mod migrate;
 pub mod postgres;
+mod prune;
 pub mod sled_engine;
 pub mod url;
 
