@@ -165,7 +165,7 @@ pub fn audit_hash(e: &AuditEvent) -> String {
 pub fn explain_break(expected_seq: u64, prev: &str, e: &AuditEvent) -> String {
     if e.seq > expected_seq {
         format!(
-            "event {expected_seq} is missing (removed): event {} comes where {expected_seq} belongs",
+            "event {expected_seq} is missing from its place (removed, or moved later): event {} comes where it belongs",
             e.seq
         )
     } else if e.seq < expected_seq {

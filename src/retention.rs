@@ -125,9 +125,9 @@ pub async fn pass(
         }
         if outcome.requests_removed > 0 {
             tracing::info!(
-                removed = outcome.requests_removed,
                 before = %before,
-                "retention removed finished requests that ended before the retention period (ACCESSBOT_RETENTION)"
+                "retention removed {} finished requests that ended before the retention period (ACCESSBOT_RETENTION)",
+                outcome.requests_removed
             );
         }
     }

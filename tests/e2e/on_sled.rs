@@ -2,6 +2,8 @@
 //! `on_postgres.rs` include the same feature files; the support module
 //! reads which engine to start from the test's path.
 
+#[path = "audit_cli.rs"]
+mod audit_cli;
 #[path = "core.rs"]
 mod core;
 #[path = "faults.rs"]
@@ -10,12 +12,16 @@ mod faults;
 mod hardening;
 #[path = "limits.rs"]
 mod limits;
+#[path = "metrics.rs"]
+mod metrics;
 #[path = "operator.rs"]
 mod operator;
 #[path = "policies.rs"]
 mod policies;
 #[path = "provisioning.rs"]
 mod provisioning;
+#[path = "retention.rs"]
+mod retention;
 #[path = "sled_store.rs"]
 mod sled_store;
 #[path = "wording.rs"]
