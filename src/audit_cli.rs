@@ -396,16 +396,14 @@ async fn walk(
         // stays one page big.
         let mut csv = as_csv.then(|| csv::Writer::from_writer(Vec::with_capacity(64 * 1024)));
         for e in &page {
-            if verdict.broken.is_none() {
-                if verdict.check.push(e).is_err() {
-                    // The first place where the log differs from an intact
-                    // chain: the event there was changed, or the one that
-                    // belongs there was removed or moved.
-                    let at = verdict.check.last_seq() + 1;
-                    verdict.broken = Some((at, verdict.check.explain(e)));
-                    if matches!(job, Job::Verify) {
-                        return Ok(verdict);
-                    }
+            if verdict.broken.is_none() && verdict.check.push(e).is_err() {
+                // The first place where the log differs from an intact
+                // chain: the event there was changed, or the one that
+                // belongs there was removed or moved.
+                let at = verdict.check.last_seq() + 1;
+                verdict.broken = Some((at, verdict.check.explain(e)));
+                if matches!(job, Job::Verify) {
+                    return Ok(verdict);
                 }
             }
             match job {

@@ -168,7 +168,7 @@ fn event(i: usize) -> NewAuditEvent {
     ];
     let people = [ALICE, BOB, CAROL, DAVE];
     let mut inputs = BTreeMap::new();
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         inputs.insert("ticket".to_string(), format!("INC-{i}"));
         inputs.insert("note".to_string(), "a, \"b\"".to_string());
     }
@@ -183,8 +183,8 @@ fn event(i: usize) -> NewAuditEvent {
             approvers: (0..i % 3)
                 .map(|k| people[(i + k + 2) % 4].to_string())
                 .collect(),
-            duration_secs: (i % 4 != 0).then_some(60 * (i as u64 % 500 + 1)),
-            reason: (i % 6 != 0).then(|| format!("month-end, refunds #{i} ☕")),
+            duration_secs: (!i.is_multiple_of(4)).then_some(60 * (i as u64 % 500 + 1)),
+            reason: (!i.is_multiple_of(6)).then(|| format!("month-end, refunds #{i} ☕")),
             inputs,
         },
     }
@@ -422,7 +422,7 @@ async fn a_real_request_exports_with_its_approvers_duration_and_reason() {
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let approved = rows
         .iter()
-        .find(|r| &r[2] == "approved" && &r[3] == id)
+        .find(|r| &r[2] == "approved" && r[3] == id)
         .unwrap_or_else(|| panic!("no approved event in {rows:?}"));
     assert_eq!(&approved[4], "billing-admin");
     assert_eq!(&approved[5], BOB);
@@ -431,7 +431,7 @@ async fn a_real_request_exports_with_its_approvers_duration_and_reason() {
     assert_eq!(&approved[8], "2");
     assert_eq!(&approved[9], "refunds, \"Q3\"");
     assert!(
-        rows.iter().any(|r| &r[2] == "revoked" && &r[3] == id),
+        rows.iter().any(|r| &r[2] == "revoked" && r[3] == id),
         "{rows:?}"
     );
     let out = app.run_cli(&["audit", "verify"]);
