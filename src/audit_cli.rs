@@ -29,7 +29,7 @@ use crate::config::StoreLocation;
 use crate::store::engine::{ChainCheck, AUDIT_PAGE};
 use crate::store::postgres::PgEngine;
 use crate::store::url::{mask_url, scrub_password};
-use crate::store::{SledEngine, Store, StoreEngine, StoreError};
+use crate::store::{SledEngine, SledOptions, Store, StoreEngine, StoreError};
 
 /// `accessbot audit …`
 #[derive(Debug, Args)]
@@ -313,8 +313,17 @@ async fn open(location: &StoreLocation) -> Result<Arc<dyn StoreEngine>, StoreErr
     })
 }
 
+/// sled's page cache for a walk through the log: each page is read once,
+/// so a large cache would only hold what is already written out.
+const READER_CACHE: u64 = 8 << 20;
+
 fn open_sled(dir: &Path) -> Result<Arc<dyn StoreEngine>, StoreError> {
-    let store = Store::open_existing(dir)?;
+    let store = Store::open_existing_with(
+        dir,
+        &SledOptions {
+            cache_capacity: READER_CACHE,
+        },
+    )?;
     Ok(Arc::new(SledEngine::new(Arc::new(store))))
 }
 
