@@ -181,6 +181,61 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_are_read_and_a_bad_one_is_named() {
+        use crate::config::Config;
+        use std::collections::BTreeMap;
+        use std::path::Path;
+        let env = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
+            [
+                ("SLACK_SIGNING_SECRET", "sss"),
+                ("SLACK_BOT_TOKEN", "xoxb-1"),
+                ("ACCESSBOT_AUDIT_CHANNEL", "C0AUDIT"),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let none = Path::new("/dev/null");
+        let c = Config::load_with(Some(none), &env(&[])).unwrap();
+        assert_eq!((c.retention, c.audit_retention), (None, None));
+        assert!(c.metrics_token.is_none());
+        let c = Config::load_with(
+            Some(none),
+            &env(&[
+                ("ACCESSBOT_RETENTION", "400d"),
+                ("ACCESSBOT_AUDIT_RETENTION", "off"),
+                ("ACCESSBOT_METRICS_TOKEN", "0123456789abcdef0123456789"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.retention, Some(Duration::from_secs(400 * 86_400)));
+        assert_eq!(c.audit_retention, None);
+        assert_eq!(
+            c.metrics_token.as_ref().map(|t| t.expose()),
+            Some("0123456789abcdef0123456789")
+        );
+        let e = Config::load_with(
+            Some(none),
+            &env(&[
+                ("ACCESSBOT_AUDIT_RETENTION", "forever"),
+                ("ACCESSBOT_METRICS_TOKEN", "short-secret"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ACCESSBOT_AUDIT_RETENTION") && e.contains("400d"),
+            "{e}"
+        );
+        assert!(
+            e.contains("ACCESSBOT_METRICS_TOKEN") && e.contains("at least 24"),
+            "{e}"
+        );
+        assert!(!e.contains("short-secret"), "{e}");
+    }
+
+    #[test]
     fn a_pass_runs_four_times_per_shortest_period_within_bounds() {
         let r = Retention {
             requests: Some(Duration::from_secs(400 * 86_400)),
