@@ -179,8 +179,13 @@ pub fn request_moved(before: Status, req: &AccessRequest) {
         return;
     }
     let now = Utc::now();
+    // A requester who withdraws a pending request ends it as denied by
+    // themselves: that is no one's decision.
+    let withdrawn =
+        req.status == Status::Denied && req.decided_by.as_deref() == Some(&req.requester);
     let outcome = match req.status {
         Status::Granting if before == Status::Pending => "approved",
+        Status::Denied if withdrawn => "withdrawn",
         Status::Denied => "denied",
         Status::Expired => "expired",
         Status::Active => "granted",
@@ -190,7 +195,10 @@ pub fn request_moved(before: Status, req: &AccessRequest) {
         _ => return,
     };
     request_outcome(&req.runbook_id, outcome);
-    if before == Status::Pending && matches!(req.status, Status::Granting | Status::Denied) {
+    if before == Status::Pending
+        && !withdrawn
+        && matches!(req.status, Status::Granting | Status::Denied)
+    {
         let waited = (now - req.created_at).num_milliseconds().max(0) as f64 / 1000.0;
         metrics()
             .time_to_decision
