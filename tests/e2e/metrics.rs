@@ -98,11 +98,18 @@ async fn metrics_count_a_scripted_flow_of_requests_decisions_and_failures() {
     let d = app.request(OWNER, "billing-admin 1h later").await;
     app.wait_dm(BOB, &[&d], T).await;
 
+    // Withdrawn by its requester: no one's decision.
+    let w = app.request(CAROL, "billing-admin 1h never mind").await;
+    app.wait_dm(BOB, &[&w], T).await;
+    app.slash(CAROL, &format!("revoke {w}")).await;
+
     let s = wait_metrics(&app, T, |s| {
-        outcome(s, "revoked") == 1.0 && outcome(s, "failed") == 1.0
+        outcome(s, "revoked") == 1.0
+            && outcome(s, "failed") == 1.0
+            && outcome(s, "withdrawn") == 1.0
     })
     .await;
-    assert_eq!(outcome(&s, "requested"), 4.0);
+    assert_eq!(outcome(&s, "requested"), 5.0);
     assert_eq!(outcome(&s, "approved"), 2.0);
     assert_eq!(outcome(&s, "denied"), 1.0);
     assert_eq!(outcome(&s, "granted"), 1.0);
@@ -127,7 +134,7 @@ async fn metrics_count_a_scripted_flow_of_requests_decisions_and_failures() {
 
     let commands = [("transport", "http"), ("kind", "commands")];
     let interactions = [("transport", "http"), ("kind", "interactions")];
-    assert!(value(&s, "accessbot_ack_seconds_count", &commands).unwrap() >= 4.0);
+    assert!(value(&s, "accessbot_ack_seconds_count", &commands).unwrap() >= 6.0);
     assert!(value(&s, "accessbot_ack_seconds_count", &interactions).unwrap() >= 3.0);
     assert!(!buckets(&s, "accessbot_ack_seconds", &commands).is_empty());
 
