@@ -163,7 +163,16 @@ pub fn audit_hash(e: &AuditEvent) -> String {
 /// Why the chain breaks at an event, in words: changed, removed or reordered.
 /// `expected_seq` and `prev` are what the chain so far calls for.
 pub fn explain_break(expected_seq: u64, prev: &str, e: &AuditEvent) -> String {
-    if e.seq > expected_seq {
+    if e.is_checkpoint() {
+        format!(
+            "a checkpoint for events up to {} stands after event {}: a checkpoint is only valid as the first event. \
+             If audit retention pruned the log while it was being read, run the command again; \
+             otherwise events {expected_seq} to {} were replaced",
+            e.seq,
+            expected_seq.saturating_sub(1),
+            e.seq
+        )
+    } else if e.seq > expected_seq {
         format!(
             "event {expected_seq} is missing from its place (removed, or moved later): event {} comes where it belongs",
             e.seq
@@ -278,5 +287,7 @@ mod tests {
         let mut late = all.clone();
         late[4] = AuditEvent::checkpoint(&all[4], Utc::now(), "test");
         assert_eq!(verify_chain(&late), Err(5));
+        let why = explain_break(5, &all[3].hash, &late[4]);
+        assert!(why.contains("only valid as the first event"), "{why}");
     }
 }
