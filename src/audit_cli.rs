@@ -251,7 +251,10 @@ pub fn run(args: AuditArgs) -> ExitCode {
             }
         },
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("accessbot: cannot start the async runtime: {e}");
