@@ -23,6 +23,24 @@ async fn open_store(app: &TestApp) -> std::sync::Arc<dyn StoreEngine> {
     }
 }
 
+const AUDIT_TOKEN: &str = "audit-export-token-retention-0123456789";
+
+/// The running bot's audit log, from `GET /audit`; its chain must verify.
+async fn live_log(app: &TestApp) -> Vec<serde_json::Value> {
+    let r = reqwest::Client::new()
+        .get(format!("{}/audit", app.base))
+        .bearer_auth(AUDIT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-accessbot-audit-chain"], "intact");
+    let text = r.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Waits for the bot to log `line` (what it says when a retention pass has
 /// done its work: the removal is committed before the line is written).
 async fn wait_log(app: &TestApp, line: &str) {
@@ -97,12 +115,31 @@ async fn retention_removes_old_finished_requests_and_keeps_open_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_retention_leaves_a_checkpoint_that_verify_starts_from() {
-    let mut app =
-        TestApp::spawn_with(Setup::default().env("ACCESSBOT_AUDIT_RETENTION", "2s")).await;
+    let mut app = TestApp::spawn_with(
+        Setup::default()
+            .env("ACCESSBOT_AUDIT_RETENTION", "2s")
+            .env("ACCESSBOT_AUDIT_TOKEN", AUDIT_TOKEN),
+    )
+    .await;
     let first = app.request(ALICE, "billing-admin 1h month end").await;
     app.wait_dm(BOB, &[&first], T).await;
     app.press(BOB, "deny", &first).await;
     wait_log(&app, "audit retention pruned the oldest audit events").await;
+    // Wait until every event of the first request is behind the checkpoint,
+    // as the running bot's own export shows.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let log = live_log(&app).await;
+        let starts_with_checkpoint = log.first().is_some_and(|e| e["kind"] == "audit_checkpoint");
+        if starts_with_checkpoint && log.iter().all(|e| e["request_id"] != first.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first request's events were not pruned: {log:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Events after the prune chain on from the checkpoint.
     let later = app.request(DAVE, "billing-admin 1h later").await;
     app.wait_audit(&[&later], T).await;
