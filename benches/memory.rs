@@ -58,6 +58,7 @@ fn stored(g: usize) -> (AccessRequest, Effects) {
         actor: BOB.into(),
         subject: req.requester.clone(),
         detail: format!("{kind} for the memory benchmark"),
+        ..Default::default()
     };
     let effects = Effects {
         outbox: vec![],

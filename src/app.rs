@@ -188,6 +188,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     loops.spawn(outbox.run(cancel.clone()));
     loops.spawn(crate::expiry::run(Arc::clone(&workflow), cancel.clone()));
     loops.spawn(prune_replay_guard(Arc::clone(&workflow), cancel.clone()));
+    loops.spawn(crate::retention::run(
+        Arc::clone(&store),
+        crate::retention::Retention {
+            requests: config.retention,
+            audit: config.audit_retention,
+        },
+        cancel.clone(),
+    ));
     let resumed = workflow.recover().await?;
     if resumed > 0 {
         tracing::info!(
@@ -232,6 +240,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         setup,
         metrics,
         socket_mode,
+        metrics_token: config.metrics_token.clone(),
     };
     tracing::info!("accessbot listening on {addr}");
     let server =

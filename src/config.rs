@@ -95,6 +95,50 @@ pub struct Config {
     pub audit_digest_after: u64,
     /// At most one digest per this (`ACCESSBOT_AUDIT_DIGEST_EVERY`, default 10s).
     pub audit_digest_every: Duration,
+    /// Bearer token for `GET /metrics`; open without one.
+    pub metrics_token: Option<Secret>,
+    /// Finished requests older than this are removed (`ACCESSBOT_RETENTION`); off when `None`.
+    pub retention: Option<Duration>,
+    /// Audit events older than this are replaced by a checkpoint
+    /// (`ACCESSBOT_AUDIT_RETENTION`); off when `None`.
+    pub audit_retention: Option<Duration>,
+}
+
+/// Where the store is, picked as `serve` picks it (PostgreSQL when a
+/// database URL is set, else sled in the data directory), for commands that
+/// need nothing else (`accessbot audit`).
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    Postgres(Secret),
+    Sled(PathBuf),
+}
+
+impl StoreLocation {
+    /// Reads `path` (or `./accessbot.toml` when it exists) and the process
+    /// environment, like [`Config::load`], for the store settings only.
+    pub fn load(path: Option<&Path>) -> Result<StoreLocation, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let default = Path::new("accessbot.toml");
+        let file = match path {
+            Some(p) => read_file(p)?,
+            None if default.exists() => read_file(default)?,
+            None => FileConfig::default(),
+        };
+        let url = env
+            .get("ACCESSBOT_DATABASE_URL")
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .or(file.database_url);
+        Ok(match url {
+            Some(url) => StoreLocation::Postgres(Secret::new(url)),
+            None => StoreLocation::Sled(pick_path(
+                &env,
+                "ACCESSBOT_DATA_DIR",
+                file.data_dir,
+                "./data",
+            )),
+        })
+    }
 }
 
 /// Why the configuration cannot be used; each says which setting and how to fix it.
@@ -154,6 +198,9 @@ struct FileConfig {
     security_group: Option<String>,
     audit_digest_after: Option<u64>,
     audit_digest_every: Option<String>,
+    metrics_token: Option<String>,
+    retention: Option<String>,
+    audit_retention: Option<String>,
     #[serde(default)]
     directory: BTreeMap<String, String>,
     #[serde(default)]
@@ -318,6 +365,17 @@ impl Config {
                 });
             }
         }
+        let metrics_token = pick("ACCESSBOT_METRICS_TOKEN", file.metrics_token).map(Secret::new);
+        if let Some(token) = &metrics_token {
+            if token.expose().trim().chars().count() < MIN_AUDIT_TOKEN_CHARS {
+                problems.push(ConfigError::Invalid {
+                    env: "ACCESSBOT_METRICS_TOKEN",
+                    reason: format!(
+                        "too short to guard /metrics; use at least {MIN_AUDIT_TOKEN_CHARS} random characters, e.g. the output of `openssl rand -hex 24`"
+                    ),
+                });
+            }
+        }
         let audit_digest_after = match pick(
             "ACCESSBOT_AUDIT_DIGEST_AFTER",
             file.audit_digest_after.map(|n| n.to_string()),
@@ -339,6 +397,17 @@ impl Config {
         .unwrap_or_else(|e| {
             problems.push(e);
             Duration::from_secs(10)
+        });
+        let [retention, audit_retention] = [
+            ("ACCESSBOT_RETENTION", file.retention),
+            ("ACCESSBOT_AUDIT_RETENTION", file.audit_retention),
+        ]
+        .map(|(name, value)| match pick(name, value) {
+            None => None,
+            Some(text) => crate::retention::parse_retention(&text).unwrap_or_else(|reason| {
+                problems.push(ConfigError::Invalid { env: name, reason });
+                None
+            }),
         });
         if let Some(e) = ConfigError::from_all(problems) {
             return Err(e);
@@ -366,6 +435,9 @@ impl Config {
             security_group,
             audit_digest_after,
             audit_digest_every,
+            metrics_token,
+            retention,
+            audit_retention,
         })
     }
 }

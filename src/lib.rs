@@ -23,6 +23,9 @@
 //! - [`audit`]: the tamper-evident audit log: its events, hash chain and verification.
 //! - [`audit_notice`]: the audit channel: notices threaded per request, loud ones broadcast,
 //!   a backlog sent as digests.
+//! - [`audit_cli`]: `accessbot audit verify|export` on either store engine.
+//! - [`metrics`]: Prometheus counters and histograms, and the `/metrics` text.
+//! - [`retention`]: removing finished requests and pruning the audit log to a checkpoint.
 //! - [`dispatch`]: Slack commands, interactions and events turned into workflow calls and a
 //!   typed reply, apart from any transport.
 //! - [`replay`]: the replay guard: one Slack delivery handled once, across transports and replicas.
@@ -39,6 +42,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_cli;
 pub mod audit_notice;
 pub mod command;
 pub mod config;
@@ -50,6 +54,7 @@ pub mod feedback;
 pub mod grant;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod policy;
 pub mod preflight;
@@ -57,6 +62,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod report;
 pub mod request;
+pub mod retention;
 pub mod retry;
 pub mod runbook;
 pub mod schedule;

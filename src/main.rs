@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use accessbot::audit::verify_chain;
 use accessbot::config::Config;
 use accessbot::runbook;
 use accessbot::store::migrate::{sled_to_postgres, MigrateStoreError};
 use accessbot::store::url::{mask_url, scrub_password};
-use accessbot::store::{Store, StoreError};
+use accessbot::store::StoreError;
 
 #[derive(Parser)]
 #[command(
@@ -37,15 +36,10 @@ enum Cmd {
         #[arg(long, env = "ACCESSBOT_RUNBOOKS", default_value = "./runbooks")]
         runbooks: PathBuf,
     },
-    /// Export the audit log as JSON lines and verify its hash chain (run it
-    /// while the bot is stopped, or on a copy of the data directory).
-    Audit {
-        #[arg(long, env = "ACCESSBOT_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
-        /// Only verify the chain; print nothing but the result.
-        #[arg(long)]
-        verify: bool,
-    },
+    /// Verify the audit log's hash chain (`audit verify`) or export it
+    /// (`audit export --format jsonl|csv`), on either store engine; on sled,
+    /// run it while the bot is stopped, or on a copy of the data directory.
+    Audit(accessbot::audit_cli::AuditArgs),
     /// Where access is needed: per runbook requests, outcomes, decision
     /// times, durations, feedback and suggestions; who holds access now;
     /// standing-access hints. Reads the store `serve` would use (PostgreSQL
@@ -116,7 +110,7 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Serve { config } => serve(config),
         Cmd::Check { runbooks } => check(&runbooks),
-        Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
+        Cmd::Audit(args) => accessbot::audit_cli::run(args),
         Cmd::MigrateStore { from_data_dir, to } => migrate_store(&from_data_dir, &to),
         Cmd::Reconcile { config, fix } => reconcile(config, fix),
         Cmd::Report {
@@ -213,38 +207,6 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn audit(dir: &std::path::Path, verify_only: bool) -> ExitCode {
-    let store = match Store::open_existing(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("accessbot: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let events = match store.audit_events() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("accessbot: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if !verify_only {
-        for e in &events {
-            println!("{}", serde_json::to_string(e).expect("audit events encode"));
-        }
-    }
-    match verify_chain(&events) {
-        Ok(n) => {
-            eprintln!("audit log intact: {n} events, hash chain verified");
-            ExitCode::SUCCESS
-        }
-        Err(seq) => {
-            eprintln!("audit log TAMPERED: the hash chain breaks at event {seq}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 fn migrate_store(dir: &std::path::Path, url: &str) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -325,7 +287,7 @@ fn report(
                 std::sync::Arc::new(accessbot::store::postgres::PgEngine::connect(url).await?)
             }
             None => std::sync::Arc::new(accessbot::store::SledEngine::new(std::sync::Arc::new(
-                Store::open_existing(dir)?,
+                accessbot::store::Store::open_existing(dir)?,
             ))),
         };
         accessbot::workflow::report::gather(store.as_ref(), since, now, None).await

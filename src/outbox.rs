@@ -124,6 +124,22 @@ impl SlackOp {
         }
     }
 
+    /// Where it waits to go, for the backlog in `/metrics`: the channel ID
+    /// of a post or ephemeral message, `direct_messages` for DMs and their
+    /// updates, `app_home` for Home tabs (never a person). The PostgreSQL
+    /// engine computes the same in SQL (`store/postgres/prune.rs`).
+    pub fn destination(&self) -> String {
+        match self {
+            SlackOp::Post { channel, .. }
+            | SlackOp::Ephemeral { channel, .. }
+            | SlackOp::AuditNotice { channel, .. } => channel.clone(),
+            SlackOp::Dm { .. } | SlackOp::UpdateDm { .. } => "direct_messages".to_string(),
+            SlackOp::PublishHome { .. }
+            | SlackOp::RefreshHome { .. }
+            | SlackOp::RefreshSecurityHomes { .. } => "app_home".to_string(),
+        }
+    }
+
     /// Where it goes: "channel C…" or "user U…".
     fn target(&self) -> String {
         match self {

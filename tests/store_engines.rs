@@ -114,6 +114,7 @@ fn event(kind: &str, request_id: &str) -> NewAuditEvent {
         actor: "U0BOB".into(),
         subject: "U0ALICE".into(),
         detail: String::new(),
+        ..Default::default()
     }
 }
 
@@ -173,6 +174,9 @@ both_engines!(
     one_provider_run_at_a_time_per_person_and_runbook,
     a_new_deadline_wakes_other_handles,
     status_and_covering_queries_follow_the_status,
+    audit_retention_prunes_in_batches_to_one_checkpoint,
+    retention_removes_finished_requests_and_keeps_open_ones,
+    the_outbox_backlog_is_counted_by_destination,
 );
 
 async fn a_change_its_deadline_outbox_and_audit_commit_together(kind: Kind) {
@@ -1147,5 +1151,133 @@ async fn migrate_store_copies_sled_into_postgres_and_verifies_the_chain() {
             Err(accessbot::store::migrate::MigrateStoreError::NotEmpty(_))
         ),
         "{again:?}"
+    );
+}
+
+// ---- retention (issue 13) ----
+
+async fn audit_retention_prunes_in_batches_to_one_checkpoint(kind: Kind) {
+    let fx = Fixture::new(kind).await;
+    let e = fx.handle().await;
+    let batch: Vec<NewAuditEvent> = (0..25)
+        .map(|i| event("granted", &format!("ar-{i}")))
+        .collect();
+    e.enqueue(effects(vec![], batch)).await.unwrap();
+    let original = e.audit_range(0, 100).await.unwrap();
+    let cutoff = Utc::now() + chrono::Duration::seconds(5);
+    let why = "test retention";
+    for through in [10, 20, 25] {
+        let cp = e
+            .prune_audit(cutoff, 10, why)
+            .await
+            .unwrap()
+            .expect("a prune");
+        assert_eq!(cp.seq, through);
+        assert_eq!(cp.hash, original[through as usize - 1].hash);
+        let log = e.audit_range(0, 100).await.unwrap();
+        assert_eq!(log[0], cp, "the checkpoint is the first event");
+        assert_eq!(log.len(), 25 - through as usize + 1);
+        assert_eq!(e.verify_audit().await.unwrap(), Ok(log.len() as u64));
+    }
+    assert_eq!(e.prune_audit(cutoff, 10, why).await.unwrap(), None);
+    // New events chain on from the checkpoint.
+    e.enqueue(effects(vec![], vec![event("requested", "ar-new")]))
+        .await
+        .unwrap();
+    assert_eq!(e.verify_audit().await.unwrap(), Ok(2));
+    // Nothing is old enough: nothing changes.
+    let before = e.audit_range(0, 100).await.unwrap();
+    assert_eq!(
+        e.prune_audit(Utc::now() - chrono::Duration::hours(1), 10, why)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(e.audit_range(0, 100).await.unwrap(), before);
+}
+
+async fn retention_removes_finished_requests_and_keeps_open_ones(kind: Kind) {
+    let fx = Fixture::new(kind).await;
+    let e = fx.handle().await;
+    let now = Utc::now();
+    let mut old_revoked = request(
+        "ar-old-revoked",
+        "U0ALICE",
+        "billing-admin",
+        Status::Revoked,
+    );
+    old_revoked.ended_at = Some(at(100));
+    let old_denied = request("ar-old-denied", "U0BOB", "billing-admin", Status::Denied);
+    let old_pending = request(
+        "ar-old-pending",
+        "U0CAROL",
+        "billing-admin",
+        Status::Pending,
+    );
+    let mut old_active = request("ar-old-active", "U0DAVE", "billing-admin", Status::Active);
+    old_active.expires_at = Some(now + chrono::Duration::hours(1));
+    let mut recent = request("ar-recent", "U0ALICE", "db-read", Status::Revoked);
+    recent.ended_at = Some(now);
+    for r in [
+        &old_revoked,
+        &old_denied,
+        &old_pending,
+        &old_active,
+        &recent,
+    ] {
+        e.insert(r, Effects::default()).await.unwrap();
+    }
+    let cutoff = now - chrono::Duration::hours(1);
+    assert_eq!(e.prune_finished(cutoff, 100).await.unwrap(), 2);
+    assert_eq!(e.get("ar-old-revoked").await.unwrap(), None);
+    assert_eq!(e.get("ar-old-denied").await.unwrap(), None);
+    assert!(e.get("ar-old-pending").await.unwrap().is_some());
+    assert!(e.get("ar-old-active").await.unwrap().is_some());
+    assert!(e.get("ar-recent").await.unwrap().is_some());
+    assert_eq!(e.prune_finished(cutoff, 100).await.unwrap(), 0);
+    // The open ones are still found by their indexes.
+    assert_eq!(
+        e.requests_with_status(Status::Pending).await.unwrap().len(),
+        1
+    );
+    assert_eq!(e.open_requests_of("U0DAVE").await.unwrap().len(), 1);
+}
+
+async fn the_outbox_backlog_is_counted_by_destination(kind: Kind) {
+    use accessbot::outbox::SlackOp;
+    let fx = Fixture::new(kind).await;
+    let e = fx.handle().await;
+    let post = |channel: &str| {
+        OutboxItem::new(
+            "ar-1",
+            SlackOp::Post {
+                channel: channel.into(),
+                text: "t".into(),
+                blocks: serde_json::json!([]),
+            },
+        )
+    };
+    let dm = OutboxItem::new(
+        "ar-2",
+        SlackOp::Dm {
+            user: "U0ALICE".into(),
+            text: "t".into(),
+            blocks: serde_json::json!([]),
+            purpose: None,
+        },
+    );
+    e.enqueue(effects(
+        vec![post("C0AUDIT"), post("C0AUDIT"), post("C0OTHER"), dm],
+        vec![],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        e.outbox_backlog().await.unwrap(),
+        vec![
+            ("C0AUDIT".to_string(), 2),
+            ("C0OTHER".to_string(), 1),
+            ("direct_messages".to_string(), 1)
+        ]
     );
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Socket Mode's state, when it is on.
     pub socket_mode: Option<Arc<crate::socket_mode::SocketHealth>>,
+    /// Guards `GET /metrics`; open without one.
+    pub metrics_token: Option<Secret>,
 }
 
 /// What the `/slack/*` handlers share.
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         setup: state.setup,
         metrics: state.metrics,
         socket_mode: state.socket_mode,
+        metrics_token: state.metrics_token,
     };
     // Without a signing secret no request can be shown to come from Slack,
     // so the Slack routes do not exist (404); Socket Mode carries Slack then.
@@ -125,6 +128,7 @@ fn reject(status: StatusCode, text: &str) -> Response {
 
 /// Verifies, de-duplicates and dispatches one request from Slack.
 async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
+    let received = std::time::Instant::now();
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Err(e) = signature::verify_at(
         &s.signing_secret,
@@ -195,6 +199,7 @@ async fn signed(s: Ingress, endpoint: Endpoint, headers: HeaderMap, body: Bytes)
         .map(|v| v.to_string().into_bytes())
         .unwrap_or_default();
     handling.answered(&answer).await;
+    crate::metrics::observe_ack("http", endpoint.kind(), received.elapsed());
     let response = answer_with(answer);
     if reply == Reply::AckNoRetry {
         no_retry(response)

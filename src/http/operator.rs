@@ -1,6 +1,7 @@
 //! The operator endpoints: `GET /healthz` (liveness, and counts of what is
 //! failing: revokes, grants, Slack deliveries, the Slack setup),
-//! `GET /readyz` (readiness, for a load balancer), `GET /metrics` (counters in Prometheus text) and `GET /audit`
+//! `GET /readyz` (readiness, for a load balancer), `GET /metrics` (Prometheus text, see
+//! [`crate::metrics`]; optionally behind `ACCESSBOT_METRICS_TOKEN`) and `GET /audit`
 //! (the audit log as JSON lines, behind its own token). They read; nothing
 //! here changes a request.
 
@@ -19,6 +20,7 @@ use super::reject;
 use crate::config::Secret;
 use crate::outbox::DeliveryHealth;
 use crate::preflight::{SetupHealth, SetupState};
+use crate::request::Status;
 use crate::workflow::Workflow;
 
 /// Counters for `/metrics`.
@@ -43,6 +45,8 @@ pub(super) struct Operator {
     pub metrics: Arc<Metrics>,
     /// Socket Mode's state, when it is on.
     pub socket_mode: Option<Arc<crate::socket_mode::SocketHealth>>,
+    /// Guards `GET /metrics`; open without one.
+    pub metrics_token: Option<Secret>,
 }
 
 pub(super) fn router(state: Operator) -> Router {
@@ -252,67 +256,89 @@ fn readiness(probe: Result<(), NotReady>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<Operator>) -> Response {
+/// `GET /metrics`: Prometheus text ([`crate::metrics`]). With
+/// `ACCESSBOT_METRICS_TOKEN` set it needs `Authorization: Bearer <token>`
+/// (compared in constant time) and answers 401 without it; without the
+/// setting it is open, for a proxy that keeps it inside. State gauges are
+/// read from the store now, so every replica reports the same numbers.
+async fn metrics(State(s): State<Operator>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(given, token.expose()) {
+            tracing::warn!("refused a /metrics scrape without the right token");
+            return reject(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <ACCESSBOT_METRICS_TOKEN>",
+            );
+        }
+    }
     let counts = s.workflow.request_counts().await;
     let (d, m) = (&s.delivery, &s.metrics);
-    let counters = [
+    let mut scrape = crate::metrics::Scrape::default();
+    for (name, help, value) in [
         (
-            "accessbot_commands_total",
+            "accessbot_commands",
             "Slash commands received.",
             &m.commands,
         ),
         (
-            "accessbot_interactions_total",
+            "accessbot_interactions",
             "Interactivity payloads received.",
             &m.interactions,
         ),
         (
-            "accessbot_events_total",
+            "accessbot_events",
             "Events API deliveries received.",
             &m.events,
         ),
         (
-            "accessbot_rejected_signatures_total",
+            "accessbot_rejected_signatures",
             "Requests refused for a bad or stale signature.",
             &m.rejected_signatures,
         ),
         (
-            "accessbot_replays_total",
+            "accessbot_replays",
             "Repeated deliveries answered from the replay guard.",
             &m.replays,
         ),
         (
-            "accessbot_bad_payloads_total",
+            "accessbot_bad_payloads",
             "Malformed payloads refused.",
             &m.bad_payloads,
         ),
         (
-            "accessbot_slack_delivered_total",
+            "accessbot_slack_delivered",
             "Slack messages delivered from the outbox.",
             &d.delivered,
         ),
         (
-            "accessbot_slack_retries_total",
+            "accessbot_slack_retries",
             "Slack deliveries retried.",
             &d.retried,
         ),
-    ];
-    let mut out = String::new();
-    for (name, help, value) in counters {
-        let v = value.load(Ordering::Relaxed);
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
+    ] {
+        scrape.counter(name, help, value.load(Ordering::Relaxed));
     }
-    out.push_str(&format!(
-        "# HELP accessbot_refused_total Attempts refused: presses, revokes and extensions by people who may not, requests past the limits.\n# TYPE accessbot_refused_total counter\naccessbot_refused_total {}\n",
-        s.workflow.refused_total()
-    ));
-    out.push_str("# HELP accessbot_outbox_pending Slack messages waiting for delivery.\n# TYPE accessbot_outbox_pending gauge\n");
-    out.push_str(&format!(
-        "accessbot_outbox_pending {}\n",
-        s.workflow.outbox_len().await
-    ));
+    scrape.counter(
+        "accessbot_refused",
+        "Attempts refused: presses, revokes and extensions by people who may not, requests past the limits.",
+        s.workflow.refused_total(),
+    );
+    scrape.gauge(
+        "accessbot_outbox_pending",
+        "Slack messages waiting for delivery.",
+        s.workflow.outbox_len().await,
+    );
+    scrape.gauge_by(
+        "accessbot_outbox_backlog",
+        "Slack messages waiting for delivery, by destination (a channel ID, direct_messages or app_home).",
+        "channel",
+        s.workflow.outbox_backlog().await,
+    );
     let provisioning = s.workflow.provisioning_health().await.unwrap_or_default();
     for (name, help, v) in [
         (
@@ -331,17 +357,30 @@ async fn metrics(State(s): State<Operator>) -> Response {
             d.failing(),
         ),
     ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-        ));
+        scrape.gauge(name, help, v as u64);
     }
-    out.push_str(
-        "# HELP accessbot_requests Unfinished requests by status (finished ones are in the audit log).\n# TYPE accessbot_requests gauge\n",
+    let count = |label: &str| counts.get(label).copied().unwrap_or(0);
+    scrape.gauge(
+        "accessbot_active_grants",
+        "Requests whose access is granted now.",
+        count(Status::Active.label()),
     );
-    for (status, n) in counts {
-        out.push_str(&format!("accessbot_requests{{status=\"{status}\"}} {n}\n"));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    scrape.gauge(
+        "accessbot_pending_requests",
+        "Requests waiting for approval.",
+        count(Status::Pending.label()),
+    );
+    scrape.gauge_by(
+        "accessbot_requests",
+        "Unfinished requests by status (finished ones are in the audit log).",
+        "status",
+        counts.into_iter().map(|(k, v)| (k.to_string(), v)),
+    );
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        scrape.render(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -380,6 +419,7 @@ mod tests {
             setup: Arc::new(SetupHealth::new(&crate::preflight::SlackCheck::Passed)),
             metrics: Default::default(),
             socket_mode: None,
+            metrics_token: None,
         };
         let (status, body) = body_of(readyz(State(state)).await).await;
         assert_eq!(status, StatusCode::OK);

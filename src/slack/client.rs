@@ -147,6 +147,24 @@ impl SlackClient {
         method: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, SlackError> {
+        let result = self.send_once(method, request).await;
+        if let Err(e) = &result {
+            let code = match e {
+                SlackError::Api { error, .. } => error.clone(),
+                SlackError::RateLimited { .. } => "ratelimited".to_string(),
+                SlackError::Http { status, .. } => format!("http_{status}"),
+                SlackError::Transport { .. } => "unreachable".to_string(),
+            };
+            crate::metrics::slack_api_error(method, &code);
+        }
+        result
+    }
+
+    async fn send_once(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
         let transport = |e: reqwest::Error| SlackError::Transport {
             method: method.to_string(),
             // reqwest errors carry the URL, never the Authorization header.

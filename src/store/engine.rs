@@ -264,6 +264,29 @@ pub trait StoreEngine: Send + Sync {
         requester: &'a str,
         runbook: &'a str,
     ) -> StoreFuture<'a, ProviderRunGuard>;
+
+    // ---- retention and gauges ----
+
+    /// Removes up to `limit` finished requests (revoked, denied, expired,
+    /// failed) that ended before `before`; returns how many. Safe to run on
+    /// every replica at once.
+    fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> StoreFuture<'_, u64>;
+
+    /// Replaces the oldest audit events recorded before `before`, at most
+    /// `limit` of them, by one checkpoint event carrying the hash of the last
+    /// one removed, so what remains still verifies
+    /// ([`crate::audit::AuditEvent::checkpoint`]; `why` says by which
+    /// setting). Returns the checkpoint, or `None` when nothing is that old.
+    fn prune_audit<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        limit: usize,
+        why: &'a str,
+    ) -> StoreFuture<'a, Option<AuditEvent>>;
+
+    /// Outbox entries waiting, by destination
+    /// ([`crate::outbox::SlackOp::destination`]), for `/metrics`.
+    fn outbox_backlog(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
 }
 
 impl<'e> dyn StoreEngine + 'e {
@@ -335,29 +358,52 @@ pub const AUDIT_PAGE: usize = 500;
 
 /// The audit chain checked one event at a time, as [`crate::audit::verify_chain`]
 /// checks a slice, so a log of any length is verified in constant memory.
+/// A log whose start was pruned begins with a checkpoint
+/// ([`crate::audit::CHECKPOINT`]), which the chain continues from.
 #[derive(Debug, Default)]
 pub struct ChainCheck {
     seq: u64,
     prev: String,
+    count: u64,
+    checkpoint: Option<AuditEvent>,
 }
 
 impl ChainCheck {
     /// Takes the next event; `Err(seq)` when it does not follow the last one.
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), u64> {
+        if self.count == 0 && e.is_checkpoint() {
+            self.seq = e.seq;
+            self.prev = e.hash.clone();
+            self.count = 1;
+            self.checkpoint = Some(e.clone());
+            return Ok(());
+        }
         if e.seq != self.seq + 1 || e.prev_hash != self.prev || audit_hash(e) != e.hash {
             return Err(e.seq);
         }
         self.seq = e.seq;
         self.prev = e.hash.clone();
+        self.count += 1;
         Ok(())
+    }
+
+    /// Why `e`, refused by [`ChainCheck::push`], breaks the chain, in words.
+    pub fn explain(&self, e: &AuditEvent) -> String {
+        crate::audit::explain_break(self.seq + 1, &self.prev, e)
     }
 
     pub fn last_seq(&self) -> u64 {
         self.seq
     }
 
+    /// Events checked so far (a leading checkpoint counts as one).
     pub fn count(&self) -> u64 {
-        self.seq
+        self.count
+    }
+
+    /// The checkpoint the log starts with, when its start was pruned.
+    pub fn checkpoint(&self) -> Option<&AuditEvent> {
+        self.checkpoint.as_ref()
     }
 }
 

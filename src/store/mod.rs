@@ -16,6 +16,7 @@ pub mod engine;
 mod group_commit;
 pub mod migrate;
 pub mod postgres;
+mod prune;
 pub mod sled_engine;
 pub mod url;
 
@@ -259,10 +260,16 @@ impl Store {
     /// directory that holds none is refused instead of being created empty,
     /// so a mistyped path cannot report an "intact" log of 0 events.
     pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_existing_with(dir, &SledOptions::default())
+    }
+
+    /// [`Store::open_existing`] with `options` (a reader that walks the
+    /// log once needs only a small cache).
+    pub fn open_existing_with(dir: &Path, options: &SledOptions) -> Result<Store, StoreError> {
         if !dir.join("conf").is_file() || !dir.join("db").is_file() {
             return Err(StoreError::NoDatabase(dir.to_path_buf()));
         }
-        Store::open(dir)
+        Store::open_with(dir, options)
     }
 
     /// Makes every write so far durable. Concurrent callers share one disk

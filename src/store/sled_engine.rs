@@ -475,4 +475,21 @@ impl StoreEngine for SledEngine {
         let lock = self.store.provider_lock(requester, runbook);
         Box::pin(async move { Ok(ProviderRunGuard::new(lock.lock_owned().await)) })
     }
+
+    fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> StoreFuture<'_, u64> {
+        ready(self.store.prune_finished(before, limit))
+    }
+
+    fn prune_audit<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        limit: usize,
+        why: &'a str,
+    ) -> StoreFuture<'a, Option<AuditEvent>> {
+        ready(self.store.prune_audit(before, limit, why))
+    }
+
+    fn outbox_backlog(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        ready(self.store.outbox_backlog())
+    }
 }

@@ -376,6 +376,7 @@ impl Workflow {
         fx.refresh_homes(None, &req);
         self.deps.store.insert(&req, fx.effects).await?;
         self.deps.store.flush().await?;
+        crate::metrics::request_created(&req);
         drop(limits);
         self.wake();
         if req.status == Status::Granting {

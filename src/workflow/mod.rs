@@ -146,6 +146,16 @@ impl<'a> Fx<'a> {
             actor: actor.to_string(),
             subject: req.requester.clone(),
             detail: line,
+            facts: crate::audit::AuditFacts {
+                approvers: req.approvals.iter().map(|a| a.user.clone()).collect(),
+                duration_secs: Some(req.duration_secs),
+                reason: Some(req.reason.clone()).filter(|r| !r.is_empty()),
+                inputs: req
+                    .inputs
+                    .iter()
+                    .map(|i| (i.id.clone(), i.value.clone()))
+                    .collect(),
+            },
         });
     }
 
@@ -325,10 +335,13 @@ impl Workflow {
         change: impl FnOnce(&mut AccessRequest, &mut Fx) -> Result<T, E> + Send,
     ) -> Result<Result<(T, AccessRequest), E>, StoreError> {
         let audit_channel = self.deps.audit_channel.as_str();
+        let mut before = None;
+        let was = &mut before;
         let result = self
             .deps
             .store
             .update(id, move |req| {
+                *was = Some(req.status);
                 let mut fx = Fx::new(audit_channel);
                 let before = req.clone();
                 let value = change(req, &mut fx)?;
@@ -336,8 +349,11 @@ impl Workflow {
                 Ok((value, fx.effects))
             })
             .await?;
-        if result.is_ok() {
+        if let Ok((_, req)) = &result {
             self.deps.store.flush().await?;
+            if let Some(before) = before {
+                crate::metrics::request_moved(before, req);
+            }
         }
         Ok(result)
     }

@@ -284,6 +284,7 @@ impl Workflow {
         });
         if let Err(e) = &result {
             tracing::warn!(request_id = %req.id, error = %e, retryable = e.is_retryable(), "the {action} failed");
+            crate::metrics::provider_error(rb.grant.provider_name(), &action.to_string());
         }
         result?;
         Ok(Some(ctx))

@@ -156,6 +156,12 @@ impl Workflow {
         self.deps.store.verify_audit().await
     }
 
+    /// Slack messages waiting for delivery by destination (a channel ID,
+    /// `direct_messages`, `app_home`); empty when the store cannot be read.
+    pub async fn outbox_backlog(&self) -> Vec<(String, u64)> {
+        self.deps.store.outbox_backlog().await.unwrap_or_default()
+    }
+
     /// Slack messages waiting for delivery; 0 when the store cannot be read.
     pub async fn outbox_len(&self) -> u64 {
         self.deps.store.outbox_len().await.unwrap_or(0)

@@ -120,6 +120,13 @@ async fn text_form_inputs_reach_the_approver_the_audit_log_and_the_provider() {
         detail.contains("[Ticket number: CS-1234; Customer ID: ACME-42; Kind of case: dispute]"),
         "{detail}"
     );
+    // And as facts of their own, which `accessbot audit export` puts in
+    // their column (every later event of the request carries them too).
+    assert_eq!(
+        requested["facts"]["inputs"],
+        serde_json::json!({"customer": "ACME-42", "kind": "dispute", "ticket": "CS-1234"}),
+        "{requested:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

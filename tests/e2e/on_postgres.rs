@@ -4,6 +4,8 @@
 
 #[path = "audit_channel.rs"]
 mod audit_channel;
+#[path = "audit_cli.rs"]
+mod audit_cli;
 #[path = "cancel.rs"]
 mod cancel;
 #[path = "core.rs"]
@@ -24,6 +26,8 @@ mod identity;
 mod inputs;
 #[path = "limits.rs"]
 mod limits;
+#[path = "metrics.rs"]
+mod metrics;
 #[path = "operator.rs"]
 mod operator;
 #[path = "overlap.rs"]
@@ -38,6 +42,8 @@ mod provisioning;
 mod reconcile;
 #[path = "report.rs"]
 mod report;
+#[path = "retention.rs"]
+mod retention;
 #[path = "scheduled.rs"]
 mod scheduled;
 #[path = "socket_mode.rs"]

@@ -369,3 +369,48 @@ async fn one_delivery_arriving_on_three_replicas_at_once_is_handled_once() {
     app.wait_outbox_empty(T).await;
     assert_eq!(dms_posted(&app, BOB, &id), 1);
 }
+
+/// The state gauges of `/metrics` are read from the shared store, so every
+/// replica gives the same numbers, whichever replica saw the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_reports_the_same_store_gauges() {
+    let app = three_replicas(Setup::default()).await;
+    let pending = request_id_in(
+        &app.slash_at(1, ALICE, "request billing-admin 1h month end")
+            .await,
+    )
+    .expect("a request id");
+    let active = request_id_in(
+        &app.slash_at(2, DAVE, "request billing-admin 1h refunds")
+            .await,
+    )
+    .expect("a request id");
+    app.wait_dm(BOB, &[&active, "Approve"], T).await;
+    app.press_at(0, BOB, "approve", &active).await;
+    app.wait_for_status(DAVE, &active, "active", T).await;
+    app.wait_dm(BOB, &[&pending, "Approve"], T).await;
+    let http = reqwest::Client::new();
+    for n in 0..3 {
+        let text = http
+            .get(format!("{}/metrics", app.base_of(n)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let s = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let gauge = |name: &str| {
+            s.samples
+                .iter()
+                .find(|x| x.metric == name)
+                .map(|x| match x.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    ref other => panic!("{name} is not a gauge: {other:?}"),
+                })
+                .unwrap_or_else(|| panic!("no {name} on replica {n}:\n{text}"))
+        };
+        assert_eq!(gauge("accessbot_pending_requests"), 1.0, "replica {n}");
+        assert_eq!(gauge("accessbot_active_grants"), 1.0, "replica {n}");
+    }
+}

@@ -433,4 +433,5 @@ fn requests_from(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<AccessRequest>,
         .collect()
 }
 
+mod prune;
 mod store_engine;

@@ -545,6 +545,23 @@ impl StoreEngine for PgEngine {
             Ok(ProviderRunGuard::new(lock))
         })
     }
+
+    fn prune_finished(&self, before: DateTime<Utc>, limit: usize) -> StoreFuture<'_, u64> {
+        Box::pin(self.prune_finished_rows(before, limit))
+    }
+
+    fn prune_audit<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        limit: usize,
+        why: &'a str,
+    ) -> StoreFuture<'a, Option<AuditEvent>> {
+        Box::pin(self.prune_audit_rows(before, limit, why))
+    }
+
+    fn outbox_backlog(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(self.outbox_backlog_rows())
+    }
 }
 
 impl PgEngine {
