@@ -108,7 +108,7 @@ impl LogStore {
                 assert!(done.rows_affected() > 0);
             }
             (None, _) => {
-                let db = ::sled::open(self.dir.path()).unwrap();
+                let db = open_sled_when_released(self.dir.path()).await;
                 let audit = db.open_tree("audit").unwrap();
                 let key = |seq: u64| seq.to_be_bytes();
                 match how {
@@ -436,4 +436,25 @@ async fn a_real_request_exports_with_its_approvers_duration_and_reason() {
     );
     let out = app.run_cli(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Opens the sled database at `dir` once the store the test just dropped
+/// has let go of it (sled's background threads release the lock a moment
+/// after the last handle is dropped). Without a flusher thread of its own,
+/// this handle releases the lock as soon as it is dropped, before the CLI
+/// opens the database.
+async fn open_sled_when_released(dir: &std::path::Path) -> ::sled::Db {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        match ::sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Ok(db) => return db,
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot open the sled database in {}: {e}", dir.display()),
+        }
+    }
 }
