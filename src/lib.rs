@@ -25,6 +25,8 @@
 //! - [`http`]: HTTP ingress (signature, replay guard, replies as responses) and the operator
 //!   endpoints `/healthz`, `/metrics`, `/audit`.
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
+//! - [`slack_standin`]: a Slack Web API stand-in (users, groups, channels, DMs, views) that
+//!   records every call; the end-to-end tests' fake Slack and the playground's Slack.
 
 pub mod app;
 pub mod audit;
@@ -44,5 +46,6 @@ pub mod request;
 pub mod retry;
 pub mod runbook;
 pub mod slack;
+pub mod slack_standin;
 pub mod store;
 pub mod workflow;

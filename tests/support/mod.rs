@@ -12,7 +12,7 @@
 
 #![allow(dead_code)]
 
-pub mod fake_slack;
+pub use accessbot::slack_standin as fake_slack;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};
