@@ -27,6 +27,8 @@
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
 //! - [`slack_standin`]: a Slack Web API stand-in (users, groups, channels, DMs, views) that
 //!   records every call; the end-to-end tests' fake Slack and the playground's Slack.
+//! - [`playground`]: `accessbot playground`: the real bot against the stand-in, with a web
+//!   page that plays Slack for a few made-up people.
 
 pub mod app;
 pub mod audit;
@@ -39,6 +41,7 @@ pub mod expiry;
 pub mod grant;
 pub mod http;
 pub mod outbox;
+pub mod playground;
 pub mod policy;
 pub mod preflight;
 pub mod replay;

@@ -1,5 +1,5 @@
 //! The `accessbot` binary: parses the command line, sets up logging, and
-//! runs `serve`, `check`, `audit` or `migrate-store`.
+//! runs `serve`, `check`, `audit`, `migrate-store` or `playground`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +63,20 @@ enum Cmd {
         )]
         to: String,
     },
+    /// Try accessbot in a browser: the real bot against a built-in Slack
+    /// stand-in with made-up people. Not for production.
+    Playground {
+        /// Where the page listens; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+        /// Runbooks to use instead of the playground's own.
+        #[arg(long, value_name = "DIR")]
+        runbooks: Option<PathBuf>,
+        /// Keep the store and the target systems here instead of a
+        /// temporary directory removed at the end.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +93,40 @@ fn main() -> ExitCode {
         Cmd::Check { runbooks } => check(&runbooks),
         Cmd::Audit { data_dir, verify } => audit(&data_dir, verify),
         Cmd::MigrateStore { from_data_dir, to } => migrate_store(&from_data_dir, &to),
+        Cmd::Playground {
+            listen,
+            runbooks,
+            data_dir,
+        } => playground(accessbot::playground::Options {
+            listen,
+            runbooks,
+            data_dir,
+        }),
+    }
+}
+
+fn playground(options: accessbot::playground::Options) -> ExitCode {
+    // Before the runtime: it sets the grant programs' environment.
+    let dirs = match accessbot::playground::prepare(&options) {
+        Ok(dirs) => dirs,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(accessbot::playground::run(options, dirs)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -33,6 +33,8 @@ mod limits;
 mod shared_port;
 mod wire;
 
+pub use shared_port::{HttpAnswer, HttpRequest, Member};
+
 use limits::{message_content, view_arg};
 use wire::{error_page, http_bytes, parse_body, parse_request, Incoming, FORM_ONLY};
 
