@@ -44,6 +44,7 @@ async function loadPeople() {
   select.addEventListener("change", () => {
     state.user = select.value;
     state.seen = "";
+    for (const pane in lastShown) delete lastShown[pane];
     history.replaceState(null, "", "#as=" + state.user);
     if (state.tab === "home") post("/play/home", { as: state.user });
     refresh();
@@ -56,12 +57,13 @@ async function refresh() {
   if (refreshing) { refreshing.again = true; return; }
   refreshing = { again: false };
   try {
-    const url = "/play/view?as=" + encodeURIComponent(state.user) + "&seen=" + encodeURIComponent(state.seen);
+    const user = state.user;
+    const url = "/play/view?as=" + encodeURIComponent(user) + "&seen=" + encodeURIComponent(state.seen);
     const response = await fetch(url);
     if (response.status === 200) {
       const view = await response.json();
-      const user = state.user;
-      if (url.indexOf("as=" + encodeURIComponent(user) + "&") !== -1) show(view);
+      // Someone else picked meanwhile: this view is not theirs.
+      if (user === state.user) show(view);
     }
   } catch (e) {
     showError("the playground does not answer; is it still running?");
@@ -72,18 +74,26 @@ async function refresh() {
   }
 }
 
-// Replaces a pane's content, keeping what the person is typing in a modal.
+// Replaces what changed, keeping what the person is typing in a modal.
+const lastShown = {};
 function show(view) {
   state.seen = view.version;
   for (const pane of ["dm", "audit", "home", "target"]) {
-    if ($(pane).innerHTML !== view[pane]) $(pane).innerHTML = view[pane];
+    if (lastShown[pane] !== view[pane]) {
+      $(pane).innerHTML = view[pane];
+      lastShown[pane] = view[pane];
+    }
   }
-  const modal = $("modal");
-  const typed = modalValues();
-  const openId = modal.querySelector(".modal") && modal.querySelector(".modal").dataset.viewId;
-  modal.innerHTML = view.modal;
-  const now = modal.querySelector(".modal");
-  if (now && now.dataset.viewId === openId) restoreModalValues(typed);
+  if (lastShown.modal !== view.modal) {
+    const modal = $("modal");
+    const typed = modalValues();
+    const open = modal.querySelector(".modal");
+    const openId = open && open.dataset.viewId;
+    modal.innerHTML = view.modal;
+    lastShown.modal = view.modal;
+    const now = modal.querySelector(".modal");
+    if (now && now.dataset.viewId === openId) restoreModalValues(typed);
+  }
   document.body.dataset.version = view.version;
 }
 
@@ -117,19 +127,28 @@ function viewValues(root) {
   return values;
 }
 
+// What the person typed into the open modal (fields they touched only, so
+// an initial value the bot sets in an update is kept).
 function modalValues() {
   const fields = {};
-  for (const field of $("modal").querySelectorAll("[data-kind]")) {
+  for (const field of $("modal").querySelectorAll("[data-kind][data-typed]")) {
     fields[field.closest(".block").dataset.blockId + "/" + field.dataset.actionId] = field.value;
   }
   return fields;
 }
 
+document.addEventListener("input", (event) => {
+  if (event.target.dataset && event.target.dataset.kind) event.target.dataset.typed = "1";
+});
+
 function restoreModalValues(fields) {
   for (const field of $("modal").querySelectorAll("[data-kind]")) {
     const key = field.closest(".block").dataset.blockId + "/" + field.dataset.actionId;
     // A select the bot just changed (initial_option) keeps the bot's choice.
-    if (key in fields && field.dataset.kind !== "static_select") field.value = fields[key];
+    if (key in fields && field.dataset.kind !== "static_select") {
+      field.value = fields[key];
+      field.dataset.typed = "1";
+    }
   }
 }
 
