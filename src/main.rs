@@ -121,7 +121,9 @@ fn playground(options: accessbot::playground::Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(accessbot::playground::run(options, dirs)) {
+    let outcome = runtime.block_on(accessbot::playground::run(options, dirs.clone()));
+    accessbot::playground::clean_up(&dirs);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("accessbot: {e}");

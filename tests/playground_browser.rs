@@ -401,3 +401,99 @@ async fn flow(page: Page, url: String) {
         "the page loaded from outside {url}: {elsewhere:?}"
     );
 }
+
+/// What the page's routes and the stand-in's Web API refuse, without a
+/// browser: a clear answer, and nothing changes.
+#[tokio::test]
+async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let (_playground, url) = start_playground(data.path());
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("not for production"));
+    let view = |user: &str| {
+        let http = http.clone();
+        let url = format!("{url}/play/view?as={user}");
+        async move {
+            let answer = http.get(url).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let before = view("U0FIONA").await;
+
+    let post = |path: &str, body: Value| {
+        let http = http.clone();
+        let url = format!("{url}{path}");
+        async move {
+            let answer = http.post(url).json(&body).send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = post(
+        "/play/command",
+        json!({"as": "U0FIONA", "text": "/deploy prod"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("only the /access command"),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        "/play/command",
+        json!({"as": "U0NOBODY", "text": "/access list"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("pick who you are"));
+    let (status, answer) = post(
+        "/play/action",
+        json!({"as": "U0GRACE", "channel": "DU0GRACE", "ts": "1.2", "block_index": 0, "action_id": "approve"}),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer there"),
+        "{answer}"
+    );
+    assert_eq!(view("U0FIONA").await["version"], before["version"]);
+
+    // The stand-in's Web API takes only the run's own bot token.
+    let answer: Value = http
+        .post(format!("{url}/api/auth.test"))
+        .header("authorization", "Bearer xoxb-guessed")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"ok": false, "error": "invalid_auth"}));
+
+    // A good command is answered by the bot, as an ephemeral the requester sees.
+    let (status, answer) = post(
+        "/play/command",
+        json!({"as": "U0FIONA", "text": "/access list"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        view("U0FIONA").await["dm"]
+            .as_str()
+            .unwrap()
+            .contains("billing-admin"),
+        "the answer to /access list is shown"
+    );
+}

@@ -122,7 +122,7 @@ pub fn prepare(options: &Options) -> Result<Dirs, PlaygroundError> {
     })
 }
 
-/// Runs the playground until Ctrl-C or SIGTERM.
+/// Runs the playground until Ctrl-C or SIGTERM; [`clean_up`] after.
 pub async fn run(options: Options, dirs: Dirs) -> Result<(), PlaygroundError> {
     let listener = TcpListener::bind(options.listen)
         .await
@@ -170,10 +170,15 @@ pub async fn run(options: Options, dirs: Dirs) -> Result<(), PlaygroundError> {
         Err(e) => Err(PlaygroundError::Bot(e.to_string())),
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    outcome
+}
+
+/// Removes the directory [`prepare`] made, when it made it: a playground
+/// leaves nothing behind unless given `--data-dir`.
+pub fn clean_up(dirs: &Dirs) {
     if dirs.temporary {
         let _ = std::fs::remove_dir_all(&dirs.root);
     }
-    outcome
 }
 
 /// The configuration `serve` would read from the environment, made up for

@@ -454,10 +454,13 @@ fn outcome(answer: Result<BotAnswer, PressError>) -> Response {
             Json(json!({"ok": answer.status == 200, "status": answer.status, "body": answer.body}))
                 .into_response()
         }
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(json!({"ok": false, "error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            // The page named something that is not there; or the bot is down.
+            let status = match e {
+                PressError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+                PressError::Gone | PressError::NoElement(_) => StatusCode::BAD_REQUEST,
+            };
+            (status, Json(json!({"ok": false, "error": e.to_string()}))).into_response()
+        }
     }
 }
