@@ -460,7 +460,7 @@ async fn bad_input_gets_a_clear_answer_and_changes_nothing() {
         json!({"as": "U0GRACE", "channel": "DU0GRACE", "ts": "1.2", "block_index": 0, "action_id": "approve"}),
     )
     .await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 400);
     assert!(
         answer["error"]
             .as_str()
