@@ -219,7 +219,9 @@ fn bot_config(
 }
 
 /// A loopback address with a free port for the bot's own HTTP server, which
-/// only the playground calls.
+/// only the playground calls. The port is free when asked and taken by
+/// `serve` a moment later; should another program take it in between, the
+/// bot's start fails saying the address is in use, and a second try works.
 async fn free_loopback_port() -> Result<SocketAddr, PlaygroundError> {
     let probe = TcpListener::bind("127.0.0.1:0")
         .await
