@@ -24,6 +24,9 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
 # part of the build. The target directory is a cache mount, hence the copy.
 COPY src ./src
 COPY migrations ./migrations
+# The playground embeds its runbooks (include_str!), billing-admin from runbooks/.
+COPY playground ./playground
+COPY runbooks ./runbooks
 RUN --mount=type=cache,target=/src/target \
     cargo build --release --locked --offline --bin accessbot \
     && install -m 0755 target/release/accessbot /usr/local/bin/accessbot

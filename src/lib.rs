@@ -39,6 +39,10 @@
 //! - [`report`]: where access is needed: per-runbook figures, who holds access, standing-access
 //!   hints and duration suggestions, computed from requests (pure).
 //! - [`app`]: wires it all together, runs it, and shuts it down cleanly.
+//! - [`slack_standin`]: a Slack Web API stand-in (users, groups, channels, DMs, views) that
+//!   records every call; the end-to-end tests' fake Slack and the playground's Slack.
+//! - [`playground`]: `accessbot playground`: the real bot against the stand-in, with a web
+//!   page that plays Slack for a few made-up people.
 
 pub mod app;
 pub mod audit;
@@ -56,6 +60,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod outbox;
+pub mod playground;
 pub mod policy;
 pub mod preflight;
 pub mod reconcile;
@@ -67,6 +72,7 @@ pub mod retry;
 pub mod runbook;
 pub mod schedule;
 pub mod slack;
+pub mod slack_standin;
 pub mod socket_mode;
 pub mod store;
 pub mod workflow;

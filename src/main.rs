@@ -1,5 +1,6 @@
 //! The `accessbot` binary: parses the command line, sets up logging, and
-//! runs `serve`, `check`, `audit`, `migrate-store` or `reconcile`.
+//! runs `serve`, `check`, `audit`, `migrate-store`, `reconcile`, `report` or
+//! `playground`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,20 @@ enum Cmd {
         #[arg(long)]
         fix: bool,
     },
+    /// Try accessbot in a browser: the real bot against a built-in Slack
+    /// stand-in with made-up people. Not for production.
+    Playground {
+        /// Where the page listens; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+        /// Runbooks to use instead of the playground's own.
+        #[arg(long, value_name = "DIR")]
+        runbooks: Option<PathBuf>,
+        /// Keep the store and the target systems here instead of a
+        /// temporary directory removed at the end.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,6 +134,42 @@ fn main() -> ExitCode {
             data_dir,
             database_url,
         } => report(since.as_deref(), format, &data_dir, database_url.as_deref()),
+        Cmd::Playground {
+            listen,
+            runbooks,
+            data_dir,
+        } => playground(accessbot::playground::Options {
+            listen,
+            runbooks,
+            data_dir,
+        }),
+    }
+}
+
+fn playground(options: accessbot::playground::Options) -> ExitCode {
+    // Before the runtime: it sets the grant programs' environment.
+    let dirs = match accessbot::playground::prepare(&options) {
+        Ok(dirs) => dirs,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accessbot: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(accessbot::playground::run(options, dirs.clone()));
+    accessbot::playground::clean_up(&dirs);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accessbot: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

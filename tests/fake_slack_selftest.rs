@@ -1,11 +1,9 @@
-//! Checks the fake Slack Web API in `support/fake_slack.rs` on its own, with a
+//! Checks the fake Slack Web API in `src/slack_standin/` on its own, with a
 //! plain reqwest client, so that an end-to-end failure can be blamed on the
 //! bot and not on the fake.
 
-#[path = "support/fake_slack.rs"]
-mod fake_slack;
-#[path = "support/fake_socket_mode.rs"]
-mod fake_socket_mode;
+use accessbot::slack_standin as fake_slack;
+use accessbot::slack_standin as fake_socket_mode;
 
 use std::time::{Duration, Instant};
 

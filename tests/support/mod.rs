@@ -16,8 +16,8 @@ pub mod fake_directory;
 pub mod fake_entra;
 pub mod fake_google;
 pub mod fake_okta;
-pub mod fake_slack;
-pub mod fake_socket_mode;
+pub use accessbot::slack_standin as fake_socket_mode;
+pub use accessbot::slack_standin as fake_slack;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};
@@ -31,9 +31,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 #[allow(unused_imports)]
-pub use fake_slack::{Call, FakeSlack};
+pub use accessbot::slack_standin::FakeSocketMode;
 #[allow(unused_imports)]
-pub use fake_socket_mode::FakeSocketMode;
+pub use fake_slack::{Call, FakeSlack};
 
 pub const SECRET: &str = "test-signing-secret-8f742231b10e";
 pub const TOKEN: &str = "xoxb-test-token-1234567890-abcdef";

@@ -1,13 +1,16 @@
-//! A fake Slack Web API that every end-to-end test shares. It owns a small
-//! real HTTP/1.1 server on 127.0.0.1 that answers `POST /api/{method}` the way
-//! Slack does (HTTP 200 with `{"ok": true, ...}` or `{"ok": false, "error"}`,
-//! 429 with `Retry-After`), keeps the workspace state those answers need
-//! (users, user groups, channel messages, views), checks Block Kit limits like
-//! Slack, and records every call it receives. Tests inject faults (errors,
-//! rate limits, HTTP errors, dropped connections, delays, a full outage) to
-//! drive the bot's retry paths. The server speaks HTTP by hand on a raw
-//! `TcpListener` rather than through axum so that it can close a connection
+//! The Slack stand-in: a Slack Web API that the end-to-end tests and the
+//! playground share. It owns a small real HTTP/1.1 server on 127.0.0.1 that
+//! answers `POST /api/{method}` the way Slack does (HTTP 200 with
+//! `{"ok": true, ...}` or `{"ok": false, "error"}`, 429 with `Retry-After`),
+//! keeps the workspace state those answers need (users, user groups, channel
+//! messages, views), checks Block Kit limits like Slack ([`limits`]), and
+//! records every call it receives. Tests inject faults (errors, rate limits,
+//! HTTP errors, dropped connections, delays, a full outage) to drive the bot's
+//! retry paths. The server speaks HTTP by hand on a raw `TcpListener`
+//! ([`wire`]) rather than through axum so that it can close a connection
 //! without answering, which is what a dropped request looks like to a client.
+//! The playground serves the same state and answers from its own port instead
+//! ([`shared_port`]).
 //!
 //! Each call is recorded, answered and applied to the fake's state in one step
 //! when the request arrives; a configured delay only holds back the bytes on
@@ -25,6 +28,18 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod limits;
+mod shared_port;
+mod socket_mode;
+mod wire;
+
+pub use socket_mode::{slash_payload, FakeSocketMode, Received};
+
+pub use shared_port::{HttpAnswer, HttpRequest, Member};
+
+use limits::{message_content, view_arg};
+use wire::{error_page, http_bytes, parse_body, parse_request, Incoming, FORM_ONLY};
 
 /// One request the fake received, whatever it was answered.
 #[derive(Clone, Debug)]
@@ -73,11 +88,21 @@ struct State {
     last_view: u64,
     /// The app-level token `apps.connections.open` accepts, and the Socket
     /// Mode endpoint whose URLs it hands out.
-    socket_mode: Option<(String, super::fake_socket_mode::FakeSocketMode)>,
+    socket_mode: Option<(String, socket_mode::FakeSocketMode)>,
     /// Channels that take at most one `chat.postMessage` per interval, like
     /// Slack's about one message per second per channel: channel ->
     /// (interval, Retry-After seconds, when the last post was accepted).
     channel_limits: HashMap<String, (Duration, u64, Option<Instant>)>,
+    /// Ephemeral messages, each `{channel, user, ts, text, blocks}`: Slack
+    /// keeps none, but the playground shows them to the person they are for.
+    ephemerals: Vec<Value>,
+    /// Who each trigger ID was issued to (the playground issues them), so a
+    /// modal opened with it is shown to that person.
+    trigger_users: HashMap<String, String>,
+    /// Open modals: view ID to the person it was opened for.
+    modal_of: HashMap<String, String>,
+    /// Changes made outside a Web API call (an ephemeral answer, a closed modal).
+    local_changes: u64,
 }
 
 struct User {
@@ -124,17 +149,6 @@ enum Reply {
     Drop,
 }
 
-/// One HTTP request as read off a connection.
-struct Incoming {
-    http_method: String,
-    path: String,
-    query: String,
-    authorization: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
 /// A handler's answer: `Ok` gets `"ok": true` added, `Err` is a complete failure body.
 type Answer = Result<Value, Value>;
 
@@ -174,11 +188,7 @@ impl FakeSlack {
 
     /// Turns on `apps.connections.open`: callers bearing `app_token` get a
     /// fresh URL of `endpoint`.
-    pub fn enable_socket_mode(
-        &self,
-        app_token: &str,
-        endpoint: super::fake_socket_mode::FakeSocketMode,
-    ) {
+    pub fn enable_socket_mode(&self, app_token: &str, endpoint: socket_mode::FakeSocketMode) {
         self.state().socket_mode = Some((app_token.to_string(), endpoint));
     }
 
@@ -702,11 +712,18 @@ impl State {
         self.channel(body)?;
         str_arg(body, "user").ok_or_else(|| fail("user_not_found"))?;
         let (text, blocks) = message_content(body)?;
-        let has_blocks = blocks.is_some_and(|b| b.as_array().is_some_and(|b| !b.is_empty()));
+        let has_blocks = blocks
+            .as_ref()
+            .is_some_and(|b| b.as_array().is_some_and(|b| !b.is_empty()));
         if text.as_deref().is_none_or(str::is_empty) && !has_blocks {
             return Err(fail("no_text"));
         }
-        Ok(json!({"message_ts": self.next_ts()}))
+        let ts = self.next_ts();
+        self.ephemerals.push(json!({
+            "channel": body["channel"], "user": body["user"], "ts": ts,
+            "text": text.unwrap_or_default(), "blocks": blocks.unwrap_or_else(|| json!([])),
+        }));
+        Ok(json!({"message_ts": ts}))
     }
 
     fn conversations_open(&mut self, body: &Value) -> Answer {
@@ -753,6 +770,9 @@ impl State {
         let view = view_arg(body)?;
         self.used_triggers.insert(trigger.to_string());
         let stored = self.store_view(None, view, None);
+        if let (Some(user), Some(id)) = (self.trigger_users.get(trigger), stored["id"].as_str()) {
+            self.modal_of.insert(id.to_string(), user.clone());
+        }
         Ok(json!({"view": stored}))
     }
 
@@ -956,374 +976,4 @@ fn id_list(body: &Value, key: &str) -> Vec<String> {
         .map(|id| id.trim().to_string())
         .filter(|id| !id.is_empty())
         .collect()
-}
-
-/// The `text` (cut at 40,000 characters like Slack) and the checked `blocks` of a chat.* call.
-fn message_content(body: &Value) -> Result<(Option<String>, Option<Value>), Value> {
-    let text = body
-        .get("text")
-        .and_then(Value::as_str)
-        .map(|text| text.chars().take(40_000).collect());
-    let blocks = json_arg(body, "blocks").map_err(|e| fail_with("invalid_blocks", vec![e]))?;
-    if let Some(blocks) = &blocks {
-        let errors = block_kit_errors(blocks, 50, "/blocks");
-        if !errors.is_empty() {
-            return Err(fail_with("invalid_blocks", errors));
-        }
-    }
-    Ok((text, blocks))
-}
-
-/// The checked `view` of a views.* call.
-fn view_arg(body: &Value) -> Result<Value, Value> {
-    let view = json_arg(body, "view")
-        .map_err(|e| invalid_arguments(vec![e]))?
-        .ok_or_else(|| invalid_arguments(vec!["[ERROR] missing required field: view".into()]))?;
-    let mut errors = Vec::new();
-    let kind = view.get("type").and_then(Value::as_str);
-    if !matches!(kind, Some("modal" | "home")) {
-        errors.push("[ERROR] must be modal or home [json-pointer:/view/type]".to_string());
-    }
-    if kind == Some("modal") && view.get("title").is_none() {
-        errors.push("[ERROR] missing required field: title [json-pointer:/view]".to_string());
-    }
-    let has_input = view["blocks"]
-        .as_array()
-        .is_some_and(|blocks| blocks.iter().any(|block| block["type"] == "input"));
-    if kind == Some("modal") && has_input && view.get("submit").is_none() {
-        errors.push(
-            "[ERROR] submit is required when an input block is present [json-pointer:/view/submit]"
-                .to_string(),
-        );
-    }
-    for (field, max) in [("title", 24), ("submit", 24), ("close", 24)] {
-        check_len(
-            &mut errors,
-            &view[field]["text"],
-            &format!("/view/{field}/text"),
-            max,
-        );
-    }
-    for (field, max) in [
-        ("private_metadata", 3000),
-        ("callback_id", 255),
-        ("external_id", 255),
-    ] {
-        check_len(&mut errors, &view[field], &format!("/view/{field}"), max);
-    }
-    match view.get("blocks") {
-        Some(blocks) => errors.extend(block_kit_errors(blocks, 100, "/view/blocks")),
-        None => errors.push("[ERROR] missing required field: blocks [json-pointer:/view]".into()),
-    }
-    if errors.is_empty() {
-        Ok(view)
-    } else {
-        Err(invalid_arguments(errors))
-    }
-}
-
-/// Slack's Block Kit limits, as `[ERROR] … [json-pointer:…]` messages like Slack's own.
-fn block_kit_errors(blocks: &Value, max_blocks: usize, at: &str) -> Vec<String> {
-    fn walk(value: &Value, at: &str, errors: &mut Vec<String>) {
-        match value {
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    walk(item, &format!("{at}/{i}"), errors);
-                }
-            }
-            Value::Object(object) => {
-                for key in ["action_id", "block_id"] {
-                    check_len(errors, &value[key], &format!("{at}/{key}"), 255);
-                }
-                let text_at = format!("{at}/text/text");
-                match value["type"].as_str() {
-                    Some("section") => {
-                        check_len(errors, &value["text"]["text"], &text_at, 3000);
-                        let fields = value["fields"].as_array().map(Vec::as_slice);
-                        if fields.is_some_and(|fields| fields.len() > 10) {
-                            errors.push(format!(
-                                "[ERROR] must be less than 11 items [json-pointer:{at}/fields]"
-                            ));
-                        }
-                        for (i, field) in fields.unwrap_or_default().iter().enumerate() {
-                            check_len(
-                                errors,
-                                &field["text"],
-                                &format!("{at}/fields/{i}/text"),
-                                2000,
-                            );
-                        }
-                    }
-                    Some("header") => check_len(errors, &value["text"]["text"], &text_at, 150),
-                    Some("button") => {
-                        check_len(errors, &value["text"]["text"], &text_at, 75);
-                        check_len(errors, &value["value"], &format!("{at}/value"), 2000);
-                    }
-                    Some("actions") => {
-                        let elements = value["elements"].as_array().map(Vec::as_slice);
-                        let elements = elements.unwrap_or_default();
-                        if elements.len() > 25 {
-                            errors.push(format!(
-                                "[ERROR] must be less than 26 items [json-pointer:{at}/elements]"
-                            ));
-                        }
-                        let mut seen = HashSet::new();
-                        for (i, element) in elements.iter().enumerate() {
-                            if let Some(id) = element["action_id"].as_str() {
-                                if !seen.insert(id) {
-                                    errors.push(format!("[ERROR] action_id `{id}` is not unique in this block [json-pointer:{at}/elements/{i}/action_id]"));
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                for (key, child) in object {
-                    let child_at = format!("{at}/{key}");
-                    let options: &[Value] = match (key.as_str(), child) {
-                        ("options" | "initial_options", Value::Array(options)) => options,
-                        ("initial_option", option) => std::slice::from_ref(option),
-                        _ => &[],
-                    };
-                    for (i, option) in options.iter().enumerate() {
-                        let option_at = match key.as_str() {
-                            "initial_option" => child_at.clone(),
-                            _ => format!("{child_at}/{i}"),
-                        };
-                        check_len(
-                            errors,
-                            &option["text"]["text"],
-                            &format!("{option_at}/text/text"),
-                            75,
-                        );
-                        check_len(errors, &option["value"], &format!("{option_at}/value"), 150);
-                    }
-                    walk(child, &child_at, errors);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    let Some(list) = blocks.as_array() else {
-        return vec![format!("[ERROR] must be an array [json-pointer:{at}]")];
-    };
-    let mut errors = Vec::new();
-    if list.len() > max_blocks {
-        errors.push(format!(
-            "[ERROR] must be less than {} items [json-pointer:{at}]",
-            max_blocks + 1
-        ));
-    }
-    let mut block_ids = HashSet::new();
-    for (i, block) in list.iter().enumerate() {
-        if !block.is_object() || !block["type"].is_string() {
-            errors.push(format!(
-                "[ERROR] each block must be an object with a string type [json-pointer:{at}/{i}]"
-            ));
-            continue;
-        }
-        if let Some(id) = block["block_id"].as_str() {
-            if !block_ids.insert(id) {
-                errors.push(format!(
-                    "[ERROR] block_id `{id}` is used twice [json-pointer:{at}/{i}/block_id]"
-                ));
-            }
-        }
-        walk(block, &format!("{at}/{i}"), &mut errors);
-    }
-    errors
-}
-
-/// Adds an error when `value` is a string longer than `max` characters.
-fn check_len(errors: &mut Vec<String>, value: &Value, at: &str, max: usize) {
-    if value
-        .as_str()
-        .is_some_and(|text| text.chars().count() > max)
-    {
-        errors.push(format!(
-            "[ERROR] must be less than {} characters [json-pointer:{at}]",
-            max + 1
-        ));
-    }
-}
-
-/// Read methods that take their arguments form-encoded (or in the query),
-/// never as a JSON body.
-const FORM_ONLY: &[&str] = &[
-    "users.info",
-    "users.profile.get",
-    "usergroups.users.list",
-    "conversations.info",
-];
-
-/// The body as recorded, and the Slack error to answer when it cannot be used.
-fn parse_body(content_type: Option<&str>, raw: &[u8]) -> (Value, Option<&'static str>) {
-    let text = String::from_utf8_lossy(raw);
-    let essence = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(|ct| ct.trim().to_ascii_lowercase());
-    match essence.as_deref() {
-        Some("application/json") if text.trim().is_empty() => (json!({}), None),
-        Some("application/json") => match serde_json::from_str::<Value>(&text) {
-            Ok(value @ Value::Object(_)) => (value, None),
-            Ok(value) => (value, Some("invalid_arguments")),
-            Err(_) => (Value::String(text.into_owned()), Some("invalid_json")),
-        },
-        Some("application/x-www-form-urlencoded") => {
-            match serde_urlencoded::from_str::<Vec<(String, String)>>(&text) {
-                Ok(pairs) => {
-                    let object = pairs.into_iter().map(|(k, v)| (k, Value::String(v)));
-                    (Value::Object(object.collect()), None)
-                }
-                Err(_) => (Value::String(text.into_owned()), Some("invalid_form_data")),
-            }
-        }
-        _ => (Value::String(text.into_owned()), Some("invalid_form_data")),
-    }
-}
-
-/// Parses one complete request from the front of `buf`, returning it and the bytes it used,
-/// or `None` when more bytes are needed.
-fn parse_request(buf: &[u8]) -> Result<Option<(Incoming, usize)>, String> {
-    const MAX_HEAD: usize = 64 * 1024;
-    let Some(head_end) = find(buf, b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD {
-            Err("header section too large".into())
-        } else {
-            Ok(None)
-        };
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "header is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(http_method), Some(target), Some(version)) =
-        (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("malformed request line `{request_line}`"));
-    };
-    let mut headers = HashMap::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("malformed header `{line}`"))?;
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-    }
-    let header = |name: &str| headers.get(name).cloned();
-    let connection = header("connection")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let keep_alive = match version {
-        "HTTP/1.0" => connection.contains("keep-alive"),
-        _ => !connection.contains("close"),
-    };
-    let mut pos = head_end + 4;
-    let chunked =
-        header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        let mut body = Vec::new();
-        loop {
-            let Some(line_end) = find(&buf[pos..], b"\r\n") else {
-                return Ok(None);
-            };
-            let size_line = String::from_utf8_lossy(&buf[pos..pos + line_end]);
-            let size_text = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| format!("bad chunk size `{size_text}`"))?;
-            pos += line_end + 2;
-            if size == 0 {
-                // Skip trailers up to and including the empty line that ends the message.
-                loop {
-                    let Some(line_end) = find(&buf[pos..], b"\r\n") else {
-                        return Ok(None);
-                    };
-                    pos += line_end + 2;
-                    if line_end == 0 {
-                        break;
-                    }
-                }
-                break body;
-            }
-            if buf.len() < pos + size + 2 {
-                return Ok(None);
-            }
-            body.extend_from_slice(&buf[pos..pos + size]);
-            pos += size + 2;
-        }
-    } else {
-        let length: usize = match header("content-length") {
-            Some(text) => text
-                .parse()
-                .map_err(|_| format!("bad Content-Length `{text}`"))?,
-            None => 0,
-        };
-        if buf.len() < pos + length {
-            return Ok(None);
-        }
-        let body = buf[pos..pos + length].to_vec();
-        pos += length;
-        body
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let request = Incoming {
-        http_method: http_method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        authorization: header("authorization"),
-        content_type: header("content-type"),
-        body,
-        keep_alive,
-    };
-    Ok(Some((request, pos)))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
-}
-
-fn error_page(status: u16) -> String {
-    let title = format!("{status} {}", reason(status));
-    format!("<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>")
-}
-
-fn http_bytes(
-    status: u16,
-    content_type: &str,
-    body: &str,
-    retry_after: Option<u64>,
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    if let Some(secs) = retry_after {
-        head += &format!("Retry-After: {secs}\r\n");
-    }
-    if !keep_alive {
-        head += "Connection: close\r\n";
-    }
-    head += "\r\n";
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    bytes
 }

@@ -1,4 +1,4 @@
-//! A fake Slack Socket Mode endpoint: a real WebSocket server on 127.0.0.1
+//! The stand-in's Socket Mode endpoint: a real WebSocket server on 127.0.0.1
 //! (tokio-tungstenite) that speaks like `wss-primary.slack.com`. The fake
 //! Slack's `apps.connections.open` hands out its URLs, each with a ticket
 //! that opens one connection only (a used or unknown ticket is refused at
@@ -8,8 +8,6 @@
 //! (it stops reading, so pings go unanswered); every text frame the bot
 //! sends (its acks) is recorded with the connection it came on, as are its
 //! pings and whether the bot closed the connection itself.
-
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,0 +1,1 @@
+../../../runbooks/scripts/billing.sh
