@@ -711,6 +711,47 @@ async fn entra_id_grants_verifies_and_revokes_with_one_token_and_repeats_safely(
     assert_eq!(entra.token_requests(), 1);
 }
 
+/// Graph refuses a cached token (revoked, or expired early): the provider
+/// asks for a new one and makes the call again, once.
+#[tokio::test]
+async fn entra_id_replaces_a_refused_token_and_calls_again() {
+    let bot = Bot::new();
+    let (entra, _alice) = entra_with_alice().await;
+    let spec = entra_spec(&entra, ENTRA_SECRET_VAR, false);
+    bot.run(&spec, Action::Grant, ALICE).await.unwrap();
+    assert_eq!(entra.token_requests(), 1);
+
+    entra.fail_next("GET", "/v1.0/users/", 1, 401);
+    assert_eq!(bot.verify(&spec, ALICE).await, Presence::Present);
+    assert_eq!(entra.token_requests(), 2, "a new token after the 401");
+    let lookups: Vec<(u16, Option<String>)> = entra
+        .calls()
+        .into_iter()
+        .filter(|c| c.line() == "GET /v1.0/users/alice%40example.com")
+        .map(|c| (c.status, c.authorization))
+        .collect();
+    assert_eq!(
+        lookups[lookups.len() - 2..],
+        [
+            (
+                401,
+                Some("Bearer eyJ0eXAiOiJKV1QifQ.fake-1.sig".to_string())
+            ),
+            (
+                200,
+                Some("Bearer eyJ0eXAiOiJKV1QifQ.fake-2.sig".to_string())
+            ),
+        ]
+    );
+
+    // Refused twice in a row: reported, not retried for ever.
+    entra.fail_next("GET", "/v1.0/users/", 2, 401);
+    let error = bot.run(&spec, Action::Revoke, ALICE).await.unwrap_err();
+    assert!(error.to_string().contains("401"), "{error}");
+    assert_eq!(entra.token_requests(), 3, "one new token, not a loop");
+    assert_eq!(entra.members(ENTRA_GROUP), [ALICE]);
+}
+
 #[tokio::test]
 async fn entra_id_errors_keep_graphs_message_and_its_retry_after() {
     init();

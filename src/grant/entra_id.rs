@@ -272,21 +272,29 @@ impl EntraIdProvider {
         url: &str,
         body: Option<Value>,
     ) -> Result<Answer> {
-        let token = self.token(at, spec).await?;
-        let mut request = self
-            .http
-            .client()
-            .request(method, url)
-            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
-            .header(ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer = self.http.send(at, request).await?;
-        if answer.status == 401 {
+        // A cached token Graph refuses (revoked, or expired early) is
+        // forgotten and the call made once more with a new one.
+        for first in [true, false] {
+            let token = self.token(at, spec).await?;
+            let mut request = self
+                .http
+                .client()
+                .request(method.clone(), url)
+                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                .header(ACCEPT, "application/json");
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let answer = self.http.send(at, request).await?;
+            if answer.status != 401 {
+                return Ok(answer);
+            }
             self.tokens.forget(&Self::cache_key(spec)).await;
+            if !first {
+                return Ok(answer);
+            }
         }
-        Ok(answer)
+        unreachable!("the loop returns on its second pass")
     }
 
     fn refused(at: &At, answer: &Answer) -> DirectoryError {

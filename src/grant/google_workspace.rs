@@ -306,22 +306,29 @@ impl GoogleWorkspaceProvider {
         url: &str,
         body: Option<Value>,
     ) -> Result<Answer> {
-        let (token, cache_key) = self.token(at, spec).await?;
-        let mut request = self
-            .http
-            .client()
-            .request(method, url)
-            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
-            .header(ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer = self.http.send(at, request).await?;
-        if answer.status == 401 {
-            // Revoked or expired early: the next run asks for a new one.
+        // A cached token Google refuses (revoked, or expired early) is
+        // forgotten and the call made once more with a new one.
+        for first in [true, false] {
+            let (token, cache_key) = self.token(at, spec).await?;
+            let mut request = self
+                .http
+                .client()
+                .request(method.clone(), url)
+                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                .header(ACCEPT, "application/json");
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let answer = self.http.send(at, request).await?;
+            if answer.status != 401 {
+                return Ok(answer);
+            }
             self.tokens.forget(&cache_key).await;
+            if !first {
+                return Ok(answer);
+            }
         }
-        Ok(answer)
+        unreachable!("the loop returns on its second pass")
     }
 
     /// An error answer of the Directory API, with what to do about it.
