@@ -17,17 +17,6 @@ pub const POINTS: &[&str] = &[
     "after_revoke",
 ];
 
-/// Like [`hit`], for a point a background task reaches while the answer to
-/// the request that started it may still be on its way (a grant spawned by
-/// a press): when this point is the target, the answer gets a moment to go
-/// out before the abort, so a test sees the crash where it asked for it.
-pub async fn hit_after_answers(point: &str) {
-    if target() == Some(point) {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-    hit(point);
-}
-
 fn target() -> Option<&'static str> {
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
     TARGET

@@ -607,24 +607,6 @@ pub fn status_line(req: &AccessRequest) -> String {
     )
 }
 
-/// The App Home tab: what you have, what is pending, and how to ask.
-pub fn home_view(lines: &[String]) -> Value {
-    let mut blocks = vec![
-        header("accessbot"),
-        section("Type `/access` anywhere to ask for temporary access. Approvers get a message; access ends on its own when the time is up."),
-        json!({"type": "divider"}),
-    ];
-    if lines.is_empty() {
-        blocks.push(section(
-            "You have no pending requests and no active access.",
-        ));
-    }
-    for l in lines.iter().take(90) {
-        blocks.push(section(l));
-    }
-    json!({"type": "home", "blocks": blocks})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

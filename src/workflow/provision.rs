@@ -271,12 +271,11 @@ impl Workflow {
         }
         let ctx = self.context(req, expires_at).await;
         // After the Slack lookups, just before the provider: "before the
-        // provider ran", with the answer to the press long gone out.
-        crashpoint::hit_after_answers(match action {
+        // provider ran" (the approval that started it is already stored).
+        crashpoint::hit(match action {
             Action::Grant => "before_grant",
             Action::Revoke => "before_revoke",
-        })
-        .await;
+        });
         let result = self.deps.providers.run(&rb.grant, action, &ctx).await;
         crashpoint::hit(match action {
             Action::Grant => "after_grant",

@@ -137,7 +137,6 @@ fn all_messages() -> Vec<(String, Msg)> {
 fn all_views() -> Vec<(String, Value)> {
     let runbook = fixture::parse(fixture::VALID).expect("the fixture runbook is valid");
     let with_inputs = runbook_with_inputs();
-    let lines = vec![blocks::status_line(&request(Status::Active))];
     vec![
         (
             "request_modal (none chosen)".into(),
@@ -147,8 +146,6 @@ fn all_views() -> Vec<(String, Value)> {
             "request_modal (chosen)".into(),
             blocks::request_modal(&[&runbook], Some(&runbook), &["Approver: <@U0BOB>".into()]),
         ),
-        ("home_view (empty)".into(), blocks::home_view(&[])),
-        ("home_view (lines)".into(), blocks::home_view(&lines)),
         (
             "request_modal (with inputs and a start)".into(),
             blocks::request_modal(&[&with_inputs], Some(&with_inputs), &[]),
