@@ -73,6 +73,9 @@ impl LogStore {
     /// Runs `accessbot <args>` with the environment `serve` would have: the
     /// database URL on PostgreSQL, the data directory on sled.
     fn cli(&self, args: &[&str]) -> Output {
+        if self.url.is_none() {
+            wait_sled_unlocked(self.dir.path());
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_accessbot"));
         cmd.args(args)
             .env_clear()
@@ -456,5 +459,29 @@ async fn open_sled_when_released(dir: &std::path::Path) -> ::sled::Db {
             }
             Err(e) => panic!("cannot open the sled database in {}: {e}", dir.display()),
         }
+    }
+}
+
+/// Waits until no handle of this process holds the sled database in `dir`
+/// (sled's background threads let go of its lock a moment after the last
+/// handle is dropped), so the CLI started next finds it free, as it would
+/// find a stopped bot's. Probes the lock sled takes (`flock` on `db`) and
+/// lets go of it at once.
+fn wait_sled_unlocked(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + T;
+    let file = std::fs::File::open(dir.join("db")).expect("the sled database file");
+    loop {
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sled database in {} stayed locked",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
