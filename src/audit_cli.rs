@@ -16,9 +16,8 @@
 //!   the form of earlier versions.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -27,9 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditEvent;
 use crate::config::StoreLocation;
 use crate::store::engine::{ChainCheck, AUDIT_PAGE};
-use crate::store::postgres::PgEngine;
-use crate::store::url::{mask_url, scrub_password};
-use crate::store::{SledEngine, SledOptions, Store, StoreEngine, StoreError};
+use crate::store::url::scrub_password;
+use crate::store::{StoreEngine, StoreError};
 
 /// `accessbot audit …`
 #[derive(Debug, Args)]
@@ -202,7 +200,8 @@ fn parse_time(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
     }
 }
 
-fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+/// `--since T`: an RFC 3339 time, or a date (its midnight, UTC).
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
     parse_time(text, false)
 }
 
@@ -262,7 +261,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let store = match open(&location).await {
+        let store = match crate::store::open_for_reading(&location).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("accessbot: {}", safe_text(&e.to_string(), &location));
@@ -303,31 +302,6 @@ fn safe_text(text: &str, location: &StoreLocation) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-async fn open(location: &StoreLocation) -> Result<Arc<dyn StoreEngine>, StoreError> {
-    Ok(match location {
-        StoreLocation::Postgres(url) => {
-            let engine = PgEngine::connect(url.expose()).await?;
-            tracing::debug!(database = %mask_url(url.expose()), "reading the audit log from PostgreSQL");
-            Arc::new(engine)
-        }
-        StoreLocation::Sled(dir) => open_sled(dir)?,
-    })
-}
-
-/// sled's page cache for a walk through the log: each page is read once,
-/// so a large cache would only hold what is already written out.
-const READER_CACHE: u64 = 8 << 20;
-
-fn open_sled(dir: &Path) -> Result<Arc<dyn StoreEngine>, StoreError> {
-    let store = Store::open_existing_with(
-        dir,
-        &SledOptions {
-            cache_capacity: READER_CACHE,
-        },
-    )?;
-    Ok(Arc::new(SledEngine::new(Arc::new(store))))
 }
 
 enum WalkError {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use accessbot::config::Config;
+use accessbot::config::{Config, Secret, StoreLocation};
 use accessbot::runbook;
 use accessbot::store::migrate::{sled_to_postgres, MigrateStoreError};
 use accessbot::store::url::{mask_url, scrub_password};
@@ -155,12 +155,9 @@ fn playground(options: accessbot::playground::Options) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("accessbot: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(accessbot::playground::run(options, dirs.clone()));
     accessbot::playground::clean_up(&dirs);
@@ -174,19 +171,13 @@ fn playground(options: accessbot::playground::Options) -> ExitCode {
 }
 
 fn serve(config: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load(config.as_deref()) {
+    let config = match load_config(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("accessbot: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("accessbot: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(accessbot::app::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,19 +189,13 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 }
 
 fn reconcile(config: Option<PathBuf>, fix: bool) -> ExitCode {
-    let config = match Config::load(config.as_deref()) {
+    let config = match load_config(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("accessbot: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("accessbot: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(accessbot::reconcile::run(config, fix)) {
         Ok(report) => {
@@ -259,12 +244,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
 }
 
 fn migrate_store(dir: &std::path::Path, url: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("accessbot: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(sled_to_postgres(dir, url)) {
         Ok(summary) => {
@@ -315,32 +297,24 @@ fn report(
     url: Option<&str>,
 ) -> ExitCode {
     let now = chrono::Utc::now();
-    let since = match since.map(parse_since) {
+    let since = match since.map(accessbot::audit_cli::parse_since) {
         None => now - chrono::Duration::days(30),
         Some(Ok(t)) => t,
-        Some(Err(given)) => {
-            eprintln!(
-                "accessbot: --since `{given}` is not a time; write an RFC 3339 time (2025-03-01T09:00:00Z) or a date (2025-03-01)"
-            );
+        Some(Err(why)) => {
+            eprintln!("accessbot: --since {why}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("accessbot: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
-        let store: std::sync::Arc<dyn accessbot::store::StoreEngine> = match url {
-            Some(url) => {
-                std::sync::Arc::new(accessbot::store::postgres::PgEngine::connect(url).await?)
-            }
-            None => std::sync::Arc::new(accessbot::store::SledEngine::new(std::sync::Arc::new(
-                accessbot::store::Store::open_existing(dir)?,
-            ))),
+        let location = match url {
+            Some(url) => StoreLocation::Postgres(Secret::new(url)),
+            None => StoreLocation::Sled(dir.to_path_buf()),
         };
+        let store = accessbot::store::open_for_reading(&location).await?;
         accessbot::workflow::report::gather(store.as_ref(), since, now, None).await
     });
     match result {
@@ -362,12 +336,20 @@ fn report(
     }
 }
 
-/// An RFC 3339 time, or a date (midnight UTC).
-fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| text.to_string())
+/// The async runtime the subcommands run on, or the exit code after saying
+/// why it could not start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("accessbot: cannot start the async runtime: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// The settings from `path` (or `./accessbot.toml`) and the environment, or
+/// the exit code after printing every problem.
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.as_deref()).map_err(|e| {
+        eprintln!("accessbot: {e}");
+        ExitCode::from(2)
+    })
 }

@@ -17,6 +17,7 @@ mod group_commit;
 pub mod migrate;
 pub mod postgres;
 mod prune;
+mod reader;
 pub mod sled_engine;
 pub mod url;
 
@@ -33,6 +34,7 @@ use crate::outbox::OutboxItem;
 use crate::request::{AccessRequest, MessageRef, Status};
 pub use engine::{ChainCheck, DueWork, OutboxEntry, ProviderRunGuard, StoreEngine, StoreFuture};
 pub use group_commit::GroupCommit;
+pub use reader::open_for_reading;
 pub use sled_engine::SledEngine;
 
 /// Why the store failed; `Locked` and `Corrupt` stop the start with a clear message.
